@@ -1,0 +1,41 @@
+"""xlspt: cross-lingual soft prompt tuning with a frozen multilingual causal LM.
+
+Train a few prompt vectors on English SIB-200 examples and classify text in dozens of
+other languages zero-shot (Philippy et al., 2024, "Soft Prompt Tuning for
+Cross-Lingual Transfer: When Less is More").
+"""
+
+__version__ = "0.1.0"
+
+from .classifier import PromptClassifier, build_verbalizer  # noqa: E402
+from .data import CATEGORIES, Sib200, resolve_languages, sample_few_shot, study_languages  # noqa: E402
+from .errors import XlsptError  # noqa: E402
+from .evaluate import evaluate_languages, predict  # noqa: E402
+from .models import EMBEDDED_DEFAULT, LoadedModel, load_model  # noqa: E402
+from .prompt import PromptConfig, SoftPrompt  # noqa: E402
+from .report import aggregate, format_results_table  # noqa: E402
+from .train import TrainConfig, train_prompt  # noqa: E402
+from .verbalizer import Verbalizer  # noqa: E402
+
+__all__ = [
+    "CATEGORIES",
+    "EMBEDDED_DEFAULT",
+    "LoadedModel",
+    "PromptClassifier",
+    "PromptConfig",
+    "Sib200",
+    "SoftPrompt",
+    "TrainConfig",
+    "Verbalizer",
+    "XlsptError",
+    "aggregate",
+    "build_verbalizer",
+    "evaluate_languages",
+    "format_results_table",
+    "load_model",
+    "predict",
+    "resolve_languages",
+    "sample_few_shot",
+    "study_languages",
+    "train_prompt",
+]

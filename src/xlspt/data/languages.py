@@ -1,0 +1,108 @@
+"""The language registry: SIB-200 codes, the study's 52 target languages and their facts.
+
+The study (Philippy et al., 2024) evaluates on the union of XGLM's 30 and BLOOM's 38
+pretraining languages. Each entry carries the share of that model family's
+pretraining data (``None`` where the language was not in its pretraining), so that
+averages can be taken over the languages a model supports.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+from typing import Iterable, Sequence
+
+from ..errors import XlsptError
+
+STUDY_SET = "52"
+ALL_SET = "all"
+
+
+@dataclass(frozen=True)
+class Language:
+    """One SIB-200 language. ``code`` is the SIB-200 folder name, e.g. ``"swh_Latn"``."""
+
+    code: str
+    iso639_3: str | None = None
+    name: str | None = None
+    xglm_share: float | None = None
+    bloom_share: float | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.code
+
+    def in_pretraining_of(self, family: str) -> bool | None:
+        """Whether ``family`` ("xglm" or "bloom") saw this language in pretraining; None if unknown."""
+        if family == "xglm":
+            return self.xglm_share is not None
+        if family == "bloom":
+            return self.bloom_share is not None
+        return None
+
+
+def _share(value: str) -> float | None:
+    return float(value) if value.strip() else None
+
+
+@lru_cache(maxsize=1)
+def study_languages() -> tuple[Language, ...]:
+    """The study's 52 target languages, in the study's order (by XGLM pretraining share)."""
+    text = files("xlspt.data").joinpath("study_languages.tsv").read_text(encoding="utf-8")
+    rows = csv.DictReader(text.splitlines(), delimiter="\t")
+    return tuple(
+        Language(
+            code=row["sib200"],
+            iso639_3=row["iso639_3"],
+            name=row["name"],
+            xglm_share=_share(row["xglm_share"]),
+            bloom_share=_share(row["bloom_share"]),
+        )
+        for row in rows
+    )
+
+
+def language_info(code: str) -> Language:
+    """Facts about ``code``; languages outside the study set get an entry with the code only."""
+    for lang in study_languages():
+        if lang.code == code:
+            return lang
+    return Language(code=code)
+
+
+def resolve_languages(spec: str | Sequence[str], available: Iterable[str]) -> list[str]:
+    """Turn ``"52"``, ``"all"`` or ``"eng_Latn,fra_Latn"`` (or a list of codes) into SIB-200 codes.
+
+    Raises :class:`XlsptError` for an empty list or a code that ``available`` lacks.
+    """
+    available = list(available)
+    if isinstance(spec, str):
+        key = spec.strip()
+        if key == STUDY_SET:
+            codes = [lang.code for lang in study_languages()]
+        elif key.lower() == ALL_SET:
+            codes = sorted(available)
+        else:
+            codes = [c.strip() for c in key.split(",") if c.strip()]
+    else:
+        codes = [c.strip() for c in spec if c.strip()]
+    if not codes:
+        raise XlsptError("no languages given: pass --langs 52, --langs all, or codes such as eng_Latn,fra_Latn")
+    known = set(available)
+    unknown = [c for c in codes if c not in known]
+    if unknown:
+        hint = _closest(unknown[0], known)
+        raise XlsptError(
+            f"unknown language {unknown[0]!r}{hint}: use SIB-200 codes such as eng_Latn "
+            "(`xlspt languages` lists them)"
+        )
+    return list(dict.fromkeys(codes))
+
+
+def _closest(code: str, known: set[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(code, sorted(known), n=1)
+    return f" (did you mean {match[0]}?)" if match else ""

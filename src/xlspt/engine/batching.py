@@ -1,0 +1,53 @@
+"""Tokenizing texts for the prompt layout and grouping them into batches."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+
+from ..models.loading import LoadedModel
+
+#: The study truncates text so that text + prompt + EOS fit 128 tokens.
+DEFAULT_MAX_LENGTH = 128
+
+
+def encode_texts(
+    loaded: LoadedModel, texts: Sequence[str], prompt_length: int, max_length: int = DEFAULT_MAX_LENGTH
+) -> list[list[int]]:
+    """Token ids of each text with the tokenizer's special prefix (BOS), truncated so that
+    ``len(ids) + prompt_length + 1`` (the EOS slot) fits ``max_length``. The prompt is never truncated."""
+    budget = max_length - prompt_length - 1
+    if budget < 2:
+        raise ValueError(f"max_length {max_length} leaves no room for text after a {prompt_length}-token prompt")
+    tokenizer = loaded.tokenizer
+    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=budget)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if loaded.adapter.requires_bos and bos is not None:
+        encoded = [ids if ids[:1] == [bos] else [bos] + ids[: budget - 1] for ids in encoded]
+    return [list(ids) for ids in encoded]
+
+
+def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), to keep padding small."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[list[int]]:
+    """A random permutation of ``range(n)`` cut into batches, as a training epoch uses."""
+    order = torch.randperm(n, generator=generator).tolist()
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, L]`` ids padded on the left and the matching 0/1 attention mask."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq) :] = 1
+    return ids, mask
