@@ -1,0 +1,140 @@
+"""Shared fixtures: the real SIB-200 data beside the project, and tiny random-weight models.
+
+The tiny models (Gemma 3, XGLM, BLOOM, Llama) are built from their configs with a small
+word-level tokenizer made here, saved to a temporary directory, and loaded through
+``xlspt.load_model(path)``: the same code path as a real local model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SIB200 = Path(os.environ.get("XLSPT_TEST_DATA", SHARED / "sib200"))
+TINY_FAMILIES = ("gemma3", "xglm", "bloom", "llama")
+
+
+@pytest.fixture(scope="session")
+def sib200_dir() -> Path:
+    if not (SIB200 / "eng_Latn" / "train.tsv").is_file():
+        pytest.skip(f"SIB-200 not found at {SIB200} (set XLSPT_TEST_DATA)")
+    return SIB200
+
+
+@pytest.fixture(scope="session")
+def data(sib200_dir):
+    import xlspt
+
+    return xlspt.Sib200.resolve(sib200_dir)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep test caches out of the user's cache, except the converted embedded model (shared, read-only use)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    yield
+
+
+def _vocabulary(sib200_dir: Path) -> list[str]:
+    import re
+
+    import pandas as pd
+
+    words: dict[str, None] = dict.fromkeys(
+        ("earth", "science", "entertainment", "politics", "health", "travel", "sports", "fun", "government", "play", "geography")
+    )
+    for lang in ("eng_Latn", "fra_Latn"):
+        for split in ("train", "dev", "test"):
+            frame = pd.read_csv(sib200_dir / lang / f"{split}.tsv", sep="\t", keep_default_na=False)
+            for text in frame["text"]:
+                for word in re.findall(r"\w+|[^\w\s]", text.lower()):
+                    words.setdefault(word, None)
+    return list(words)[:3000]
+
+
+def build_tokenizer(vocabulary: list[str], add_bos: bool):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    vocab = {token: i for i, token in enumerate(specials + [w for w in vocabulary if w not in specials])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    if add_bos:
+        tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def build_tiny_model(family: str, vocab_size: int):
+    from transformers import (
+        BloomConfig,
+        BloomForCausalLM,
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        XGLMConfig,
+        XGLMForCausalLM,
+    )
+
+    ids = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    if family == "gemma3":
+        config = Gemma3TextConfig(
+            vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+            num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+            sliding_window=8, layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            query_pre_attn_scalar=16, **ids,
+        )
+        return Gemma3ForCausalLM(config)
+    if family == "xglm":
+        config = XGLMConfig(
+            vocab_size=vocab_size, d_model=64, ffn_dim=128, num_layers=2, attention_heads=4,
+            max_position_embeddings=512, scale_embedding=True, dropout=0.0, attention_dropout=0.0,
+            activation_dropout=0.0, **ids,
+        )
+        return XGLMForCausalLM(config)
+    if family == "bloom":
+        config = BloomConfig(vocab_size=vocab_size, hidden_size=64, n_layer=2, n_head=4, **ids)
+        return BloomForCausalLM(config)
+    if family == "llama":
+        config = LlamaConfig(
+            vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, **ids,
+        )
+        return LlamaForCausalLM(config)
+    raise ValueError(family)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory, sib200_dir) -> dict[str, Path]:
+    """One saved tiny model directory per family (weights seeded, so every run builds the same models)."""
+    vocabulary = _vocabulary(sib200_dir)
+    dirs = {}
+    for i, family in enumerate(TINY_FAMILIES):
+        torch.manual_seed(1234 + i)
+        tokenizer = build_tokenizer(vocabulary, add_bos=family in ("gemma3", "xglm", "llama"))
+        model = build_tiny_model(family, len(tokenizer))
+        directory = tmp_path_factory.mktemp(f"tiny-{family}")
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        dirs[family] = directory
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_model_dirs):
+    import xlspt
+
+    return {family: xlspt.load_model(str(path)) for family, path in tiny_model_dirs.items()}
+
+
+@pytest.fixture(params=TINY_FAMILIES)
+def tiny(request, tiny_models):
+    return tiny_models[request.param]

@@ -1,0 +1,64 @@
+"""The cached-text engine gives the naive full pass's loss, gradients and predictions.
+
+Run for every tiny architecture (rotary Gemma 3 with a sliding window shorter than the
+texts, sinusoidal XGLM, ALiBi BLOOM, rotary Llama), with texts of different lengths (left
+padding), with and without reparameterization.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import xlspt
+from xlspt.engine import NaiveEngine, encode_texts
+from xlspt.engine.cached import CachedTextEngine
+
+TEXTS = [
+    "The science of travel is a topic for health.",
+    "Sports and politics",
+    "Earth is the third planet from the sun and the only one known to hold life, said the scientists.",
+    "The government said the health of the players is good.",
+]
+
+
+def _loss_and_grads(engine_hidden, loaded, prompt_module, targets):
+    prompt_module.zero_grad(set_to_none=True)
+    hidden = engine_hidden(prompt_module())
+    loss = torch.nn.functional.cross_entropy(loaded.adapter.logits(loaded.model, hidden), targets)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in prompt_module.parameters()]
+
+
+@pytest.mark.parametrize("reparam", [None, 16])
+def test_cached_path_matches_naive_loss_and_gradients(tiny, reparam):
+    n = 3
+    ids = encode_texts(tiny, TEXTS, n)
+    assert len({len(x) for x in ids}) == len(ids)
+    torch.manual_seed(0)
+    prompt = xlspt.SoftPrompt(xlspt.PromptConfig(length=n, reparam_hidden=reparam), tiny.hidden_size,
+                              generator=torch.Generator().manual_seed(0))
+    targets = torch.tensor([5, 9, 11, 13])
+    naive = NaiveEngine(tiny)
+    cached = CachedTextEngine(tiny)
+    states = cached.encode(ids)
+    loss_a, grads_a = _loss_and_grads(lambda p: naive.readout_hidden(ids, p), tiny, prompt, targets)
+    loss_b, grads_b = _loss_and_grads(lambda p: cached.readout_hidden(states, p), tiny, prompt, targets)
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-6, atol=1e-6)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+@torch.no_grad()
+def test_cached_states_are_independent_of_batch_composition(tiny):
+    ids = encode_texts(tiny, TEXTS, 2)
+    engine = CachedTextEngine(tiny, encode_batch_size=4)
+    together = engine.encode(ids)
+    alone = [engine.encode([x])[0] for x in ids]
+    prompt = torch.empty(2, tiny.hidden_size).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(3))
+    order = [2, 0, 3, 1]  # a reshuffled batch, as a new epoch draws
+    a = engine.readout_hidden([together[i] for i in order], prompt)
+    b = engine.readout_hidden([alone[i] for i in order], prompt)
+    c = NaiveEngine(tiny).readout_hidden([ids[i] for i in order], prompt)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,122 @@
+"""The command line, end to end on a tiny model and real SIB-200 data, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import xlspt
+from xlspt.cli import main
+
+TINY_RUN = ["--epochs", "2", "--shots", "2", "--prompt-length", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model_dirs, sib200_dir):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir),
+                 "--langs", "eng_Latn,swh_Latn", "--out", str(out), *TINY_RUN])
+    assert code == 0
+    return out
+
+
+def test_run_writes_prompt_results_and_summary(trained_run):
+    assert sorted(p.name for p in trained_run.iterdir()) == [
+        "prompt.json", "prompt.safetensors", "results.csv", "summary.json", "summary.txt"
+    ]
+    results = pd.read_csv(trained_run / "results.csv")
+    assert list(results.columns) == ["language", "accuracy", "macro_f1", "n"]
+    assert results["language"].tolist() == ["eng_Latn", "swh_Latn"]
+    assert "mean transfer (1)" in (trained_run / "summary.txt").read_text()
+
+
+def test_evaluate_reproduces_results_csv(trained_run, tmp_path, sib200_dir):
+    code = main(["evaluate", "--prompt", str(trained_run), "--data", str(sib200_dir),
+                 "--langs", "eng_Latn,swh_Latn", "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    assert (tmp_path / "results.csv").read_bytes() == (trained_run / "results.csv").read_bytes()
+
+
+def test_predict_from_arguments_file_and_stdin(trained_run, tmp_path, capsys, monkeypatch):
+    assert main(["predict", "--prompt", str(trained_run), "The team won.", "Parliament voted."]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[1] for line in lines] == ["The team won.", "Parliament voted."]
+    assert all(line.split("\t")[0] in xlspt.CATEGORIES for line in lines)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one\n\ntwo\n")
+    assert main(["predict", "--prompt", str(trained_run / "prompt.safetensors"), "--file", str(texts)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("from stdin\n"))
+    assert main(["predict", "--prompt", str(trained_run), "--file", "-"]) == 0
+    assert capsys.readouterr().out.endswith("\tfrom stdin\n")
+
+
+def _fails_cleanly(argv, match, capsys, out_dir=None):
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: ") and match in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+    if out_dir is not None:
+        assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--langs", "eng_Latn,xyz_Latn"], "unknown language 'xyz_Latn'"),
+        (["--train-lang", "klingon"], "unknown language 'klingon'"),
+        (["--label-words", "a,b"], "needs 7 words"),
+        (["--label-words", "earth,science,entertainment,politics,health,travel,sports science"], "not a single token"),
+        (["--shots", "100"], "use --shots 58 or fewer"),
+    ],
+)
+def test_bad_run_input_is_one_line_and_writes_nothing(extra, match, tiny_model_dirs, sib200_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["run", "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir),
+            "--langs", "eng_Latn", "--out", str(out), *TINY_RUN, *extra]
+    _fails_cleanly(argv, match, capsys, out)
+
+
+def test_unknown_model_and_missing_data(tmp_path, sib200_dir, capsys):
+    _fails_cleanly(["run", "--model", "no-such-model", "--data", str(sib200_dir), "--langs", "eng_Latn",
+                    "--out", str(tmp_path / "o")], "unknown model 'no-such-model'", capsys, tmp_path / "o")
+    _fails_cleanly(["run", "--data", str(tmp_path / "nowhere")], "does not exist", capsys)
+
+
+def test_prompt_for_another_model_and_bad_prompt_files(trained_run, tiny_model_dirs, tmp_path, capsys):
+    _fails_cleanly(["predict", "--prompt", str(trained_run), "--model", str(tiny_model_dirs["bloom"]), "hi"],
+                   "this prompt was made for", capsys)
+    _fails_cleanly(["predict", "--prompt", str(tmp_path), "hi"], "no prompt at", capsys)
+    (tmp_path / "prompt.safetensors").write_bytes(b"not a tensor file")
+    (tmp_path / "prompt.json").write_text("{}")
+    _fails_cleanly(["predict", "--prompt", str(tmp_path), "hi"], "not a readable safetensors file", capsys)
+
+
+def test_an_existing_run_is_not_overwritten_without_asking(trained_run, tiny_model_dirs, sib200_dir, capsys):
+    before = (trained_run / "results.csv").read_bytes()
+    _fails_cleanly(["run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir),
+                    "--langs", "eng_Latn", "--out", str(trained_run), *TINY_RUN], "--overwrite", capsys)
+    assert (trained_run / "results.csv").read_bytes() == before
+
+
+def test_languages_and_models_listings(sib200_dir, capsys):
+    assert main(["languages", "--study"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 53 and out[1].startswith("eng_Latn")
+    assert main(["languages", "--data", str(sib200_dir)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) > 200
+    assert main(["models"]) == 0
+    assert "gemma-3-270m" in capsys.readouterr().out
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "xlspt.cli", "evaluate", "--prompt", str(tmp_path), "--data", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr

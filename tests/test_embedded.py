@@ -1,0 +1,48 @@
+"""The embedded Gemma 3 270M on real SIB-200 data (slow: minutes on a 2-core CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import xlspt
+from xlspt.engine import NaiveEngine, encode_texts
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    return xlspt.load_model()
+
+
+@torch.no_grad()
+def test_embedded_model_loads_with_its_tokenizer_and_verbalizer(gemma):
+    assert gemma.model_type == "gemma3_text" and gemma.hidden_size == 640 and gemma.vocab_size == 262144
+    verbalizer = xlspt.build_verbalizer(gemma)
+    assert len(set(verbalizer.token_ids)) == 7
+    ids = encode_texts(gemma, ["Bonjour"], 1)[0]
+    assert ids[0] == gemma.tokenizer.bos_token_id
+
+
+@torch.no_grad()
+def test_prompt_rows_equal_to_token_embeddings_reproduce_the_tokens(gemma):
+    ids = encode_texts(gemma, ["The match ended in a draw after extra time."], 2)[0]
+    tokens = gemma.tokenizer(" The topic is", add_special_tokens=False)["input_ids"][:2]
+    prompt = gemma.model.get_input_embeddings().weight[tokens].clone()
+    hidden = NaiveEngine(gemma).readout_hidden([ids], prompt)
+    expected = gemma.adapter.base_model(gemma.model)(input_ids=torch.tensor([ids + tokens])).last_hidden_state[:, -1]
+    torch.testing.assert_close(hidden, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_trained_prompt_classifies_english_well_above_chance(gemma, data, tmp_path):
+    clf = xlspt.PromptClassifier.train(
+        gemma, data, shots=8, prompt=xlspt.PromptConfig(length=4), training=xlspt.TrainConfig(epochs=8, seed=0),
+        progress=False,
+    )
+    results = clf.evaluate(data, ["eng_Latn"], progress=False)
+    accuracy = float(results["accuracy"].iloc[0])
+    assert accuracy >= 0.30, f"English accuracy {accuracy:.3f}; chance is 0.143"
+    clf.save(tmp_path)
+    again = xlspt.PromptClassifier.load(tmp_path, gemma).evaluate(data, ["eng_Latn"], progress=False)
+    assert again.equals(results)

@@ -1,0 +1,114 @@
+"""Training, saving, loading and evaluating prompts on tiny models with real SIB-200 sentences."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import xlspt
+from xlspt.artifact import PromptArtifact
+from xlspt.data import sample_few_shot
+from xlspt.engine import NaiveEngine, encode_texts
+from xlspt.train import validation_loss
+
+FAST = dict(epochs=3, batch_size=4)
+
+
+def _train(loaded, data, seed=0, reparam=None, **training):
+    return xlspt.PromptClassifier.train(
+        loaded, data, shots=2, prompt=xlspt.PromptConfig(length=3, reparam_hidden=reparam),
+        training=xlspt.TrainConfig(seed=seed, **{**FAST, **training}), progress=False,
+    )
+
+
+def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny, data):
+    clf = _train(tiny, data, epochs=4, lr=5e-2)
+    history = clf.metadata["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    best = min(history, key=lambda h: h["val_loss"])
+    assert clf.metadata["best_epoch"] == best["epoch"]
+    examples = sample_few_shot(data, "eng_Latn", 2, seed=0)
+    ids = encode_texts(tiny, examples.validation["text"].tolist(), 3)
+    kept = validation_loss(NaiveEngine(tiny), clf.verbalizer, ids, examples.validation["category"].tolist(), clf.prompt, 8)
+    assert kept == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+def test_same_seed_same_prompt_other_seed_other_prompt(tiny_models, data):
+    loaded = tiny_models["gemma3"]
+    a, b, c = _train(loaded, data, seed=0), _train(loaded, data, seed=0), _train(loaded, data, seed=1)
+    assert torch.equal(a.prompt, b.prompt)
+    assert not torch.equal(a.prompt, c.prompt)
+
+
+def test_prompt_initialisation_is_uniform_in_half_range():
+    prompt = xlspt.SoftPrompt(xlspt.PromptConfig(length=64), 128, generator=torch.Generator().manual_seed(0))
+    weight = prompt.weight.detach()
+    assert weight.min() >= -0.5 and weight.max() <= 0.5
+    assert weight.min() < -0.45 and weight.max() > 0.45
+
+
+def test_reparameterized_prompt_saves_its_network_and_reloads(tiny_models, data, tmp_path):
+    loaded = tiny_models["xglm"]
+    clf = _train(loaded, data, reparam=16)
+    assert clf.soft_prompt.reparam is not None
+    clf.save(tmp_path)
+    artifact = PromptArtifact.load(tmp_path)
+    assert {"reparam.input", "reparam.net.0.weight", "reparam.net.3.weight"} <= set(artifact.extra_tensors)
+    rebuilt = artifact.soft_prompt()
+    torch.testing.assert_close(rebuilt().detach(), clf.prompt)
+    assert artifact.metadata["prompt_config"]["reparam_hidden"] == 16
+
+
+def test_saved_prompt_reproduces_its_evaluation_exactly(tiny, data, tmp_path):
+    clf = _train(tiny, data)
+    langs = ["eng_Latn", "fra_Latn"]
+    before = clf.evaluate(data, langs, progress=False)
+    clf.save(tmp_path)
+    again = xlspt.PromptClassifier.load(tmp_path, tiny)
+    assert torch.equal(again.prompt, clf.prompt)
+    after = again.evaluate(data, langs, progress=False)
+    assert before.equals(after)
+    assert list(after.columns) == ["language", "accuracy", "macro_f1", "n"]
+    assert after["n"].tolist() == [204, 204]
+
+
+def test_prompt_for_another_model_is_refused(tiny_models, data, tmp_path):
+    clf = _train(tiny_models["bloom"], data)
+    clf.save(tmp_path)
+    with pytest.raises(xlspt.XlsptError, match="this prompt was made for"):
+        xlspt.PromptClassifier.load(tmp_path, tiny_models["gemma3"])
+
+
+def test_unfrozen_training_changes_the_model_and_is_not_saved_as_reusable(tiny_model_dirs, data, tmp_path):
+    loaded = xlspt.load_model(str(tiny_model_dirs["llama"]))
+    before = loaded.model.get_input_embeddings().weight.clone()
+    clf = _train(loaded, data, freeze_model=False, model_lr=1e-3)
+    assert not torch.equal(before, loaded.model.get_input_embeddings().weight)
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    clf.save(tmp_path)
+    with pytest.raises(xlspt.XlsptError, match="not saved"):
+        xlspt.PromptClassifier.load(tmp_path, loaded)
+
+
+def test_predict_returns_one_topic_per_text(tiny_models, data):
+    clf = _train(tiny_models["gemma3"], data)
+    labels = clf.predict(["The team won the match.", "Le parlement a voté la loi.", "x"])
+    assert len(labels) == 3 and set(labels) <= set(xlspt.CATEGORIES)
+    assert clf.predict([]) == []
+
+
+def test_aggregate_gives_group_means_with_spread():
+    import pandas as pd
+
+    results = pd.DataFrame(
+        {"language": ["eng_Latn", "fra_Latn", "swh_Latn"], "accuracy": [0.6, 0.4, 0.2], "macro_f1": [0.5, 0.3, 0.1], "n": 204}
+    )
+    groups = xlspt.aggregate(results)
+    assert groups["all"]["accuracy"]["mean"] == pytest.approx(0.4)
+    assert groups["transfer"]["accuracy"]["mean"] == pytest.approx(0.3)
+    assert groups["all"]["accuracy"]["stderr"] == pytest.approx(0.2 / 3**0.5)
+    assert groups["xglm_pretraining"]["accuracy"]["n_languages"] == 3
+    assert groups["bloom_pretraining"]["accuracy"]["n_languages"] == 3
+    assert "study_52" not in groups
+    table = xlspt.format_results_table(results, groups)
+    assert "Swahili" in table and "mean transfer (2)" in table
