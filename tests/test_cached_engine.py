@@ -62,3 +62,50 @@ def test_cached_states_are_independent_of_batch_composition(tiny):
     c = NaiveEngine(tiny).readout_hidden([ids[i] for i in order], prompt)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-5)
+
+
+def test_training_with_the_cached_engine_gives_the_naive_prompt(tiny, data):
+    def train(engine):
+        return xlspt.PromptClassifier.train(
+            tiny, data, shots=2, prompt=xlspt.PromptConfig(length=2),
+            training=xlspt.TrainConfig(epochs=2, batch_size=4, engine=engine), progress=False,
+        )
+
+    naive, cached = train("naive"), train("cached")
+    torch.testing.assert_close(cached.prompt, naive.prompt, rtol=1e-4, atol=1e-5)
+    for a, b in zip(naive.metadata["history"], cached.metadata["history"]):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+
+
+def test_many_prompts_of_different_lengths_score_like_one_at_a_time(tiny, data):
+    from xlspt.evaluate import label_logits
+
+    texts = data.split("fra_Latn", "test")["text"].tolist()[:40]
+    texts.append(" ".join(["science"] * 300))  # truncated differently for each prompt length
+    generator = torch.Generator().manual_seed(5)
+    prompts = [torch.empty(n, tiny.hidden_size).uniform_(-0.5, 0.5, generator=generator) for n in (1, 4, 16, 4)]
+    verbalizer = xlspt.build_verbalizer(tiny)
+    together = label_logits(tiny, verbalizer, prompts, texts, batch_size=8, max_length=32)
+    assert together.shape == (4, len(texts), 7)
+    for j, prompt in enumerate(prompts):
+        alone = label_logits(tiny, verbalizer, prompt, texts, batch_size=8, max_length=32, engine="naive")
+        torch.testing.assert_close(together[j], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_dtype_choice():
+    from xlspt.models import resolve_dtype
+
+    assert resolve_dtype("float32") is torch.float32
+    assert resolve_dtype("bfloat16") is torch.bfloat16
+    assert resolve_dtype("auto", "cpu") in (torch.float32, torch.bfloat16)
+    with pytest.raises(xlspt.XlsptError, match="unknown --dtype"):
+        resolve_dtype("float8")
+
+
+def test_bfloat16_model_trains_and_predicts(tiny_model_dirs, data):
+    loaded = xlspt.load_model(str(tiny_model_dirs["gemma3"]), dtype="bfloat16")
+    assert loaded.dtype is torch.bfloat16
+    clf = xlspt.PromptClassifier.train(loaded, data, shots=2, prompt=xlspt.PromptConfig(length=2),
+                                       training=xlspt.TrainConfig(epochs=2, batch_size=4), progress=False)
+    assert clf.prompt.dtype is torch.float32 and clf.metadata["dtype"] == "bfloat16"
+    assert set(clf.predict(["The team won.", "Parliament voted."])) <= set(xlspt.CATEGORIES)

@@ -120,3 +120,18 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_evaluate_several_prompts_in_one_pass(trained_run, tmp_path_factory, tiny_model_dirs, sib200_dir, capsys):
+    second = tmp_path_factory.mktemp("run2")
+    assert main(["run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--langs", "eng_Latn",
+                 "--out", str(second), *TINY_RUN, "--seed", "1", "--prompt-length", "3"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--prompt", str(trained_run), "--prompt", str(second), "--data", str(sib200_dir),
+                 "--langs", "eng_Latn,swh_Latn", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("== ") == 2
+    first = pd.read_csv(trained_run / "results.csv")
+    row = out.split("== ")[1].splitlines()
+    eng = next(line for line in row if line.startswith("eng_Latn"))
+    assert f"{100 * first['accuracy'][0]:.1f}%" in eng

@@ -86,6 +86,7 @@ class PromptClassifier:
             "model_signature": model.signature(),
             "label_words": verbalizer.as_dict(),
             "label_token_ids": list(verbalizer.token_ids),
+            "dtype": str(model.dtype).removeprefix("torch."),
             "allow_first_subtoken": allow_first_subtoken,
             "prompt_config": prompt.to_dict(),
             "train_config": training.to_dict(),
@@ -106,11 +107,19 @@ class PromptClassifier:
         return cls(model, verbalizer, result.prompt.export(), metadata, result.prompt)
 
     @classmethod
-    def load(cls, path: str | Path, model: LoadedModel | str | None = None) -> "PromptClassifier":
-        """Load a saved prompt; ``model`` defaults to the one named in its sidecar."""
+    def load(
+        cls, path: str | Path, model: LoadedModel | str | None = None, *, dtype: str | None = None
+    ) -> "PromptClassifier":
+        """Load a saved prompt.
+
+        Args:
+            model: a loaded model, a model name, or ``None`` for the one named in the sidecar.
+            dtype: when the model is loaded here: ``None`` for the dtype the prompt was trained in
+                (so that evaluation reproduces), or ``"float32"``, ``"bfloat16"``, ``"auto"``.
+        """
         artifact = PromptArtifact.load(path)
         if model is None or isinstance(model, str):
-            model = load_model(model or artifact.model_name)
+            model = load_model(model or artifact.model_name, dtype=dtype or artifact.metadata.get("dtype", "float32"))
         artifact.check_model(model.signature(), model.name)
         if not artifact.metadata.get("train_config", {}).get("freeze_model", True):
             raise XlsptError(
@@ -131,17 +140,21 @@ class PromptClassifier:
     def max_length(self) -> int:
         return int(self.metadata.get("train_config", {}).get("max_length", TrainConfig().max_length))
 
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[str]:
+    def predict(self, texts: Sequence[str], batch_size: int = 32, engine: str = "auto") -> list[str]:
         """The predicted SIB-200 topic of each text."""
-        return predict(self.model, self.verbalizer, self.prompt, list(texts), batch_size=batch_size, max_length=self.max_length)
+        return predict(
+            self.model, self.verbalizer, self.prompt, list(texts),
+            batch_size=batch_size, max_length=self.max_length, engine=engine,
+        )
 
     def evaluate(
-        self, data: Sib200, languages: Sequence[str], *, batch_size: int = 32, progress: bool = True
+        self, data: Sib200, languages: Sequence[str], *, batch_size: int = 32, engine: str = "auto",
+        progress: bool = True,
     ) -> pd.DataFrame:
         """Accuracy and macro-F1 per language on the test split: columns ``language, accuracy, macro_f1, n``."""
         return evaluate_languages(
             self.model, self.verbalizer, self.prompt, data, languages,
-            batch_size=batch_size, max_length=self.max_length, progress=progress,
+            batch_size=batch_size, max_length=self.max_length, engine=engine, progress=progress,
         )
 
     def save(self, directory: str | Path) -> Path:

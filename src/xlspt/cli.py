@@ -44,6 +44,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
+def _add_speed(p: argparse.ArgumentParser, dtype_default: str | None) -> None:
+    from .engine import ENGINES
+    from .models import DTYPES
+
+    shown = dtype_default or "the dtype the prompt was trained in"
+    p.add_argument("--dtype", choices=DTYPES, default=dtype_default,
+                   help=f"model weights: auto = bfloat16 on a GPU or an AMX CPU, else float32 (default: {shown})")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="auto/cached: text states computed once, prompt steps run n positions; naive: full pass every step (default: %(default)s)")
+
+
 def _add_training(p: argparse.ArgumentParser) -> None:
     from .models import EMBEDDED_DEFAULT
 
@@ -79,21 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_langs(p)
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    _add_speed(p, "auto")
     _add_common(p)
 
     p = sub.add_parser("train", help="train a prompt and save it (no evaluation)")
     _add_training(p)
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    _add_speed(p, "auto")
     _add_common(p)
 
-    p = sub.add_parser("evaluate", help="evaluate a saved prompt on target languages")
-    p.add_argument("--prompt", required=True, metavar="PATH", help="a run directory or a prompt .safetensors file")
+    p = sub.add_parser("evaluate", help="evaluate saved prompts on target languages")
+    p.add_argument("--prompt", required=True, action="append", metavar="PATH",
+                   help="a run directory or a prompt .safetensors file; repeat to score several prompts from one pass over the text")
     p.add_argument("--model", help="model to use (default: the one the prompt was trained with)")
     _add_langs(p)
     _add_data(p)
     p.add_argument("--out", metavar="DIR", help="write results.csv and the summary here (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    _add_speed(p, None)
     _add_common(p)
 
     p = sub.add_parser("predict", help="classify new text with a saved prompt")
@@ -101,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model to use (default: the one the prompt was trained with)")
     p.add_argument("texts", nargs="*", help="texts to classify; with none, lines are read from --file or standard input")
     p.add_argument("--file", metavar="FILE", help="read one text per line from FILE ('-' for standard input)")
+    _add_speed(p, None)
 
     p = sub.add_parser("languages", help="list the languages of the data and the study's 52")
     _add_data(p)
@@ -173,7 +189,7 @@ def _train_args(args):
     prompt = PromptConfig(length=args.prompt_length, reparam_hidden=args.reparam_hidden)
     training = TrainConfig(
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, max_length=args.max_length,
-        freeze_model=not args.train_model, model_lr=args.model_lr,
+        freeze_model=not args.train_model, model_lr=args.model_lr, engine=args.engine,
     )
     words = parse_label_words(args.label_words) if args.label_words else None
     return prompt, training, words
@@ -195,8 +211,9 @@ def _train(args, data, languages_to_check: list[str] | None = None):
     available = data.languages()
     resolve_languages([args.train_lang], available)
     data.split(args.train_lang, "train"), data.split(args.train_lang, "dev")
-    model = load_model(args.model)
-    _say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}); data {data.description}")
+    model = load_model(args.model, dtype=args.dtype)
+    _say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
+         f"on {model.device}); data {data.description}")
     clf = PromptClassifier.train(
         model, data, train_language=args.train_lang, shots=args.shots, prompt=prompt, training=training,
         label_words=words, allow_first_subtoken=args.allow_subword_labels, progress=not args.quiet,
@@ -256,7 +273,7 @@ def cmd_run(args) -> int:
         _clear_previous(out)
     if not args.train_model:
         clf.save(out)
-    results = clf.evaluate(data, langs, progress=not args.quiet)
+    results = clf.evaluate(data, langs, engine=args.engine, progress=not args.quiet)
     _report(clf, results, out)
     return 0
 
@@ -278,16 +295,29 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .classifier import PromptClassifier
+    from .errors import XlsptError
+    from .evaluate import evaluate_prompts
 
     data = _load_data(args)
     langs = _check_langs(args, data)
     out = _out_dir(args, "") if args.out else None
-    clf = PromptClassifier.load(args.prompt, args.model)
-    results = clf.evaluate(data, langs, progress=not args.quiet)
+    if out is not None and len(args.prompt) > 1:
+        raise XlsptError("--out takes the results of one prompt: drop --out, or evaluate one --prompt at a time")
+    first = PromptClassifier.load(args.prompt[0], args.model, dtype=args.dtype)
+    classifiers = [first] + [PromptClassifier.load(p, first.model) for p in args.prompt[1:]]
+    if any(c.verbalizer != first.verbalizer or c.max_length != first.max_length for c in classifiers):
+        raise XlsptError("these prompts use different label words or maximum lengths: evaluate them one at a time")
+    all_results = evaluate_prompts(
+        first.model, first.verbalizer, [c.prompt for c in classifiers], data, langs,
+        max_length=first.max_length, engine=args.engine, progress=not args.quiet,
+    )
     if out is not None and args.overwrite:
         for name in (RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON):
             (out / name).unlink(missing_ok=True)
-    _report(clf, results, out)
+    for path, clf, results in zip(args.prompt, classifiers, all_results):
+        if len(classifiers) > 1:
+            print(f"\n== {path}")
+        _report(clf, results, out)
     return 0
 
 
@@ -309,8 +339,8 @@ def cmd_predict(args) -> int:
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
-    clf = PromptClassifier.load(args.prompt, args.model)
-    for text, label in zip(texts, clf.predict(texts)):
+    clf = PromptClassifier.load(args.prompt, args.model, dtype=args.dtype)
+    for text, label in zip(texts, clf.predict(texts, engine=args.engine)):
         print(f"{label}\t{text}")
     return 0
 

@@ -1,7 +1,13 @@
 """Zero-shot evaluation on target languages and prediction for new text.
 
-Prediction is the argmax over the label words' logits at the read-out position;
-metrics per language are accuracy and macro-F1 on the full test split.
+Prediction is the argmax over the label words' logits at the read-out position; metrics
+per language are accuracy and macro-F1 on the full test split.
+
+Several prompts are scored from one pass over the text: each batch's text states are
+computed once (:class:`~xlspt.engine.CachedTextEngine`) and every prompt then runs only its
+own ``n`` positions. Prompts of different lengths truncate the text to different budgets;
+since the model is causal, the states of a truncated text are a prefix of the states of the
+longer text, so they are shared too. Only one batch of states is held at a time.
 """
 
 from __future__ import annotations
@@ -14,32 +20,73 @@ from sklearn.metrics import accuracy_score, f1_score
 from tqdm.auto import tqdm
 
 from .data.sib200 import Sib200
-from .engine import DEFAULT_MAX_LENGTH, NaiveEngine, batches_by_length, encode_texts
+from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, NaiveEngine, batches_by_length, encode_texts
+from .engine.cached import TextStates
 from .models.loading import LoadedModel
 from .verbalizer import Verbalizer
 
 RESULT_COLUMNS = ["language", "accuracy", "macro_f1", "n"]
 
 
+def _prefix(states: TextStates, length: int) -> TextStates:
+    if length >= states.length:
+        return states
+    return TextStates(keys=[k[:, :length] for k in states.keys], values=[v[:, :length] for v in states.values])
+
+
 @torch.no_grad()
 def label_logits(
     loaded: LoadedModel,
     verbalizer: Verbalizer,
-    prompt: torch.Tensor,
+    prompts: torch.Tensor | Sequence[torch.Tensor],
     texts: Sequence[str],
     *,
     batch_size: int = 32,
     max_length: int = DEFAULT_MAX_LENGTH,
+    engine: str = "auto",
 ) -> torch.Tensor:
-    """``[len(texts), n_classes]`` logits of the label words at the read-out position (float32, CPU)."""
-    engine = NaiveEngine(loaded)
-    ids = encode_texts(loaded, texts, prompt.shape[0], max_length)
+    """Label-word logits at the read-out position, float32 on the CPU.
+
+    Args:
+        prompts: one ``[n, d]`` prompt, or a sequence of prompts (lengths may differ).
+        texts: ``N`` texts.
+        engine: ``"auto"``/``"cached"`` (text states computed once for all prompts) or ``"naive"``
+            (a full pass per prompt, the reference path).
+
+    Returns:
+        ``[N, C]`` for one prompt, ``[P, N, C]`` for a sequence of ``P`` prompts.
+    """
+    single = isinstance(prompts, torch.Tensor)
+    prompt_list = [prompts] if single else list(prompts)
     label_ids = torch.tensor(verbalizer.token_ids, device=loaded.device)
-    out = torch.empty(len(ids), len(verbalizer.labels))
-    for batch in batches_by_length([len(x) for x in ids], batch_size):
-        hidden = engine.readout_hidden([ids[i] for i in batch], prompt)
-        out[batch] = loaded.adapter.logits(loaded.model, hidden, label_ids).float().cpu()
-    return out
+    out = torch.empty(len(prompt_list), len(texts), len(verbalizer.labels))
+    # Token ids per distinct prompt length; the shortest prompt leaves the longest text budget.
+    ids_by_length = {n: encode_texts(loaded, texts, n, max_length) for n in sorted({p.shape[0] for p in prompt_list})}
+    base_ids = ids_by_length[min(ids_by_length)]
+    if engine == "naive":
+        naive = NaiveEngine(loaded)
+        for j, prompt in enumerate(prompt_list):
+            ids = ids_by_length[prompt.shape[0]]
+            for batch in batches_by_length([len(x) for x in ids], batch_size):
+                hidden = naive.readout_hidden([ids[i] for i in batch], prompt)
+                out[j, batch] = loaded.adapter.logits(loaded.model, hidden, label_ids).float().cpu()
+    else:
+        prefix_ok = {
+            n: all(ids == full[: len(ids)] for ids, full in zip(group, base_ids)) for n, group in ids_by_length.items()
+        }
+        cached = CachedTextEngine(loaded, encode_batch_size=batch_size)
+        for batch in batches_by_length([len(x) for x in base_ids], batch_size):
+            base_states = cached.encode([base_ids[i] for i in batch])
+            for j, prompt in enumerate(prompt_list):
+                n = prompt.shape[0]
+                ids = ids_by_length[n]
+                if prefix_ok[n]:
+                    states = [_prefix(s, len(ids[i])) for s, i in zip(base_states, batch)]
+                else:  # a tokenizer that adds a suffix token: truncation is not a prefix, encode again
+                    states = cached.encode([ids[i] for i in batch])
+                hidden = cached.readout_hidden(states, prompt)
+                out[j, batch] = loaded.adapter.logits(loaded.model, hidden, label_ids).float().cpu()
+    return out[0] if single else out
 
 
 def predict(
@@ -50,11 +97,12 @@ def predict(
     *,
     batch_size: int = 32,
     max_length: int = DEFAULT_MAX_LENGTH,
+    engine: str = "auto",
 ) -> list[str]:
     """The predicted class of each text."""
     if not texts:
         return []
-    logits = label_logits(loaded, verbalizer, prompt, texts, batch_size=batch_size, max_length=max_length)
+    logits = label_logits(loaded, verbalizer, prompt, texts, batch_size=batch_size, max_length=max_length, engine=engine)
     return [verbalizer.labels[i] for i in logits.argmax(dim=1).tolist()]
 
 
@@ -65,26 +113,46 @@ def score(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) 
     }
 
 
-def evaluate_languages(
+def evaluate_prompts(
     loaded: LoadedModel,
     verbalizer: Verbalizer,
-    prompt: torch.Tensor,
+    prompts: Sequence[torch.Tensor],
     data: Sib200,
     languages: Sequence[str],
     *,
     split: str = "test",
     batch_size: int = 32,
     max_length: int = DEFAULT_MAX_LENGTH,
+    engine: str = "auto",
     progress: bool = True,
-) -> pd.DataFrame:
-    """Accuracy and macro-F1 of ``prompt`` on each language's ``split``: columns ``language, accuracy, macro_f1, n``."""
-    rows = []
+) -> list[pd.DataFrame]:
+    """Per-language results of several prompts, reading each language's text once.
+
+    Returns one ``language, accuracy, macro_f1, n`` table per prompt, in the order given.
+    """
+    rows: list[list[dict]] = [[] for _ in prompts]
     bar = tqdm(languages, desc="evaluating", unit="lang", disable=not progress, dynamic_ncols=True)
     for lang in bar:
         bar.set_postfix(lang=lang)
         frame = data.split(lang, split)
-        predicted = predict(
-            loaded, verbalizer, prompt, frame["text"].tolist(), batch_size=batch_size, max_length=max_length
+        gold = frame["category"].tolist()
+        logits = label_logits(
+            loaded, verbalizer, list(prompts), frame["text"].tolist(),
+            batch_size=batch_size, max_length=max_length, engine=engine,
         )
-        rows.append({"language": lang, **score(frame["category"].tolist(), predicted, verbalizer.labels), "n": len(frame)})
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+        for j in range(len(prompts)):
+            predicted = [verbalizer.labels[i] for i in logits[j].argmax(dim=1).tolist()]
+            rows[j].append({"language": lang, **score(gold, predicted, verbalizer.labels), "n": len(frame)})
+    return [pd.DataFrame(r, columns=RESULT_COLUMNS) for r in rows]
+
+
+def evaluate_languages(
+    loaded: LoadedModel,
+    verbalizer: Verbalizer,
+    prompt: torch.Tensor,
+    data: Sib200,
+    languages: Sequence[str],
+    **kwargs,
+) -> pd.DataFrame:
+    """Accuracy and macro-F1 of one ``prompt`` per language: columns ``language, accuracy, macro_f1, n``."""
+    return evaluate_prompts(loaded, verbalizer, [prompt], data, languages, **kwargs)[0]

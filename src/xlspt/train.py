@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .data.sampling import FewShotSplit
-from .engine import DEFAULT_MAX_LENGTH, NaiveEngine, encode_texts, shuffled_batches
+from .engine import DEFAULT_MAX_LENGTH, ENGINES, encode_texts, make_engine, shuffled_batches
 from .errors import XlsptError
 from .models.loading import LoadedModel
 from .prompt import PromptConfig, SoftPrompt
@@ -39,6 +39,8 @@ class TrainConfig:
         model_lr: learning rate of the model's weights when ``freeze_model`` is False
             (``None``: the prompt's, as the reference code did).
         eval_batch_size: batch size for validation and evaluation passes.
+        engine: ``"auto"`` (the cached-text engine with a frozen model, else the naive full pass),
+            ``"cached"`` or ``"naive"``; all give the same results up to float rounding.
     """
 
     epochs: int = 20
@@ -51,6 +53,7 @@ class TrainConfig:
     freeze_model: bool = True
     model_lr: float | None = None
     eval_batch_size: int = 32
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -61,6 +64,10 @@ class TrainConfig:
             raise XlsptError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if not 0 <= self.warmup_ratio < 1:
             raise XlsptError(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
+        if self.engine not in ENGINES:
+            raise XlsptError(f"--engine must be one of {', '.join(ENGINES)} (got {self.engine!r})")
+        if self.engine == "cached" and not self.freeze_model:
+            raise XlsptError("--engine cached needs a frozen model: drop --train-model or use --engine naive")
         if self.max_length < 8:
             raise XlsptError(f"--max-length must be at least 8 (got {self.max_length})")
 
@@ -78,25 +85,26 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def readout_loss(
-    engine: NaiveEngine, verbalizer: Verbalizer, token_ids, labels, prompt: torch.Tensor
-) -> torch.Tensor:
-    """Mean cross-entropy over the full vocabulary at the read-out position, target = the label word's token."""
+def readout_loss(engine, verbalizer: Verbalizer, inputs, labels, prompt: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the full vocabulary at the read-out position, target = the label word's token.
+
+    ``inputs`` are what ``engine.prepare`` made of the texts (token ids, or cached text states).
+    """
     loaded = engine.loaded
-    hidden = engine.readout_hidden(token_ids, prompt)
+    hidden = engine.readout_hidden(inputs, prompt)
     logits = loaded.adapter.logits(loaded.model, hidden)
     targets = verbalizer.target_token_ids(labels).to(logits.device)
     return nn.functional.cross_entropy(logits.float(), targets)
 
 
 @torch.no_grad()
-def validation_loss(engine, verbalizer, token_ids, labels, prompt: torch.Tensor, batch_size: int) -> float:
+def validation_loss(engine, verbalizer, inputs, labels, prompt: torch.Tensor, batch_size: int) -> float:
     total = 0.0
-    for start in range(0, len(token_ids), batch_size):
+    for start in range(0, len(inputs), batch_size):
         chunk = slice(start, start + batch_size)
-        loss = readout_loss(engine, verbalizer, token_ids[chunk], labels[chunk], prompt)
-        total += float(loss) * len(token_ids[chunk])
-    return total / len(token_ids)
+        loss = readout_loss(engine, verbalizer, inputs[chunk], labels[chunk], prompt)
+        total += loss.item() * len(inputs[chunk])
+    return total / len(inputs)
 
 
 def train_prompt(
@@ -119,10 +127,14 @@ def train_prompt(
     generator = torch.Generator().manual_seed(config.seed)
     prompt = SoftPrompt(prompt_config, loaded.hidden_size, generator=generator).to(loaded.device)
 
-    engine = NaiveEngine(loaded)
-    train_ids = encode_texts(loaded, examples.train["text"].tolist(), prompt_config.length, config.max_length)
+    engine = make_engine(loaded, config.engine, model_trains=not config.freeze_model, encode_batch_size=config.eval_batch_size)
+    train_inputs = engine.prepare(
+        encode_texts(loaded, examples.train["text"].tolist(), prompt_config.length, config.max_length)
+    )
     train_labels = examples.train["category"].tolist()
-    val_ids = encode_texts(loaded, examples.validation["text"].tolist(), prompt_config.length, config.max_length)
+    val_inputs = engine.prepare(
+        encode_texts(loaded, examples.validation["text"].tolist(), prompt_config.length, config.max_length)
+    )
     val_labels = examples.validation["category"].tolist()
 
     groups = [{"params": list(prompt.parameters()), "lr": config.lr}]
@@ -130,7 +142,7 @@ def train_prompt(
         loaded.model.requires_grad_(True)
         groups.append({"params": list(loaded.model.parameters()), "lr": config.model_lr or config.lr})
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    steps_per_epoch = math.ceil(len(train_inputs) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
 
@@ -140,9 +152,9 @@ def train_prompt(
     try:
         for epoch in range(1, config.epochs + 1):
             running, seen = 0.0, 0
-            for batch in shuffled_batches(len(train_ids), config.batch_size, generator):
+            for batch in shuffled_batches(len(train_inputs), config.batch_size, generator):
                 loss = readout_loss(
-                    engine, verbalizer, [train_ids[i] for i in batch], [train_labels[i] for i in batch], prompt()
+                    engine, verbalizer, [train_inputs[i] for i in batch], [train_labels[i] for i in batch], prompt()
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -152,7 +164,7 @@ def train_prompt(
                 seen += len(batch)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{running / seen:.3f}", best_val=f"{best[0]:.3f}")
-            val = validation_loss(engine, verbalizer, val_ids, val_labels, prompt(), config.eval_batch_size)
+            val = validation_loss(engine, verbalizer, val_inputs, val_labels, prompt(), config.eval_batch_size)
             history.append({"epoch": epoch, "train_loss": running / seen, "val_loss": val})
             if val < best[0]:
                 model_state = None if config.freeze_model else copy.deepcopy(loaded.model.state_dict())

@@ -60,6 +60,10 @@ class CachedTextEngine:
         self._base = loaded.adapter.base_model(loaded.model)
         self._cache_name = _cache_kwarg(self._base)
 
+    def prepare(self, token_ids: Sequence[Sequence[int]]) -> list[TextStates]:
+        """The engine-specific input of :meth:`readout_hidden`: the texts' cached states."""
+        return self.encode(token_ids)
+
     @torch.no_grad()
     def encode(self, token_ids: Sequence[Sequence[int]]) -> list[TextStates]:
         """Run each text through the model once and keep its keys and values."""

@@ -22,6 +22,10 @@ class NaiveEngine:
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
 
+    def prepare(self, token_ids: Sequence[Sequence[int]]) -> list[Sequence[int]]:
+        """Nothing to precompute: the full pass starts from the token ids."""
+        return list(token_ids)
+
     def readout_hidden(self, token_ids: Sequence[Sequence[int]], prompt: torch.Tensor) -> torch.Tensor:
         """Hidden state after the final norm at the last prompt slot.
 

@@ -1,10 +1,19 @@
 """Model layer: loading (Hub id, local directory, GGUF, the embedded default) and architecture adapters."""
 
 from .adapters import ADAPTERS, ArchitectureAdapter, adapter_for, supported_model_types
-from .loading import EMBEDDED_DEFAULT, EMBEDDED_MODELS, STUDY_MODELS, LoadedModel, load_model
+from .loading import (
+    DTYPES,
+    EMBEDDED_DEFAULT,
+    EMBEDDED_MODELS,
+    STUDY_MODELS,
+    LoadedModel,
+    load_model,
+    resolve_dtype,
+)
 
 __all__ = [
     "ADAPTERS",
+    "DTYPES",
     "EMBEDDED_DEFAULT",
     "EMBEDDED_MODELS",
     "STUDY_MODELS",
@@ -12,5 +21,6 @@ __all__ = [
     "LoadedModel",
     "adapter_for",
     "load_model",
+    "resolve_dtype",
     "supported_model_types",
 ]

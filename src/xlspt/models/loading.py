@@ -38,6 +38,39 @@ STUDY_MODELS = {
 }
 
 
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles for bfloat16 (Linux: the ``amx_bf16`` flag in /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+    except OSError:
+        return False
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``None``/``"auto"``: the first CUDA GPU if there is one, else the CPU."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> torch.dtype:
+    """``auto`` is bfloat16 on a GPU and on a CPU with AMX (where a bf16 matmul is ~8x a float32 one), else float32."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "float32":
+        return torch.float32
+    if dtype == "bfloat16":
+        return torch.bfloat16
+    if dtype == "auto":
+        fast_bf16 = (device.startswith("cuda") and torch.cuda.is_bf16_supported()) or (device == "cpu" and cpu_has_amx())
+        return torch.bfloat16 if fast_bf16 else torch.float32
+    raise XlsptError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+
+
 @dataclass
 class LoadedModel:
     """A frozen-by-default causal LM, its tokenizer and its architecture adapter.
@@ -81,12 +114,21 @@ class LoadedModel:
         }
 
 
-def load_model(name: str = EMBEDDED_DEFAULT, *, dtype: torch.dtype = torch.float32, device: str | None = None) -> LoadedModel:
+def load_model(
+    name: str = EMBEDDED_DEFAULT, *, dtype: str | torch.dtype = "float32", device: str | None = None
+) -> LoadedModel:
     """Load ``name``: ``"gemma-3-270m"``, a ``.gguf`` file, a local directory or a Hub id.
+
+    Args:
+        dtype: ``"float32"`` (exact), ``"bfloat16"``, or ``"auto"`` (bfloat16 where the hardware
+            runs it fast: a GPU, or a CPU with AMX).
+        device: ``"cpu"``, ``"cuda"``..., or ``None``/``"auto"`` for a GPU when there is one.
 
     The model is put in eval mode with every parameter frozen; training code unfreezes
     what it trains.
     """
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     path = Path(name).expanduser()
     if name == EMBEDDED_DEFAULT:
         directory = embedded_model_dir()
@@ -107,8 +149,7 @@ def load_model(name: str = EMBEDDED_DEFAULT, *, dtype: torch.dtype = torch.float
     config = _load_config(source, name)
     adapter = adapter_for(config.model_type)
     model, tokenizer = _load_weights(source, name, dtype)
-    if device is not None:
-        model.to(device)
+    model.to(device)
     model.eval()
     model.requires_grad_(False)
     _ensure_pad_token(tokenizer)
