@@ -76,14 +76,18 @@ def label_logits(
         }
         cached = CachedTextEngine(loaded, encode_batch_size=batch_size)
         for batch in batches_by_length([len(x) for x in base_ids], batch_size):
-            base_states = cached.encode([base_ids[i] for i in batch])
+            base_states = cached.encode_batch([base_ids[i] for i in batch])
+            rows = None
             for j, prompt in enumerate(prompt_list):
                 n = prompt.shape[0]
                 ids = ids_by_length[n]
-                if prefix_ok[n]:
-                    states = [_prefix(s, len(ids[i])) for s, i in zip(base_states, batch)]
+                if all(len(ids[i]) == len(base_ids[i]) for i in batch):
+                    states = base_states  # no row truncated further for this prompt length
+                elif prefix_ok[n]:  # rows truncated further: their states are prefixes of the longer text's
+                    rows = rows or base_states.rows()
+                    states = [_prefix(s, len(ids[i])) for s, i in zip(rows, batch)]
                 else:  # a tokenizer that adds a suffix token: truncation is not a prefix, encode again
-                    states = cached.encode([ids[i] for i in batch])
+                    states = cached.encode_batch([ids[i] for i in batch])
                 hidden = cached.readout_hidden(states, prompt)
                 out[j, batch] = loaded.adapter.logits(loaded.model, hidden, label_ids).float().cpu()
     return out[0] if single else out

@@ -43,6 +43,34 @@ class TextStates:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
 
+@dataclass
+class BatchStates:
+    """Keys and values of a left-padded batch of texts, as :meth:`CachedTextEngine.encode_batch` made them.
+
+    Attributes:
+        keys: one ``[B, kv_heads, width, head_dim]`` tensor per layer (left-padded).
+        values: same shapes as ``keys``.
+        lengths: ``[B]`` number of real (unpadded) positions of each row.
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    lengths: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def rows(self) -> list[TextStates]:
+        width = self.keys[0].shape[2]
+        return [
+            TextStates(
+                keys=[k[row, :, width - length :].clone() for k in self.keys],
+                values=[v[row, :, width - length :].clone() for v in self.values],
+            )
+            for row, length in enumerate(self.lengths.tolist())
+        ]
+
+
 def _cache_kwarg(base) -> str:
     params = inspect.signature(base.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
@@ -65,47 +93,60 @@ class CachedTextEngine:
         return self.encode(token_ids)
 
     @torch.no_grad()
-    def encode(self, token_ids: Sequence[Sequence[int]]) -> list[TextStates]:
-        """Run each text through the model once and keep its keys and values."""
+    def encode_batch(self, token_ids: Sequence[Sequence[int]]) -> BatchStates:
+        """Run one batch of texts through the model (left-padded) and keep their keys and values."""
         loaded = self.loaded
-        device = loaded.device
+        ids, mask = left_pad(token_ids, loaded.tokenizer.pad_token_id)
+        ids, mask = ids.to(loaded.device), mask.to(loaded.device)
+        cache = self._cache_cls()
+        kwargs = {self._cache_name: cache}
+        if loaded.adapter.takes_position_ids:
+            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+        embeds = loaded.adapter.embed_tokens(loaded.model, ids)
+        self._base(inputs_embeds=embeds, attention_mask=mask, use_cache=True, **kwargs)
+        return BatchStates(
+            keys=[layer.keys for layer in cache.layers],
+            values=[layer.values for layer in cache.layers],
+            lengths=mask.sum(-1),
+        )
+
+    @torch.no_grad()
+    def encode(self, token_ids: Sequence[Sequence[int]]) -> list[TextStates]:
+        """Run each text through the model once (in length-sorted batches) and keep its keys and values."""
         states: list[TextStates | None] = [None] * len(token_ids)
         for batch in batches_by_length([len(t) for t in token_ids], self.encode_batch_size):
-            ids, mask = left_pad([token_ids[i] for i in batch], loaded.tokenizer.pad_token_id)
-            ids, mask = ids.to(device), mask.to(device)
-            cache = self._cache_cls()
-            kwargs = {self._cache_name: cache}
-            if loaded.adapter.takes_position_ids:
-                kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-            embeds = loaded.adapter.embed_tokens(loaded.model, ids)
-            self._base(inputs_embeds=embeds, attention_mask=mask, use_cache=True, **kwargs)
-            layers = [(layer.keys, layer.values) for layer in cache.layers]
-            width = ids.shape[1]
-            for row, index in enumerate(batch):
-                start = width - len(token_ids[index])
-                states[index] = TextStates(
-                    keys=[k[row, :, start:].clone() for k, _ in layers],
-                    values=[v[row, :, start:].clone() for _, v in layers],
-                )
+            for index, row in zip(batch, self.encode_batch([token_ids[i] for i in batch]).rows()):
+                states[index] = row
         return states  # type: ignore[return-value]
 
-    def readout_hidden(self, states: Sequence[TextStates], prompt: torch.Tensor) -> torch.Tensor:
-        """``[B, d]`` hidden states at the last prompt slot for ``B`` cached texts and one ``[n, d]`` prompt."""
-        loaded = self.loaded
-        device = loaded.device
-        batch, n = len(states), int(prompt.shape[0])
+    def stack(self, states: Sequence[TextStates]) -> BatchStates:
+        """Left-pad single texts' states into one batch (training draws new batches every epoch)."""
+        device = self.loaded.device
         lengths = torch.tensor([s.length for s in states], device=device)
         width = int(lengths.max())
-        layers = []
+        keys, values = [], []
         for layer in range(len(states[0].keys)):
             heads, _, head_dim = states[0].keys[layer].shape
-            dtype = states[0].keys[layer].dtype
-            k = torch.zeros(batch, heads, width, head_dim, dtype=dtype, device=device)
+            k = torch.zeros(len(states), heads, width, head_dim, dtype=states[0].keys[layer].dtype, device=device)
             v = torch.zeros_like(k)
             for row, s in enumerate(states):
                 k[row, :, width - s.length :] = s.keys[layer]
                 v[row, :, width - s.length :] = s.values[layer]
-            layers.append((k, v))
+            keys.append(k)
+            values.append(v)
+        return BatchStates(keys=keys, values=values, lengths=lengths)
+
+    def readout_hidden(self, states: Sequence[TextStates] | BatchStates, prompt: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` hidden states at the last prompt slot for ``B`` cached texts and one ``[n, d]`` prompt."""
+        loaded = self.loaded
+        device = loaded.device
+        batch_states = states if isinstance(states, BatchStates) else self.stack(states)
+        batch, n = len(batch_states), int(prompt.shape[0])
+        lengths = batch_states.lengths
+        width = int(batch_states.keys[0].shape[2])
+        # A fresh cache object each call: the prompt step appends to it, the stored states stay untouched.
+        layers = list(zip(batch_states.keys, batch_states.values))
+        k = layers[0][0]
         columns = torch.arange(width, device=device)
         text_mask = (columns[None, :] >= (width - lengths)[:, None]).long()
         mask = torch.cat([text_mask, text_mask.new_ones(batch, n)], dim=1)

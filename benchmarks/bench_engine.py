@@ -1,0 +1,310 @@
+"""Speed and memory of xlspt's engine, as ratios against slower ways measured in the same run.
+
+    python benchmarks/bench_engine.py            # table
+    python benchmarks/bench_engine.py --json     # the table, then the headline figures as one JSON line
+
+(a) One training epoch (8 shots per class = 56 English examples, batch size 8, 7 steps,
+    float32) at prompt lengths 1, 4 and 16 with:
+      - reference: a faithful re-implementation of the study's reference approach: every
+        sentence padded to 128 tokens (text + prompt + EOS + padding), logits over the full
+        vocabulary at every position, a full forward and backward pass every step;
+      - peft: Hugging Face PEFT prompt tuning (prefix virtual tokens, the label word appended
+        and the LM loss on it, dynamic padding), what users pick today (`pip install -e .[bench]`);
+      - naive: this project's full pass with one read-out position;
+      - cached: this project's default, text states computed once, steps run n positions.
+    The slow methods are timed on a few steps and scaled to the 7-step epoch (said in the table).
+(b) Evaluating one language (the 204 English test sentences) with 1 and with 8 prompts.
+(c) Evaluation throughput in tokens per second, as a fraction of the machine's measured
+    matrix-multiply peak in the same dtype.
+(d) Peak resident memory of this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import sys
+import time
+import warnings
+
+import torch
+
+import xlspt
+from xlspt.data import sample_few_shot
+from xlspt.engine import CachedTextEngine, NaiveEngine, encode_texts, shuffled_batches
+from xlspt.evaluate import label_logits
+
+warnings.filterwarnings("ignore")
+try:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+except ImportError:
+    pass
+PROMPT_LENGTHS = (1, 4, 16)
+REFERENCE_LENGTH = 128
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def timed(fn, repeat: int = 1) -> float:
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+# --------------------------------------------------------------------------- (a) training
+
+
+class ReferenceStep:
+    """The reference approach: right-padded to 128 tokens, logits at every position, full pass."""
+
+    def __init__(self, loaded, verbalizer, texts, labels, n):
+        self.loaded, self.n = loaded, n
+        tok = loaded.tokenizer
+        self.ids = encode_texts(loaded, texts, n, REFERENCE_LENGTH)
+        self.targets = verbalizer.target_token_ids(labels)
+        self.pad = torch.tensor([tok.pad_token_id])
+        self.eos = torch.tensor([tok.eos_token_id])
+        self.prompt = torch.nn.Parameter(torch.empty(n, loaded.hidden_size).uniform_(-0.5, 0.5))
+        self.optimizer = torch.optim.AdamW([self.prompt], lr=5e-3)
+
+    def step(self, batch):
+        model, adapter = self.loaded.model, self.loaded.adapter
+        slots = adapter.embed_prompt(model, self.prompt)
+        rows, masks, readout = [], [], []
+        for i in batch:
+            ids = torch.tensor(self.ids[i])
+            pad = REFERENCE_LENGTH - len(ids) - self.n - 1
+            text = adapter.embed_tokens(model, ids)
+            tail = adapter.embed_tokens(model, torch.cat([self.eos, self.pad.repeat(pad)]))
+            rows.append(torch.cat([text, slots, tail]))
+            masks.append(torch.cat([torch.ones(len(ids) + self.n + 1), torch.zeros(pad)]))
+            readout.append(len(ids) + self.n - 1)
+        out = model(inputs_embeds=torch.stack(rows), attention_mask=torch.stack(masks).long())
+        logits = out.logits[torch.arange(len(batch)), torch.tensor(readout)]
+        loss = torch.nn.functional.cross_entropy(logits.float(), self.targets[batch])
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+
+class PeftStep:
+    """PEFT prompt tuning: virtual tokens before the text, the label word appended, LM loss on it."""
+
+    def __init__(self, peft_model, tokenizer, verbalizer, texts, labels, n):
+        self.model = peft_model
+        self.tokenizer = tokenizer
+        words = dict(zip(verbalizer.labels, verbalizer.token_ids))
+        ids = tokenizer(list(texts), truncation=True, max_length=REFERENCE_LENGTH - n - 1)["input_ids"]
+        self.examples = [x + [words[label]] for x, label in zip(ids, labels)]
+        self.optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=5e-3)
+
+    def step(self, batch):
+        seqs = [self.examples[i] for i in batch]
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        labels = torch.full_like(input_ids, -100)
+        for row, s in enumerate(seqs):
+            labels[row, len(s) - 1] = s[-1]
+        loss = self.model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+
+class XlsptStep:
+    """This project's training step with the naive or the cached engine."""
+
+    def __init__(self, engine, verbalizer, inputs, labels, n, hidden_size):
+        self.engine, self.verbalizer, self.inputs, self.labels = engine, verbalizer, inputs, labels
+        self.prompt = torch.nn.Parameter(torch.empty(n, hidden_size).uniform_(-0.5, 0.5))
+        self.optimizer = torch.optim.AdamW([self.prompt], lr=5e-3)
+
+    def step(self, batch):
+        from xlspt.train import readout_loss
+
+        loss = readout_loss(self.engine, self.verbalizer, [self.inputs[i] for i in batch],
+                            [self.labels[i] for i in batch], self.prompt)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+
+def epoch_time(stepper, n_examples: int, batch_size: int, steps: int | None) -> tuple[float, int]:
+    """Seconds per epoch (after one warm-up step); with ``steps``, timed on that many and scaled."""
+    batches = list(shuffled_batches(n_examples, batch_size, torch.Generator().manual_seed(0)))
+    stepper.step(batches[0])
+    timed_batches = batches if steps is None else (batches * 2)[1 : 1 + steps]
+    start = time.perf_counter()
+    for batch in timed_batches:
+        stepper.step(batch)
+    elapsed = time.perf_counter() - start
+    return elapsed / len(timed_batches) * len(batches), len(timed_batches)
+
+
+def bench_training(loaded, data, slow_steps: int, with_peft: bool) -> dict:
+    verbalizer = xlspt.build_verbalizer(loaded)
+    examples = sample_few_shot(data, "eng_Latn", 8, seed=0).train
+    texts, labels = examples["text"].tolist(), examples["category"].tolist()
+    if with_peft:
+        try:
+            from peft import PromptTuningConfig, TaskType, get_peft_model
+        except ImportError:
+            log("peft is not installed (pip install -e .[bench]): skipping the PEFT comparison")
+            with_peft = False
+    results = {}
+    for n in PROMPT_LENGTHS:
+        row = {}
+        torch.manual_seed(0)
+        t, k = epoch_time(ReferenceStep(loaded, verbalizer, texts, labels, n), len(texts), 8, slow_steps)
+        row["reference"] = (t, k)
+        if with_peft:  # a fresh copy of the model each time: PEFT wraps the model it is given
+            config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=n)
+            peft_model = get_peft_model(xlspt.load_model(loaded.name, dtype=loaded.dtype).model, config)
+            t, k = epoch_time(PeftStep(peft_model, loaded.tokenizer, verbalizer, texts, labels, n), len(texts), 8, slow_steps)
+            row["peft"] = (t, k)
+            del peft_model
+        ids = encode_texts(loaded, texts, n)
+        naive = NaiveEngine(loaded)
+        t, k = epoch_time(XlsptStep(naive, verbalizer, naive.prepare(ids), labels, n, loaded.hidden_size), len(texts), 8, None)
+        row["naive"] = (t, k)
+        cached = CachedTextEngine(loaded)
+        encode_s = timed(lambda: cached.prepare(ids))
+        states = cached.prepare(ids)
+        t, k = epoch_time(XlsptStep(cached, verbalizer, states, labels, n, loaded.hidden_size), len(texts), 8, None)
+        row["cached"] = (t, k)
+        row["cached_encode_once"] = encode_s
+        results[n] = row
+        log(f"  prompt length {n}: " + ", ".join(f"{m} {v[0]:.2f} s" for m, v in row.items() if isinstance(v, tuple)))
+    return results
+
+
+# --------------------------------------------------------------------------- (b, c) evaluation
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048) -> float:
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    reps = 5
+    seconds = timed(lambda: a @ b, reps)
+    return 2 * size**3 / seconds
+
+
+def non_embedding_parameters(loaded) -> int:
+    embedding = loaded.model.get_input_embeddings().weight
+    head = loaded.model.get_output_embeddings().weight
+    total = sum(p.numel() for p in loaded.model.parameters())
+    total -= embedding.numel()
+    if head.data_ptr() != embedding.data_ptr():
+        total -= head.numel()
+    return total
+
+
+def bench_evaluation(loaded, data) -> dict:
+    verbalizer = xlspt.build_verbalizer(loaded)
+    texts = data.split("eng_Latn", "test")["text"].tolist()
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.empty(4, loaded.hidden_size).uniform_(-0.5, 0.5, generator=generator) for _ in range(8)]
+    label_logits(loaded, verbalizer, prompts[0], texts[:16])  # warm-up
+    one = timed(lambda: label_logits(loaded, verbalizer, prompts[0], texts))
+    eight = timed(lambda: label_logits(loaded, verbalizer, prompts, texts))
+    naive_one = timed(lambda: label_logits(loaded, verbalizer, prompts[0], texts, engine="naive"))
+    tokens = sum(len(x) + 4 for x in encode_texts(loaded, texts, 4))
+    flops = 2 * non_embedding_parameters(loaded) * tokens
+    peak = matmul_peak(loaded.dtype)
+    return {
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "one_prompt_s": one,
+        "eight_prompts_s": eight,
+        "naive_one_prompt_s": naive_one,
+        "tokens": tokens,
+        "tokens_per_s": tokens / one,
+        "model_tflops": flops / one / 1e12,
+        "peak_tflops": peak / 1e12,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="end with the headline figures as one JSON line")
+    parser.add_argument("--data", default=None, help="SIB-200 directory (default: $XLSPT_DATA, ../shared/sib200)")
+    parser.add_argument("--model", default=xlspt.EMBEDDED_DEFAULT)
+    parser.add_argument("--dtype", default="auto", help="dtype of the evaluation part (training is float32)")
+    parser.add_argument("--slow-steps", type=int, default=2, help="steps timed for the reference and PEFT (scaled to an epoch)")
+    parser.add_argument("--no-peft", action="store_true")
+    args = parser.parse_args()
+    import os
+    from pathlib import Path
+
+    data_dir = args.data or os.environ.get("XLSPT_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "sib200")
+    data = xlspt.Sib200.resolve(data_dir)
+    torch.manual_seed(0)
+    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model {args.model}")
+
+    fp32 = xlspt.load_model(args.model, dtype="float32")
+    log("(a) training epoch, float32")
+    training = bench_training(fp32, data, args.slow_steps, not args.no_peft)
+    eval_model = fp32 if xlspt.models.resolve_dtype(args.dtype) is torch.float32 else xlspt.load_model(args.model, dtype=args.dtype)
+    log(f"(b, c) evaluation, {eval_model.dtype}")
+    evaluation = bench_evaluation(eval_model, data)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"\n(a) one training epoch, 56 examples, batch 8, float32 ({args.model})")
+    methods = ["reference", "peft", "naive", "cached"]
+    print(f"{'prompt length':>13} " + " ".join(f"{m:>16}" for m in methods) + f" {'cached encode':>14}")
+    for n, row in training.items():
+        cells = []
+        for m in methods:
+            if m in row:
+                t, k = row[m]
+                cells.append(f"{t:7.2f} s {'*' if k < 7 else ' '}{row['reference'][0] / t if m != 'reference' else 1:5.1f}x"[:16].rjust(16))
+            else:
+                cells.append(f"{'-':>16}")
+        print(f"{n:>13} " + " ".join(cells) + f" {row['cached_encode_once']:12.2f} s")
+    print("   seconds per epoch and speed-up over the reference; * timed on "
+          f"{args.slow_steps} steps and scaled to 7; the cached engine encodes the text once per training")
+    four = training[4]
+    speed = {
+        "train_speedup_vs_reference": four["reference"][0] / four["cached"][0],
+        "train_speedup_vs_peft": four["peft"][0] / four["cached"][0] if "peft" in four else None,
+        "train_speedup_vs_naive": four["naive"][0] / four["cached"][0],
+    }
+    epochs = 20
+    total_cached = epochs * four["cached"][0] + four["cached_encode_once"]
+    print(f"   prompt length 4, cached vs reference / PEFT / naive: {speed['train_speedup_vs_reference']:.1f}x / "
+          + (f"{speed['train_speedup_vs_peft']:.1f}x" if speed["train_speedup_vs_peft"] else "-")
+          + f" / {speed['train_speedup_vs_naive']:.1f}x per epoch; over a {epochs}-epoch training with its one-off "
+          f"encoding: {epochs * four['naive'][0] / total_cached:.1f}x the naive path")
+
+    e = evaluation
+    print(f"\n(b) evaluating 204 English test sentences, {e['dtype']}")
+    print(f"   1 prompt {e['one_prompt_s']:.2f} s; 8 prompts {e['eight_prompts_s']:.2f} s "
+          f"({e['eight_prompts_s'] / e['one_prompt_s']:.2f}x the time of 1); naive full pass, 1 prompt {e['naive_one_prompt_s']:.2f} s")
+    fraction = e["model_tflops"] / e["peak_tflops"]
+    print(f"(c) {e['tokens_per_s']:.0f} tokens/s = {e['model_tflops']:.3f} TFLOP/s of model matmuls; "
+          f"measured {e['dtype']} matmul peak {e['peak_tflops']:.3f} TFLOP/s: {100 * fraction:.0f}% of peak")
+    print(f"(d) peak resident memory {peak_rss_mb:.0f} MB")
+    if args.json:
+        headline = {
+            **{k: (round(v, 2) if v is not None else None) for k, v in speed.items()},
+            "eval_8_prompts_over_1": round(e["eight_prompts_s"] / e["one_prompt_s"], 3),
+            "eval_fraction_of_peak": round(fraction, 3),
+            "peak_rss_mb": round(peak_rss_mb),
+        }
+        print(json.dumps(headline))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
