@@ -109,3 +109,23 @@ def test_bfloat16_model_trains_and_predicts(tiny_model_dirs, data):
                                        training=xlspt.TrainConfig(epochs=2, batch_size=4), progress=False)
     assert clf.prompt.dtype is torch.float32 and clf.metadata["dtype"] == "bfloat16"
     assert set(clf.predict(["The team won.", "Parliament voted."])) <= set(xlspt.CATEGORIES)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_head_cross_entropy_matches_autograd(tiny_models, dtype):
+    from xlspt.engine.readout import _FusedHeadCrossEntropy
+
+    weight = torch.randn(20000, 64, generator=torch.Generator().manual_seed(0)).to(dtype)  # several chunks
+    hidden = torch.randn(5, 64, generator=torch.Generator().manual_seed(1)).to(dtype).requires_grad_()
+    targets = torch.tensor([3, 19999, 8192, 0, 77])
+    # The ground truth in float32 from the same (possibly bf16-rounded) values.
+    exact_hidden = hidden.detach().float().requires_grad_()
+    expected = torch.nn.functional.cross_entropy(exact_hidden @ weight.float().T, targets)
+    (expected_grad,) = torch.autograd.grad(expected, exact_hidden)
+    loss = _FusedHeadCrossEntropy.apply(hidden, weight, targets)
+    (grad,) = torch.autograd.grad(loss * 3.0, hidden)
+    assert grad.dtype == dtype
+    # bfloat16 keeps 8 bits of mantissa: about 0.4% per rounding.
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype is torch.float32 else dict(rtol=3e-2, atol=5e-3)
+    torch.testing.assert_close(loss, expected, **tol)
+    torch.testing.assert_close(grad.float(), 3.0 * expected_grad.float(), **tol)

@@ -26,6 +26,8 @@ from .models.loading import LoadedModel
 from .verbalizer import Verbalizer
 
 RESULT_COLUMNS = ["language", "accuracy", "macro_f1", "n"]
+#: Prompts scored side by side share one pass over the weights, up to this many rows.
+_ROWS_PER_PASS = 256
 
 
 def _prefix(states: TextStates, length: int) -> TextStates:
@@ -78,18 +80,28 @@ def label_logits(
         for batch in batches_by_length([len(x) for x in base_ids], batch_size):
             base_states = cached.encode_batch([base_ids[i] for i in batch])
             rows = None
+            shared: dict[int, list[int]] = {}  # prompt length -> prompts that read the batch's states as they are
             for j, prompt in enumerate(prompt_list):
                 n = prompt.shape[0]
                 ids = ids_by_length[n]
                 if all(len(ids[i]) == len(base_ids[i]) for i in batch):
-                    states = base_states  # no row truncated further for this prompt length
-                elif prefix_ok[n]:  # rows truncated further: their states are prefixes of the longer text's
+                    shared.setdefault(n, []).append(j)
+                    continue
+                if prefix_ok[n]:  # rows truncated further: their states are prefixes of the longer text's
                     rows = rows or base_states.rows()
                     states = [_prefix(s, len(ids[i])) for s, i in zip(rows, batch)]
                 else:  # a tokenizer that adds a suffix token: truncation is not a prefix, encode again
                     states = cached.encode_batch([ids[i] for i in batch])
                 hidden = cached.readout_hidden(states, prompt)
                 out[j, batch] = loaded.adapter.logits(loaded.model, hidden, label_ids).float().cpu()
+            per_pass = max(1, _ROWS_PER_PASS // len(batch))
+            for group in shared.values():
+                for start in range(0, len(group), per_pass):
+                    chosen = group[start : start + per_pass]
+                    hidden = cached.readout_hidden_many(base_states, torch.stack([prompt_list[j] for j in chosen]))
+                    logits = loaded.adapter.logits(loaded.model, hidden.flatten(0, 1), label_ids).float().cpu()
+                    for k, j in enumerate(chosen):
+                        out[j, batch] = logits[k * len(batch) : (k + 1) * len(batch)]
     return out[0] if single else out
 
 

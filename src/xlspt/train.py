@@ -11,12 +11,12 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .data.sampling import FewShotSplit
 from .engine import DEFAULT_MAX_LENGTH, ENGINES, encode_texts, make_engine, shuffled_batches
+from .engine.readout import readout_cross_entropy
 from .errors import XlsptError
 from .models.loading import LoadedModel
 from .prompt import PromptConfig, SoftPrompt
@@ -90,11 +90,8 @@ def readout_loss(engine, verbalizer: Verbalizer, inputs, labels, prompt: torch.T
 
     ``inputs`` are what ``engine.prepare`` made of the texts (token ids, or cached text states).
     """
-    loaded = engine.loaded
     hidden = engine.readout_hidden(inputs, prompt)
-    logits = loaded.adapter.logits(loaded.model, hidden)
-    targets = verbalizer.target_token_ids(labels).to(logits.device)
-    return nn.functional.cross_entropy(logits.float(), targets)
+    return readout_cross_entropy(engine.loaded, hidden, verbalizer.target_token_ids(labels))
 
 
 @torch.no_grad()

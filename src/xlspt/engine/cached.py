@@ -138,23 +138,36 @@ class CachedTextEngine:
 
     def readout_hidden(self, states: Sequence[TextStates] | BatchStates, prompt: torch.Tensor) -> torch.Tensor:
         """``[B, d]`` hidden states at the last prompt slot for ``B`` cached texts and one ``[n, d]`` prompt."""
+        return self.readout_hidden_many(states, prompt.unsqueeze(0))[0]
+
+    def readout_hidden_many(self, states: Sequence[TextStates] | BatchStates, prompts: torch.Tensor) -> torch.Tensor:
+        """``[P, B, d]`` hidden states for ``P`` prompts of one length (``[P, n, d]``) on the same ``B`` texts.
+
+        The prompts run side by side in one pass over ``P * B`` rows, so the weights are read once
+        for all of them.
+        """
         loaded = self.loaded
         device = loaded.device
         batch_states = states if isinstance(states, BatchStates) else self.stack(states)
-        batch, n = len(batch_states), int(prompt.shape[0])
-        lengths = batch_states.lengths
+        n_prompts, n = int(prompts.shape[0]), int(prompts.shape[1])
+        batch = len(batch_states)
+        rows = n_prompts * batch
+        lengths = batch_states.lengths.repeat(n_prompts)
         width = int(batch_states.keys[0].shape[2])
-        # A fresh cache object each call: the prompt step appends to it, the stored states stay untouched.
-        layers = list(zip(batch_states.keys, batch_states.values))
-        k = layers[0][0]
+        if n_prompts == 1:
+            layers = list(zip(batch_states.keys, batch_states.values))
+        else:
+            layers = [(k.repeat(n_prompts, 1, 1, 1), v.repeat(n_prompts, 1, 1, 1))
+                      for k, v in zip(batch_states.keys, batch_states.values)]
+        dtype = layers[0][0].dtype
         columns = torch.arange(width, device=device)
         text_mask = (columns[None, :] >= (width - lengths)[:, None]).long()
-        mask = torch.cat([text_mask, text_mask.new_ones(batch, n)], dim=1)
-        slots = loaded.adapter.embed_prompt(loaded.model, prompt.to(device=device, dtype=k.dtype))
+        mask = torch.cat([text_mask, text_mask.new_ones(rows, n)], dim=1)
+        slots = loaded.adapter.embed_prompt(loaded.model, prompts.to(device=device, dtype=dtype))
+        slots = slots.repeat_interleave(batch, dim=0)  # [P*B, n, d], prompt-major like the repeated states
+        # A fresh cache object each call: the prompt step appends to it, the stored states stay untouched.
         kwargs = {self._cache_name: self._cache_cls(ddp_cache_data=layers)}
         if loaded.adapter.takes_position_ids:
             kwargs["position_ids"] = lengths[:, None] + torch.arange(n, device=device)[None, :]
-        out = self._base(
-            inputs_embeds=slots.unsqueeze(0).expand(batch, -1, -1), attention_mask=mask, use_cache=True, **kwargs
-        )
-        return out.last_hidden_state[:, -1]
+        out = self._base(inputs_embeds=slots, attention_mask=mask, use_cache=True, **kwargs)
+        return out.last_hidden_state[:, -1].reshape(n_prompts, batch, -1)

@@ -1,0 +1,66 @@
+"""The training loss at the read-out position, reading the LM head once.
+
+The loss is the cross-entropy over the full vocabulary (262k rows for Gemma 3) at one
+position. With a frozen head, autograd would read the ``[V, d]`` head weight twice per step
+(logits forward, then the hidden state's gradient); on a CPU both passes are bound by
+memory bandwidth, not arithmetic. :func:`readout_cross_entropy` walks the vocabulary once in
+chunks with an online softmax and accumulates the gradient with respect to the hidden state
+on the way (``dL/dh = softmax(z) W - W[target]``), giving the same loss and gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.loading import LoadedModel
+
+_CHUNK_ROWS = 8192
+
+
+class _FusedHeadCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``hidden @ weight.T`` against ``targets``, with its hidden-state gradient."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        batch = hidden.shape[0]
+        h = hidden.detach().float()
+        running_max = torch.full((batch,), -float("inf"), device=h.device)
+        total = torch.zeros(batch, device=h.device)
+        weighted = torch.zeros(batch, weight.shape[1], device=h.device)
+        for rows in weight.split(_CHUNK_ROWS):
+            rows = rows.float()  # accumulate in float32 whatever the weights' dtype
+            z = h @ rows.T
+            new_max = torch.maximum(running_max, z.amax(dim=1))
+            rescale = torch.exp(running_max - new_max)
+            e = torch.exp(z - new_max[:, None])
+            total = total * rescale + e.sum(dim=1)
+            weighted = weighted * rescale[:, None] + e @ rows
+            running_max = new_max
+        target_rows = weight[targets].float()
+        target_logit = (h * target_rows).sum(dim=1)
+        loss = (running_max + torch.log(total) - target_logit).mean()
+        ctx.save_for_backward((weighted / total[:, None] - target_rows) / batch)
+        ctx.hidden_dtype = hidden.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (grad_hidden,) = ctx.saved_tensors
+        return (grad_output * grad_hidden).to(ctx.hidden_dtype), None, None
+
+
+def readout_cross_entropy(loaded: LoadedModel, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the full vocabulary at the read-out position.
+
+    Args:
+        hidden: ``[B, d]`` hidden states at the read-out position.
+        targets: ``[B]`` vocabulary ids of the label words.
+    """
+    model, adapter = loaded.model, loaded.adapter
+    head = model.get_output_embeddings()
+    plain_head = getattr(head, "bias", None) is None and getattr(model.config, "final_logit_softcapping", None) is None
+    if hidden.requires_grad and not head.weight.requires_grad and plain_head:
+        return _FusedHeadCrossEntropy.apply(hidden, head.weight, targets.to(hidden.device))
+    logits = adapter.logits(model, hidden)
+    return nn.functional.cross_entropy(logits.float(), targets.to(logits.device))
