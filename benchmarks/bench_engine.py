@@ -59,6 +59,11 @@ def timed(fn, repeat: int = 1) -> float:
     return (time.perf_counter() - start) / repeat
 
 
+def best_of(fn, tries: int = 2) -> float:
+    """The fastest of a few runs: bf16 kernels are compiled for each new shape on first use."""
+    return min(timed(fn) for _ in range(tries))
+
+
 # --------------------------------------------------------------------------- (a) training
 
 
@@ -217,9 +222,9 @@ def bench_evaluation(loaded, data, language: str, naive: bool) -> dict:
     generator = torch.Generator().manual_seed(0)
     prompts = [torch.empty(4, loaded.hidden_size).uniform_(-0.5, 0.5, generator=generator) for _ in range(8)]
     label_logits(loaded, verbalizer, prompts[0], texts[:16])  # warm-up
-    one = timed(lambda: label_logits(loaded, verbalizer, prompts[0], texts))
-    eight = timed(lambda: label_logits(loaded, verbalizer, prompts, texts))
-    naive_one = timed(lambda: label_logits(loaded, verbalizer, prompts[0], texts, engine="naive")) if naive else None
+    one = best_of(lambda: label_logits(loaded, verbalizer, prompts[0], texts))
+    eight = best_of(lambda: label_logits(loaded, verbalizer, prompts, texts))
+    cached_one = best_of(lambda: label_logits(loaded, verbalizer, prompts[0], texts, engine="cached")) if naive else None
     text_tokens = sum(len(x) for x in encode_texts(loaded, texts, 4))
     tokens = text_tokens + 4 * len(texts)
     flops = 2 * non_embedding_parameters(loaded) * tokens
@@ -228,7 +233,7 @@ def bench_evaluation(loaded, data, language: str, naive: bool) -> dict:
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "one_prompt_s": one,
         "eight_prompts_s": eight,
-        "naive_one_prompt_s": naive_one,
+        "cached_one_prompt_s": cached_one,
         "mean_text_tokens": text_tokens / len(texts),
         "tokens_per_s": tokens / one,
         "model_tflops": flops / one / 1e12,
@@ -292,10 +297,11 @@ def main() -> int:
     e = evaluation
     print(f"\n(b) scoring prompts of length 4 on the 204 test sentences of a language, {e['dtype']}")
     for r in (evaluation, long_text):
-        naive_note = f"; naive full pass, 1 prompt {r['naive_one_prompt_s']:.2f} s" if r["naive_one_prompt_s"] else ""
+        naive_note = f"; 1 prompt through the cached engine {r['cached_one_prompt_s']:.2f} s" if r["cached_one_prompt_s"] else ""
         print(f"   {r['language']} ({r['mean_text_tokens']:.0f} text tokens per sentence): 1 prompt {r['one_prompt_s']:.2f} s, "
               f"8 prompts {r['eight_prompts_s']:.2f} s = {r['eight_prompts_s'] / r['one_prompt_s']:.2f}x{naive_note}")
-    print("   (8 prompts of 4 tokens add 32 positions per sentence to its text: the floor is about 1 + 32 / text tokens)")
+    print("   (1 prompt: one full pass; 8 prompts: the text once, then 8 x 4 prompt positions per sentence,\n"
+          "    so the floor is about 1 + 32 / text tokens)")
     fraction = e["model_tflops"] / peak
     print(f"(c) {e['tokens_per_s']:.0f} tokens/s on eng_Latn = {e['model_tflops']:.3f} TFLOP/s of model matmuls; "
           f"measured {e['dtype']} matmul peak {peak:.3f} TFLOP/s (best of 1024/2048/4096 squares): {100 * fraction:.0f}% of peak")

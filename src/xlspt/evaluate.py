@@ -52,8 +52,9 @@ def label_logits(
     Args:
         prompts: one ``[n, d]`` prompt, or a sequence of prompts (lengths may differ).
         texts: ``N`` texts.
-        engine: ``"auto"``/``"cached"`` (text states computed once for all prompts) or ``"naive"``
-            (a full pass per prompt, the reference path).
+        engine: ``"cached"`` (text states computed once for all prompts), ``"naive"`` (a full pass
+            per prompt, the reference path), or ``"auto"``: naive for one prompt (one pass over text
+            and prompt together is the least work), cached for several.
 
     Returns:
         ``[N, C]`` for one prompt, ``[P, N, C]`` for a sequence of ``P`` prompts.
@@ -65,7 +66,7 @@ def label_logits(
     # Token ids per distinct prompt length; the shortest prompt leaves the longest text budget.
     ids_by_length = {n: encode_texts(loaded, texts, n, max_length) for n in sorted({p.shape[0] for p in prompt_list})}
     base_ids = ids_by_length[min(ids_by_length)]
-    if engine == "naive":
+    if engine == "naive" or (engine == "auto" and len(prompt_list) == 1):
         naive = NaiveEngine(loaded)
         for j, prompt in enumerate(prompt_list):
             ids = ids_by_length[prompt.shape[0]]
