@@ -85,20 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xlspt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="train a prompt on English and evaluate it on target languages")
-    _add_training(p)
-    _add_langs(p)
-    p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
-    _add_speed(p, "auto")
-    _add_common(p)
-
-    p = sub.add_parser("train", help="train a prompt and save it (no evaluation)")
-    _add_training(p)
-    p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
-    _add_speed(p, "auto")
-    _add_common(p)
+    for name, text in (
+        ("run", "train a prompt on English and evaluate it on target languages"),
+        ("train", "train a prompt and save it (no evaluation)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _add_training(p)
+        if name == "run":
+            _add_langs(p)
+        p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
+        p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+        _add_speed(p, "auto")
+        _add_common(p)
 
     p = sub.add_parser("evaluate", help="evaluate saved prompts on target languages")
     p.add_argument("--prompt", required=True, action="append", metavar="PATH",
@@ -138,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: no partial results were written", file=sys.stderr)
+        print("interrupted: nothing half-written was left (files are only ever written whole)", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

@@ -5,7 +5,8 @@ position. With a frozen head, autograd would read the ``[V, d]`` head weight twi
 (logits forward, then the hidden state's gradient); on a CPU both passes are bound by
 memory bandwidth, not arithmetic. :func:`readout_cross_entropy` walks the vocabulary once in
 chunks with an online softmax and accumulates the gradient with respect to the hidden state
-on the way (``dL/dh = softmax(z) W - W[target]``), giving the same loss and gradient.
+on the way (``dL/dh = softmax(z) W - W[target]``), giving the same loss and gradient. It is
+used for float32 heads; a bfloat16 head is half the bytes and autograd's two passes are faster.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def readout_cross_entropy(loaded: LoadedModel, hidden: torch.Tensor, targets: to
     model, adapter = loaded.model, loaded.adapter
     head = model.get_output_embeddings()
     plain_head = getattr(head, "bias", None) is None and getattr(model.config, "final_logit_softcapping", None) is None
-    if hidden.requires_grad and not head.weight.requires_grad and plain_head:
+    # In bfloat16 the head is half the bytes and autograd's two passes run on fast bf16 kernels;
+    # the one-pass form pays off for float32 weights.
+    if hidden.requires_grad and not head.weight.requires_grad and plain_head and head.weight.dtype == torch.float32:
         return _FusedHeadCrossEntropy.apply(hidden, head.weight, targets.to(hidden.device))
     logits = adapter.logits(model, hidden)
     return nn.functional.cross_entropy(logits.float(), targets.to(logits.device))
