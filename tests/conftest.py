@@ -33,8 +33,8 @@ def data(sib200_dir):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_cache(tmp_path_factory):
-    """Keep test caches out of the user's cache, except the converted embedded model (shared, read-only use)."""
+def _quiet_tokenizers():
+    """The fast tokenizers warn about forked processes (the CLI test forks one) unless told not to."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     yield
 
