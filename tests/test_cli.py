@@ -135,3 +135,15 @@ def test_evaluate_several_prompts_in_one_pass(trained_run, tmp_path_factory, tin
     row = out.split("== ")[1].splitlines()
     eng = next(line for line in row if line.startswith("eng_Latn"))
     assert f"{100 * first['accuracy'][0]:.1f}%" in eng
+
+
+def test_train_resumes_from_a_run(trained_run, tiny_model_dirs, sib200_dir, tmp_path, capsys):
+    out = tmp_path / "resumed"
+    assert main(["train", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--resume", str(trained_run),
+                 "--epochs", "1", "--shots", "2", "--out", str(out), "--quiet"]) == 0
+    import json
+
+    sidecar = json.loads((out / "prompt.json").read_text())
+    assert sidecar["prompt_config"]["length"] == 2  # taken from the resumed prompt, not the default 4
+    _fails_cleanly(["train", "--model", str(tiny_model_dirs["bloom"]), "--data", str(sib200_dir), "--resume", str(trained_run),
+                    "--epochs", "1", "--out", str(tmp_path / "x")], "this prompt was made for", capsys, tmp_path / "x")

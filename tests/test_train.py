@@ -112,3 +112,17 @@ def test_aggregate_gives_group_means_with_spread():
     assert "study_52" not in groups
     table = xlspt.format_results_table(results, groups)
     assert "Swahili" in table and "mean transfer (2)" in table
+
+
+def test_training_resumes_from_a_saved_reparameterized_prompt(tiny_models, data, tmp_path):
+    loaded = tiny_models["xglm"]
+    first = _train(loaded, data, reparam=16, epochs=2)
+    first.save(tmp_path)
+    saved = PromptArtifact.load(tmp_path).soft_prompt()
+    resumed = xlspt.PromptClassifier.train(
+        loaded, data, shots=2, training=xlspt.TrainConfig(epochs=1, batch_size=4, lr=1e-9, warmup_ratio=0.0),
+        initial=saved, progress=False,
+    )
+    assert resumed.soft_prompt.config.reparam_hidden == 16 and resumed.prompt.shape == first.prompt.shape
+    torch.testing.assert_close(resumed.prompt, first.prompt, rtol=1e-4, atol=1e-4)  # a tiny lr barely moves it
+    assert torch.equal(saved.weight, PromptArtifact.load(tmp_path).soft_prompt().weight)  # the input is not modified

@@ -70,15 +70,21 @@ class PromptClassifier:
         training: TrainConfig | None = None,
         label_words: dict[str, str] | None = None,
         allow_first_subtoken: bool = False,
+        initial: SoftPrompt | None = None,
         progress: bool = True,
     ) -> "PromptClassifier":
-        """Draw ``shots`` examples per class of ``train_language`` and train a prompt on them."""
-        prompt = prompt or PromptConfig()
+        """Draw ``shots`` examples per class of ``train_language`` and train a prompt on them.
+
+        ``initial`` continues training from a saved prompt (``PromptArtifact.soft_prompt()``).
+        """
+        prompt = initial.config if initial is not None else (prompt or PromptConfig())
         training = training or TrainConfig()
         verbalizer = build_verbalizer(model, label_words, allow_first_subtoken)
         examples = sample_few_shot(data, train_language, shots, training.seed)
         started = time.time()
-        result: TrainResult = train_prompt(model, verbalizer, examples, prompt, training, progress=progress)
+        result: TrainResult = train_prompt(
+            model, verbalizer, examples, prompt, training, initial=initial, progress=progress
+        )
         metadata = {
             "xlspt_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

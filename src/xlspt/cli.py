@@ -64,6 +64,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reparam-hidden", type=_positive_int, default=None, metavar="H", help="reparameterize the prompt with an MLP of hidden size H (the reference example used 200)")
     g.add_argument("--label-words", metavar="WORDS", help="seven label words in the order geography,science/technology,entertainment,politics,health,travel,sports, or class=word pairs")
     g.add_argument("--allow-subword-labels", action="store_true", help="use the first token of a label word that is several tokens (as the reference code did)")
+    g.add_argument("--resume", metavar="PATH", help="continue training from a saved prompt (its length and reparameterization network); the optimizer starts afresh")
     g = p.add_argument_group("data and training")
     g.add_argument("--train-lang", default="eng_Latn", help="language to train on (default: %(default)s)")
     g.add_argument("--shots", type=_positive_int, default=8, help="training examples per class (default: %(default)s)")
@@ -209,12 +210,20 @@ def _train(args, data, languages_to_check: list[str] | None = None):
     available = data.languages()
     resolve_languages([args.train_lang], available)
     data.split(args.train_lang, "train"), data.split(args.train_lang, "dev")
+    initial = None
+    if args.resume:
+        from .artifact import PromptArtifact
+
+        artifact = PromptArtifact.load(args.resume)
     model = load_model(args.model, dtype=args.dtype)
+    if args.resume:
+        artifact.check_model(model.signature(), model.name)
+        initial = artifact.soft_prompt()
     _say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
          f"on {model.device}); data {data.description}")
     clf = PromptClassifier.train(
         model, data, train_language=args.train_lang, shots=args.shots, prompt=prompt, training=training,
-        label_words=words, allow_first_subtoken=args.allow_subword_labels, progress=not args.quiet,
+        label_words=words, allow_first_subtoken=args.allow_subword_labels, initial=initial, progress=not args.quiet,
     )
     meta = clf.metadata
     _say(f"trained in {meta['train_seconds']:.0f} s; best epoch {meta['best_epoch']} (validation loss {meta['best_val_loss']:.3f})")

@@ -111,18 +111,26 @@ def train_prompt(
     prompt_config: PromptConfig | None = None,
     config: TrainConfig | None = None,
     *,
+    initial: SoftPrompt | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train a soft prompt on ``examples.train``, selecting the epoch by loss on ``examples.validation``.
 
-    Returns the prompt of the best epoch. With ``config.freeze_model`` False the model's weights
-    are trained in place as well (and the best epoch's weights restored).
+    Returns the prompt of the best epoch. With ``initial`` (a saved prompt, with its
+    reparameterization network) training continues from it, with a fresh optimizer and schedule.
+    With ``config.freeze_model`` False the model's weights are trained in place as well (and the
+    best epoch's weights restored).
     """
-    prompt_config = prompt_config or PromptConfig()
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    prompt = SoftPrompt(prompt_config, loaded.hidden_size, generator=generator).to(loaded.device)
+    if initial is not None:
+        prompt = copy.deepcopy(initial).to(loaded.device)
+        prompt_config = prompt.config
+    else:
+        prompt_config = prompt_config or PromptConfig()
+        prompt = SoftPrompt(prompt_config, loaded.hidden_size, generator=generator).to(loaded.device)
+    prompt.requires_grad_(True)
 
     engine = make_engine(loaded, config.engine, model_trains=not config.freeze_model, encode_batch_size=config.eval_batch_size)
     train_inputs = engine.prepare(

@@ -59,8 +59,7 @@ def format_results_table(results: pd.DataFrame, groups: dict[str, dict] | None =
         for name, metrics in groups.items():
             acc, f1 = metrics["accuracy"], metrics["macro_f1"]
             label = f"mean {name} ({acc['n_languages']})"
-            lines.append(
-                f"{label:<33} {100 * acc['mean']:>8.1f}% {100 * f1['mean']:>8.1f}%   ±{100 * acc['stderr']:.1f} (s.e.)"
-            )
+            spread = f"   ±{100 * acc['stderr']:.1f} (s.e.)" if acc["n_languages"] > 1 else ""
+            lines.append(f"{label:<33} {100 * acc['mean']:>8.1f}% {100 * f1['mean']:>8.1f}%{spread}")
     lines.append(f"chance: {100 * CHANCE_SIB200:.1f}%")
     return "\n".join(lines)
