@@ -39,9 +39,6 @@ class TextStates:
     def length(self) -> int:
         return int(self.keys[0].shape[1])
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
-
 
 @dataclass
 class BatchStates:
