@@ -129,3 +129,28 @@ def test_fused_head_cross_entropy_matches_autograd(tiny_models, dtype):
     tol = dict(rtol=1e-5, atol=1e-6) if dtype is torch.float32 else dict(rtol=3e-2, atol=5e-3)
     torch.testing.assert_close(loss, expected, **tol)
     torch.testing.assert_close(grad.float(), 3.0 * expected_grad.float(), **tol)
+
+
+def test_stored_text_states_are_reused_and_give_the_same_logits(tiny_models, data, tmp_path, monkeypatch):
+    from xlspt.engine.cached import CachedTextEngine
+    from xlspt.engine.store import TextStateStore
+    from xlspt.evaluate import label_logits
+
+    loaded = tiny_models["bloom"]
+    verbalizer = xlspt.build_verbalizer(loaded)
+    texts = data.split("swh_Latn", "test")["text"].tolist()[:50]
+    prompts = [torch.empty(3, loaded.hidden_size).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    expected = label_logits(loaded, verbalizer, prompts, texts, batch_size=16, engine="naive")
+    first = TextStateStore(loaded, tmp_path / "states")
+    computed = label_logits(loaded, verbalizer, prompts, texts, batch_size=16, store=first)
+    assert (first.hits, first.misses) == (0, 4) and len(list((tmp_path / "states").iterdir())) == 4
+
+    def no_text_pass(*args, **kwargs):
+        raise AssertionError("the text pass ran although its states were stored")
+
+    monkeypatch.setattr(CachedTextEngine, "encode_batch", no_text_pass)
+    second = TextStateStore(loaded, tmp_path / "states")
+    reused = label_logits(loaded, verbalizer, prompts, texts, batch_size=16, store=second)
+    assert (second.hits, second.misses) == (4, 0)
+    torch.testing.assert_close(computed, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(reused, computed, rtol=0, atol=0)

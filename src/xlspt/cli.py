@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     p.add_argument("--out", metavar="DIR", help="write results.csv and the summary here (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    p.add_argument("--cache-states", action="store_true",
+                   help="keep the text states on disk (under the cache directory) so that later evaluations of the same sentences skip the text pass")
     _add_speed(p, None)
     _add_common(p)
 
@@ -314,10 +316,17 @@ def cmd_evaluate(args) -> int:
     classifiers = [first] + [PromptClassifier.load(p, first.model) for p in args.prompt[1:]]
     if any(c.verbalizer != first.verbalizer or c.max_length != first.max_length for c in classifiers):
         raise XlsptError("these prompts use different label words or maximum lengths: evaluate them one at a time")
+    store = None
+    if args.cache_states:
+        from .engine.store import TextStateStore
+
+        store = TextStateStore(first.model)
     all_results = evaluate_prompts(
         first.model, first.verbalizer, [c.prompt for c in classifiers], data, langs,
-        max_length=first.max_length, engine=args.engine, progress=not args.quiet,
+        max_length=first.max_length, engine=args.engine, store=store, progress=not args.quiet,
     )
+    if store is not None:
+        _say(f"text states: {store.hits} batches read from {store.root}, {store.misses} computed and stored")
     if out is not None and args.overwrite:
         for name in (RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON):
             (out / name).unlink(missing_ok=True)

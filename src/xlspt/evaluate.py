@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .data.sib200 import Sib200
 from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, NaiveEngine, batches_by_length, encode_texts
 from .engine.cached import TextStates
+from .engine.store import TextStateStore
 from .models.loading import LoadedModel
 from .verbalizer import Verbalizer
 
@@ -46,6 +47,7 @@ def label_logits(
     batch_size: int = 32,
     max_length: int = DEFAULT_MAX_LENGTH,
     engine: str = "auto",
+    store: TextStateStore | None = None,
 ) -> torch.Tensor:
     """Label-word logits at the read-out position, float32 on the CPU.
 
@@ -55,6 +57,7 @@ def label_logits(
         engine: ``"cached"`` (text states computed once for all prompts), ``"naive"`` (a full pass
             per prompt, the reference path), or ``"auto"``: naive for one prompt (one pass over text
             and prompt together is the least work), cached for several.
+        store: keep the text states on disk and reuse them in later calls (implies the cached engine).
 
     Returns:
         ``[N, C]`` for one prompt, ``[P, N, C]`` for a sequence of ``P`` prompts.
@@ -66,7 +69,7 @@ def label_logits(
     # Token ids per distinct prompt length; the shortest prompt leaves the longest text budget.
     ids_by_length = {n: encode_texts(loaded, texts, n, max_length) for n in sorted({p.shape[0] for p in prompt_list})}
     base_ids = ids_by_length[min(ids_by_length)]
-    if engine == "naive" or (engine == "auto" and len(prompt_list) == 1):
+    if engine == "naive" or (engine == "auto" and len(prompt_list) == 1 and store is None):
         naive = NaiveEngine(loaded)
         for j, prompt in enumerate(prompt_list):
             ids = ids_by_length[prompt.shape[0]]
@@ -79,7 +82,8 @@ def label_logits(
         }
         cached = CachedTextEngine(loaded, encode_batch_size=batch_size)
         for batch in batches_by_length([len(x) for x in base_ids], batch_size):
-            base_states = cached.encode_batch([base_ids[i] for i in batch])
+            chosen_ids = [base_ids[i] for i in batch]
+            base_states = store.encode_batch(cached, chosen_ids) if store else cached.encode_batch(chosen_ids)
             rows = None
             shared: dict[int, list[int]] = {}  # prompt length -> prompts that read the batch's states as they are
             for j, prompt in enumerate(prompt_list):
@@ -141,6 +145,7 @@ def evaluate_prompts(
     batch_size: int = 32,
     max_length: int = DEFAULT_MAX_LENGTH,
     engine: str = "auto",
+    store: TextStateStore | None = None,
     progress: bool = True,
 ) -> list[pd.DataFrame]:
     """Per-language results of several prompts, reading each language's text once.
@@ -155,7 +160,7 @@ def evaluate_prompts(
         gold = frame["category"].tolist()
         logits = label_logits(
             loaded, verbalizer, list(prompts), frame["text"].tolist(),
-            batch_size=batch_size, max_length=max_length, engine=engine,
+            batch_size=batch_size, max_length=max_length, engine=engine, store=store,
         )
         for j in range(len(prompts)):
             predicted = [verbalizer.labels[i] for i in logits[j].argmax(dim=1).tolist()]
