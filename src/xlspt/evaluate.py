@@ -64,50 +64,59 @@ def label_logits(
     """
     single = isinstance(prompts, torch.Tensor)
     prompt_list = [prompts] if single else list(prompts)
-    label_ids = torch.tensor(verbalizer.token_ids, device=loaded.device)
     out = torch.empty(len(prompt_list), len(texts), len(verbalizer.labels))
     # Token ids per distinct prompt length; the shortest prompt leaves the longest text budget.
     ids_by_length = {n: encode_texts(loaded, texts, n, max_length) for n in sorted({p.shape[0] for p in prompt_list})}
-    base_ids = ids_by_length[min(ids_by_length)]
     if engine == "naive" or (engine == "auto" and len(prompt_list) == 1 and store is None):
-        naive = NaiveEngine(loaded)
-        for j, prompt in enumerate(prompt_list):
-            ids = ids_by_length[prompt.shape[0]]
-            for batch in batches_by_length([len(x) for x in ids], batch_size):
-                hidden = naive.readout_hidden([ids[i] for i in batch], prompt)
-                out[j, batch] = loaded.adapter.logits(loaded.model, hidden, label_ids).float().cpu()
+        _naive_logits(loaded, verbalizer, prompt_list, ids_by_length, batch_size, out)
     else:
-        prefix_ok = {
-            n: all(ids == full[: len(ids)] for ids, full in zip(group, base_ids)) for n, group in ids_by_length.items()
-        }
-        cached = CachedTextEngine(loaded, encode_batch_size=batch_size)
-        for batch in batches_by_length([len(x) for x in base_ids], batch_size):
-            chosen_ids = [base_ids[i] for i in batch]
-            base_states = store.encode_batch(cached, chosen_ids) if store else cached.encode_batch(chosen_ids)
-            rows = None
-            shared: dict[int, list[int]] = {}  # prompt length -> prompts that read the batch's states as they are
-            for j, prompt in enumerate(prompt_list):
-                n = prompt.shape[0]
-                ids = ids_by_length[n]
-                if all(len(ids[i]) == len(base_ids[i]) for i in batch):
-                    shared.setdefault(n, []).append(j)
-                    continue
-                if prefix_ok[n]:  # rows truncated further: their states are prefixes of the longer text's
-                    rows = rows or base_states.rows()
-                    states = [_prefix(s, len(ids[i])) for s, i in zip(rows, batch)]
-                else:  # a tokenizer that adds a suffix token: truncation is not a prefix, encode again
-                    states = cached.encode_batch([ids[i] for i in batch])
-                hidden = cached.readout_hidden(states, prompt)
-                out[j, batch] = loaded.adapter.logits(loaded.model, hidden, label_ids).float().cpu()
-            per_pass = max(1, _ROWS_PER_PASS // len(batch))
-            for group in shared.values():
-                for start in range(0, len(group), per_pass):
-                    chosen = group[start : start + per_pass]
-                    hidden = cached.readout_hidden_many(base_states, torch.stack([prompt_list[j] for j in chosen]))
-                    logits = loaded.adapter.logits(loaded.model, hidden.flatten(0, 1), label_ids).float().cpu()
-                    for k, j in enumerate(chosen):
-                        out[j, batch] = logits[k * len(batch) : (k + 1) * len(batch)]
+        _cached_logits(loaded, verbalizer, prompt_list, ids_by_length, batch_size, store, out)
     return out[0] if single else out
+
+
+def _label_rows(loaded: LoadedModel, verbalizer: Verbalizer, hidden: torch.Tensor) -> torch.Tensor:
+    label_ids = torch.tensor(verbalizer.token_ids, device=hidden.device)
+    return loaded.adapter.logits(loaded.model, hidden, label_ids).float().cpu()
+
+
+def _naive_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, out) -> None:
+    """A full pass per prompt and batch (the reference path)."""
+    naive = NaiveEngine(loaded)
+    for j, prompt in enumerate(prompts):
+        ids = ids_by_length[prompt.shape[0]]
+        for batch in batches_by_length([len(x) for x in ids], batch_size):
+            out[j, batch] = _label_rows(loaded, verbalizer, naive.readout_hidden([ids[i] for i in batch], prompt))
+
+
+def _cached_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, store, out) -> None:
+    """Each batch's text once; then every prompt, those of one length side by side in one pass."""
+    base_ids = ids_by_length[min(ids_by_length)]
+    prefix_ok = {n: all(ids == full[: len(ids)] for ids, full in zip(group, base_ids)) for n, group in ids_by_length.items()}
+    cached = CachedTextEngine(loaded, encode_batch_size=batch_size)
+    for batch in batches_by_length([len(x) for x in base_ids], batch_size):
+        chosen_ids = [base_ids[i] for i in batch]
+        base_states = store.encode_batch(cached, chosen_ids) if store else cached.encode_batch(chosen_ids)
+        shared: dict[int, list[int]] = {}  # prompt length -> prompts that read the batch's states as they are
+        rows = None
+        for j, prompt in enumerate(prompts):
+            ids = ids_by_length[prompt.shape[0]]
+            if all(len(ids[i]) == len(base_ids[i]) for i in batch):
+                shared.setdefault(prompt.shape[0], []).append(j)
+                continue
+            if prefix_ok[prompt.shape[0]]:  # rows truncated further: their states are prefixes of the longer text's
+                rows = rows or base_states.rows()
+                states = [_prefix(s, len(ids[i])) for s, i in zip(rows, batch)]
+            else:  # a tokenizer that adds a suffix token: truncation is not a prefix, encode again
+                states = cached.encode_batch([ids[i] for i in batch])
+            out[j, batch] = _label_rows(loaded, verbalizer, cached.readout_hidden(states, prompt))
+        per_pass = max(1, _ROWS_PER_PASS // len(batch))
+        for group in shared.values():
+            for start in range(0, len(group), per_pass):
+                chosen = group[start : start + per_pass]
+                hidden = cached.readout_hidden_many(base_states, torch.stack([prompts[j] for j in chosen]))
+                logits = _label_rows(loaded, verbalizer, hidden.flatten(0, 1))
+                for k, j in enumerate(chosen):
+                    out[j, batch] = logits[k * len(batch) : (k + 1) * len(batch)]
 
 
 def predict(
