@@ -211,7 +211,8 @@ def _train(args, data, languages_to_check: list[str] | None = None):
     prompt, training, words = _train_args(args)
     available = data.languages()
     resolve_languages([args.train_lang], available)
-    data.split(args.train_lang, "train"), data.split(args.train_lang, "dev")
+    for split in ("train", "dev"):  # read and validated now, before minutes of model loading
+        data.split(args.train_lang, split)
     initial = None
     if args.resume:
         from .artifact import PromptArtifact

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from .data.sib200 import Sib200
 from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, NaiveEngine, batches_by_length, encode_texts
-from .engine.cached import TextStates
 from .engine.store import TextStateStore
 from .models.loading import LoadedModel
 from .verbalizer import Verbalizer
@@ -29,12 +28,6 @@ from .verbalizer import Verbalizer
 RESULT_COLUMNS = ["language", "accuracy", "macro_f1", "n"]
 #: Prompts scored side by side share one pass over the weights, up to this many rows.
 _ROWS_PER_PASS = 256
-
-
-def _prefix(states: TextStates, length: int) -> TextStates:
-    if length >= states.length:
-        return states
-    return TextStates(keys=[k[:, :length] for k in states.keys], values=[v[:, :length] for v in states.values])
 
 
 @torch.no_grad()
@@ -105,7 +98,7 @@ def _cached_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, store
                 continue
             if prefix_ok[prompt.shape[0]]:  # rows truncated further: their states are prefixes of the longer text's
                 rows = rows or base_states.rows()
-                states = [_prefix(s, len(ids[i])) for s, i in zip(rows, batch)]
+                states = [s.prefix(len(ids[i])) for s, i in zip(rows, batch)]
             else:  # a tokenizer that adds a suffix token: truncation is not a prefix, encode again
                 states = cached.encode_batch([ids[i] for i in batch])
             out[j, batch] = _label_rows(loaded, verbalizer, cached.readout_hidden(states, prompt))

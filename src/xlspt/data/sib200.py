@@ -8,7 +8,6 @@ The release layout is ``<root>/<lang>/{train,dev,test}.tsv`` with the columns
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,14 +91,6 @@ class Sib200:
             frame = self._read_local(lang, split) if self.root is not None else self._read_hub(lang, split)
             self._cache[key] = _validate(frame, f"{self.description}/{lang}/{split}")
         return self._cache[key]
-
-    def checksum(self, lang: str, split: str) -> str:
-        """A short content hash of one split, to key caches of derived data."""
-        frame = self.split(lang, split)
-        digest = hashlib.sha256()
-        for index_id, category, text in frame.itertuples(index=False):
-            digest.update(f"{index_id}\t{category}\t{text}\n".encode())
-        return digest.hexdigest()[:16]
 
     def _read_local(self, lang: str, split: str) -> pd.DataFrame:
         assert self.root is not None

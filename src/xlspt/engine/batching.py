@@ -41,6 +41,11 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Ite
         yield order[start : start + batch_size]
 
 
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` per-row positions of a left-padded 0/1 mask: 0 at each row's first real token."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, L]`` ids padded on the left and the matching 0/1 attention mask."""
     width = max(len(s) for s in sequences)

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from ..models.loading import LoadedModel
-from .batching import batches_by_length, left_pad
+from .batching import batches_by_length, left_pad, positions_from_mask
 
 
 @dataclass
@@ -38,6 +38,12 @@ class TextStates:
     @property
     def length(self) -> int:
         return int(self.keys[0].shape[1])
+
+    def prefix(self, length: int) -> "TextStates":
+        """The states of the text's first ``length`` tokens (causal: truncating the text gives exactly these)."""
+        if length >= self.length:
+            return self
+        return TextStates(keys=[k[:, :length] for k in self.keys], values=[v[:, :length] for v in self.values])
 
 
 @dataclass
@@ -98,7 +104,7 @@ class CachedTextEngine:
         cache = self._cache_cls()
         kwargs = {self._cache_name: cache}
         if loaded.adapter.takes_position_ids:
-            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+            kwargs["position_ids"] = positions_from_mask(mask)
         embeds = loaded.adapter.embed_tokens(loaded.model, ids)
         self._base(inputs_embeds=embeds, attention_mask=mask, use_cache=True, **kwargs)
         return BatchStates(

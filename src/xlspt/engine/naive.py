@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from ..models.loading import LoadedModel
-from .batching import left_pad
+from .batching import left_pad, positions_from_mask
 
 
 class NaiveEngine:
@@ -48,6 +48,6 @@ class NaiveEngine:
         mask = torch.cat([text_mask, text_mask.new_ones(batch, prompt.shape[0])], dim=1)
         kwargs = {}
         if adapter.takes_position_ids:
-            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+            kwargs["position_ids"] = positions_from_mask(mask)
         out = adapter.base_model(model)(inputs_embeds=inputs, attention_mask=mask, use_cache=False, **kwargs)
         return out.last_hidden_state[:, -1]
