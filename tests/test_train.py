@@ -9,7 +9,7 @@ import xlspt
 from xlspt.artifact import PromptArtifact
 from xlspt.data import sample_few_shot
 from xlspt.engine import NaiveEngine, encode_texts
-from xlspt.train import validation_loss
+from xlspt.train import linear_warmup_schedule, validation_loss
 
 FAST = dict(epochs=3, batch_size=4)
 
@@ -38,6 +38,24 @@ def test_same_seed_same_prompt_other_seed_other_prompt(tiny_models, data):
     a, b, c = _train(loaded, data, seed=0), _train(loaded, data, seed=0), _train(loaded, data, seed=1)
     assert torch.equal(a.prompt, b.prompt)
     assert not torch.equal(a.prompt, c.prompt)
+
+
+@pytest.mark.parametrize("warmup, total", [(14, 140), (0, 140), (3, 7)])
+def test_learning_rate_schedule_is_the_reference_codes(warmup, total):
+    from transformers import get_linear_schedule_with_warmup
+
+    rates = []
+    for make in (get_linear_schedule_with_warmup, linear_warmup_schedule):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=5e-3)
+        scheduler = make(optimizer, warmup, total)
+        seen = []
+        for _ in range(total + 2):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        rates.append(seen)
+    assert rates[0] == rates[1]
+    assert rates[1][-1] == 0.0 and max(rates[1]) == pytest.approx(5e-3)
 
 
 def test_prompt_initialisation_is_uniform_in_half_range():

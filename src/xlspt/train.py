@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from .data.sampling import FewShotSplit
 from .engine import DEFAULT_MAX_LENGTH, ENGINES, encode_texts, make_engine, shuffled_batches
@@ -85,6 +84,21 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
+def linear_warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """Linear warm-up to the base learning rate, then linear decay to zero at ``total_steps``.
+
+    The schedule of the reference code (``transformers.get_linear_schedule_with_warmup``, same
+    arithmetic), without importing transformers' trainer stack for one formula.
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def readout_loss(engine, verbalizer: Verbalizer, inputs, labels, prompt: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the full vocabulary at the read-out position, target = the label word's token.
 
@@ -149,7 +163,7 @@ def train_prompt(
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_inputs) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    scheduler = linear_warmup_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps)
 
     best = (math.inf, 0, copy.deepcopy(prompt.state_dict()), None)
     history: list[dict] = []
