@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -130,11 +131,25 @@ def test_evaluate_several_prompts_in_one_pass(trained_run, tmp_path_factory, tin
     assert main(["evaluate", "--prompt", str(trained_run), "--prompt", str(second), "--data", str(sib200_dir),
                  "--langs", "eng_Latn,swh_Latn", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert out.count("== ") == 2
+    assert out.count("== ") == 3
     first = pd.read_csv(trained_run / "results.csv")
     row = out.split("== ")[1].splitlines()
     eng = next(line for line in row if line.startswith("eng_Latn"))
     assert f"{100 * first['accuracy'][0]:.1f}%" in eng
+    comparison = out.split("== comparison")[1].splitlines()
+    mean_first = f"{100 * first['accuracy'].mean():.1f}%"
+    assert next(line for line in comparison if line.startswith(str(trained_run))).split()[1] == mean_first
+
+    saved = tmp_path_factory.mktemp("several")
+    assert main(["evaluate", "--prompt", str(trained_run), "--prompt", str(second), "--data", str(sib200_dir),
+                 "--langs", "eng_Latn,swh_Latn", "--out", str(saved), "--overwrite", "--quiet"]) == 0
+    results = pd.read_csv(saved / "results.csv")
+    assert list(results.columns) == ["prompt", "language", "accuracy", "macro_f1", "n"]
+    assert results["prompt"].tolist() == [str(trained_run)] * 2 + [str(second)] * 2
+    pd.testing.assert_frame_equal(results.iloc[:2, 1:].reset_index(drop=True), first)
+    summary = json.loads((saved / "summary.json").read_text())
+    assert [p["prompt"] for p in summary["prompts"]] == [str(trained_run), str(second)]
+    assert "== comparison" in (saved / "summary.txt").read_text()
 
 
 def test_train_resumes_from_a_run(trained_run, tiny_model_dirs, sib200_dir, tmp_path, capsys):

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model to use (default: the one the prompt was trained with)")
     _add_langs(p)
     _add_data(p)
-    p.add_argument("--out", metavar="DIR", help="write results.csv and the summary here (default: print only)")
+    p.add_argument("--out", metavar="DIR", help="write results.csv (with a prompt column for several prompts) and "
+                   "the summary here (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     p.add_argument("--cache-states", action="store_true",
                    help="keep the text states on disk (under the cache directory) so that later evaluations of the same sentences skip the text pass")
@@ -271,6 +272,33 @@ def _report(clf, results, out: Path | None) -> None:
     _say(f"wrote {out / RESULTS_FILE} and {out / SUMMARY_FILE}")
 
 
+def _report_many(names: list[str], classifiers, all_results, out: Path | None) -> None:
+    """Each prompt's table, then one row per prompt; in ``out`` the results in long form (a ``prompt`` column)."""
+    import pandas as pd
+
+    from .files import write_json_atomic, write_text_atomic, write_with_atomic
+    from .report import aggregate, format_comparison_table, format_results_table
+
+    sections, groups = [], []
+    for name, clf, results in zip(names, classifiers, all_results):
+        groups.append(aggregate(results, clf.metadata.get("data", {}).get("train_language")))
+        sections.append(f"== {name}\n{format_results_table(results, groups[-1])}")
+    comparison = f"== comparison\n{format_comparison_table(list(names), groups)}"
+    text = "\n\n".join([*sections, comparison])
+    print(text)
+    if out is None:
+        return
+    combined = pd.concat([results.assign(prompt=name) for name, results in zip(names, all_results)], ignore_index=True)
+    combined = combined[["prompt", *all_results[0].columns]]
+    write_with_atomic(out / RESULTS_FILE, lambda tmp: combined.to_csv(tmp, index=False, float_format="%.6f"))
+    write_text_atomic(out / SUMMARY_FILE, f"xlspt {__version__} - {len(names)} prompts on {classifiers[0].metadata['model']}\n\n{text}\n")
+    write_json_atomic(out / SUMMARY_JSON, {
+        "model": classifiers[0].metadata["model"],
+        "prompts": [{"prompt": name, "groups": group} for name, group in zip(names, groups)],
+    })
+    _say(f"wrote {out / RESULTS_FILE} and {out / SUMMARY_FILE}")
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -311,8 +339,6 @@ def cmd_evaluate(args) -> int:
     data = _load_data(args)
     langs = _check_langs(args, data)
     out = _out_dir(args, "") if args.out else None
-    if out is not None and len(args.prompt) > 1:
-        raise XlsptError("--out takes the results of one prompt: drop --out, or evaluate one --prompt at a time")
     first = PromptClassifier.load(args.prompt[0], args.model, dtype=args.dtype)
     classifiers = [first] + [PromptClassifier.load(p, first.model) for p in args.prompt[1:]]
     if any(c.verbalizer != first.verbalizer or c.max_length != first.max_length for c in classifiers):
@@ -331,10 +357,10 @@ def cmd_evaluate(args) -> int:
     if out is not None and args.overwrite:
         for name in (RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON):
             (out / name).unlink(missing_ok=True)
-    for path, clf, results in zip(args.prompt, classifiers, all_results):
-        if len(classifiers) > 1:
-            print(f"\n== {path}")
-        _report(clf, results, out)
+    if len(classifiers) == 1:
+        _report(first, all_results[0], out)
+    else:
+        _report_many(args.prompt, classifiers, all_results, out)
     return 0
 
 

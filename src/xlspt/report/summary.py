@@ -63,3 +63,19 @@ def format_results_table(results: pd.DataFrame, groups: dict[str, dict] | None =
             lines.append(f"{label:<33} {100 * acc['mean']:>8.1f}% {100 * f1['mean']:>8.1f}%{spread}")
     lines.append(f"chance: {100 * CHANCE_SIB200:.1f}%")
     return "\n".join(lines)
+
+
+def format_comparison_table(names: list[str], groups: list[dict[str, dict]]) -> str:
+    """One row per prompt: its mean accuracy over each language group (the groups of the first prompt)."""
+    columns = list(groups[0])
+    width = max(len("prompt"), *(len(n) for n in names))
+    lines = [f"{'prompt':<{width}} " + " ".join(f"{c:>17}" for c in columns)]
+    lines.append("-" * len(lines[0]))
+    for name, group in zip(names, groups):
+        cells = []
+        for column in columns:
+            acc = group.get(column, {}).get("accuracy")
+            cells.append(f"{100 * acc['mean']:>7.1f}% ±{100 * acc['stderr']:>4.1f} ({acc['n_languages']:>2})" if acc else f"{'-':>17}")
+        lines.append(f"{name:<{width}} " + " ".join(f"{c:>17}" for c in cells))
+    lines.append("mean accuracy over the languages of each group, ± its standard error (number of languages)")
+    return "\n".join(lines)
