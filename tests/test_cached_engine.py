@@ -92,6 +92,21 @@ def test_many_prompts_of_different_lengths_score_like_one_at_a_time(tiny, data):
         torch.testing.assert_close(together[j], alone, rtol=1e-5, atol=1e-5)
 
 
+@torch.no_grad()
+def test_packed_prompts_equal_prompts_side_by_side(tiny):
+    """Packing P prompts into each text's row (block-diagonal mask) changes nothing but the work."""
+    ids = encode_texts(tiny, TEXTS * 2, 3)
+    cached = CachedTextEngine(tiny)
+    states = cached.encode_batch(ids)
+    prompts = torch.empty(4, 3, tiny.hidden_size).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(2))
+    together = cached.readout_hidden_many(states, prompts)
+    assert together.shape == (4, len(ids), tiny.hidden_size)
+    for p in range(4):
+        alone = cached.readout_hidden(states, prompts[p])
+        torch.testing.assert_close(together[p], alone, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(together[p], NaiveEngine(tiny).readout_hidden(ids, prompts[p]), rtol=1e-5, atol=1e-5)
+
+
 def test_dtype_choice():
     from xlspt.models import resolve_dtype
 

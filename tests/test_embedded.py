@@ -35,6 +35,21 @@ def test_prompt_rows_equal_to_token_embeddings_reproduce_the_tokens(gemma):
     torch.testing.assert_close(hidden, expected, rtol=1e-4, atol=1e-4)
 
 
+@torch.no_grad()
+def test_packed_prompts_give_each_prompts_own_pass(gemma, data):
+    """Several prompts packed after each text read out what each prompt's own full pass does."""
+    from xlspt.engine import CachedTextEngine
+
+    texts = data.split("yor_Latn", "test")["text"].tolist()[:12]  # long texts, different lengths
+    ids = encode_texts(gemma, texts, 3)
+    prompts = torch.empty(3, 3, gemma.hidden_size).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(0))
+    cached = CachedTextEngine(gemma)
+    packed = cached.readout_hidden_many(cached.encode_batch(ids), prompts)
+    naive = NaiveEngine(gemma)
+    for p in range(3):
+        torch.testing.assert_close(packed[p], naive.readout_hidden(ids, prompts[p]), rtol=1e-4, atol=1e-4)
+
+
 def test_a_trained_prompt_classifies_english_well_above_chance(gemma, data, tmp_path):
     clf = xlspt.PromptClassifier.train(
         gemma, data, shots=8, prompt=xlspt.PromptConfig(length=4), training=xlspt.TrainConfig(epochs=8, seed=0),

@@ -26,7 +26,7 @@ from .models.loading import LoadedModel
 from .verbalizer import Verbalizer
 
 RESULT_COLUMNS = ["language", "accuracy", "macro_f1", "n"]
-#: Prompts scored side by side share one pass over the weights, up to this many rows.
+#: Prompts of one length scored in one pass over the weights, up to this many (prompt, text) rows.
 _ROWS_PER_PASS = 256
 
 
@@ -82,7 +82,7 @@ def _naive_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, out) -
 
 
 def _cached_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, store, out) -> None:
-    """Each batch's text once; then every prompt, those of one length side by side in one pass."""
+    """Each batch's text once; then every prompt, those of one length together in one pass."""
     base_ids = ids_by_length[min(ids_by_length)]
     prefix_ok = {n: all(ids == full[: len(ids)] for ids, full in zip(group, base_ids)) for n, group in ids_by_length.items()}
     cached = CachedTextEngine(loaded, encode_batch_size=batch_size)

@@ -9,6 +9,12 @@ attending to the cached text, forward and backward.
 Rows are left-padded exactly as in :class:`~xlspt.engine.naive.NaiveEngine`, so the key
 indices, per-row positions, sliding windows and ALiBi distances are the same as in the full
 pass, and so are the loss, gradients and predictions (tested for every architecture).
+
+Several prompts on the same texts (:meth:`CachedTextEngine.readout_hidden_many`) are packed
+one after another into each text's row where the model takes explicit positions: a
+block-diagonal mask lets each prompt see the text and itself only, at the positions it
+would have alone, so the text's keys and values are shared instead of copied per prompt.
+ALiBi models (BLOOM), whose distances come from the mask, run the prompts side by side.
 """
 
 from __future__ import annotations
@@ -146,12 +152,20 @@ class CachedTextEngine:
     def readout_hidden_many(self, states: Sequence[TextStates] | BatchStates, prompts: torch.Tensor) -> torch.Tensor:
         """``[P, B, d]`` hidden states for ``P`` prompts of one length (``[P, n, d]``) on the same ``B`` texts.
 
-        The prompts run side by side in one pass over ``P * B`` rows, so the weights are read once
-        for all of them.
+        The prompts run in one pass, so the weights are read once for all of them. Where the model
+        takes explicit positions, the ``P`` prompts are packed one after another into each text's
+        row, every block seeing the text and itself only (a block-diagonal mask) at the positions
+        it would have alone, so the text's keys and values are not copied per prompt.
         """
+        batch_states = states if isinstance(states, BatchStates) else self.stack(states)
+        if prompts.shape[0] > 1 and self.loaded.adapter.takes_position_ids:
+            return self._readout_packed(batch_states, prompts)
+        return self._readout_side_by_side(batch_states, prompts)
+
+    def _readout_side_by_side(self, batch_states: BatchStates, prompts: torch.Tensor) -> torch.Tensor:
+        """``P * B`` rows, each with its own copy of its text's states (any architecture, ALiBi included)."""
         loaded = self.loaded
         device = loaded.device
-        batch_states = states if isinstance(states, BatchStates) else self.stack(states)
         n_prompts, n = int(prompts.shape[0]), int(prompts.shape[1])
         batch = len(batch_states)
         rows = n_prompts * batch
@@ -174,3 +188,54 @@ class CachedTextEngine:
             kwargs["position_ids"] = lengths[:, None] + torch.arange(n, device=device)[None, :]
         out = self._base(inputs_embeds=slots, attention_mask=mask, use_cache=True, **kwargs)
         return out.last_hidden_state[:, -1].reshape(n_prompts, batch, -1)
+
+    def _readout_packed(self, batch_states: BatchStates, prompts: torch.Tensor) -> torch.Tensor:
+        """``[P, B, d]``: the ``P`` prompts packed into each of the ``B`` rows after the cached text."""
+        loaded = self.loaded
+        device = loaded.device
+        n_prompts, n = int(prompts.shape[0]), int(prompts.shape[1])
+        layers = list(zip(batch_states.keys, batch_states.values))
+        dtype = layers[0][0].dtype
+        width = int(layers[0][0].shape[2])
+        lengths = batch_states.lengths.to(device)
+        slots = loaded.adapter.embed_prompt(loaded.model, prompts.to(device=device, dtype=dtype))
+        slots = slots.reshape(1, n_prompts * n, -1).expand(len(batch_states), -1, -1)
+        offsets = torch.arange(n, device=device).repeat(n_prompts)  # [P*n]: each block at its own positions
+        positions = lengths[:, None] + offsets[None, :]  # [B, P*n], logical positions as in a pass alone
+        kwargs = {self._cache_name: self._cache_cls(ddp_cache_data=layers), "position_ids": positions}
+        mask = _packed_masks(loaded.model.config, lengths, width, n_prompts, n, dtype)
+        out = self._base(inputs_embeds=slots, attention_mask=mask, use_cache=True, **kwargs)
+        hidden = out.last_hidden_state.reshape(len(batch_states), n_prompts, n, -1)[:, :, -1]
+        return hidden.transpose(0, 1)
+
+
+def _packed_masks(config, lengths: torch.Tensor, width: int, n_prompts: int, n: int, dtype: torch.dtype):
+    """Additive ``[B, 1, P*n, width + P*n]`` masks for prompts packed after left-padded text.
+
+    A query of block ``p`` sees the real text columns and the earlier slots of its own block;
+    distances for sliding windows are taken between logical positions, as in the unpacked pass.
+    Models with sliding-window layers get a ``{layer type: mask}`` mapping, others one tensor.
+    """
+    device = lengths.device
+    text_pos = torch.arange(width, device=device)[None, :] - (width - lengths)[:, None]  # [B, W]; < 0 is padding
+    block = torch.arange(n_prompts, device=device).repeat_interleave(n)  # [P*n]
+    slot = torch.arange(n, device=device).repeat(n_prompts)
+    q_pos = lengths[:, None] + slot[None, :]  # [B, Q]
+    k_pos = torch.cat([text_pos, q_pos], dim=1)  # [B, W + Q]
+    is_text = torch.arange(width + n_prompts * n, device=device) < width
+    k_block = torch.cat([torch.full((width,), -1, device=device), block])
+    allowed = torch.where(
+        is_text[None, None, :],
+        (k_pos >= 0)[:, None, :],
+        (k_block[None, :] == block[:, None])[None] & (k_pos[:, None, :] <= q_pos[:, :, None]),
+    )  # [B, Q, K]
+
+    def additive(ok: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(ok.shape, dtype=dtype, device=device).masked_fill(~ok, torch.finfo(dtype).min)[:, None]
+
+    layer_types = getattr(config, "layer_types", None) or []
+    window = getattr(config, "sliding_window", None)
+    if "sliding_attention" not in layer_types or not window:
+        return additive(allowed)
+    near = (q_pos[:, :, None] - k_pos[:, None, :]) < window
+    return {"full_attention": additive(allowed), "sliding_attention": additive(allowed & near)}
