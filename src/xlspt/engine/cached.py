@@ -203,14 +203,18 @@ class CachedTextEngine:
         offsets = torch.arange(n, device=device).repeat(n_prompts)  # [P*n]: each block at its own positions
         positions = lengths[:, None] + offsets[None, :]  # [B, P*n], logical positions as in a pass alone
         kwargs = {self._cache_name: self._cache_cls(ddp_cache_data=layers), "position_ids": positions}
-        mask = _packed_masks(loaded.model.config, lengths, width, n_prompts, n, dtype)
+        mask = _packed_masks(loaded.model.config, lengths, positions, width, n_prompts, n, dtype)
         out = self._base(inputs_embeds=slots, attention_mask=mask, use_cache=True, **kwargs)
         hidden = out.last_hidden_state.reshape(len(batch_states), n_prompts, n, -1)[:, :, -1]
         return hidden.transpose(0, 1)
 
 
-def _packed_masks(config, lengths: torch.Tensor, width: int, n_prompts: int, n: int, dtype: torch.dtype):
+def _packed_masks(
+    config, lengths: torch.Tensor, q_pos: torch.Tensor, width: int, n_prompts: int, n: int, dtype: torch.dtype
+):
     """Additive ``[B, 1, P*n, width + P*n]`` masks for prompts packed after left-padded text.
+
+    ``q_pos`` is ``[B, P*n]``, each packed slot's logical position.
 
     A query of block ``p`` sees the real text columns and the earlier slots of its own block;
     distances for sliding windows are taken between logical positions, as in the unpacked pass.
@@ -219,8 +223,6 @@ def _packed_masks(config, lengths: torch.Tensor, width: int, n_prompts: int, n: 
     device = lengths.device
     text_pos = torch.arange(width, device=device)[None, :] - (width - lengths)[:, None]  # [B, W]; < 0 is padding
     block = torch.arange(n_prompts, device=device).repeat_interleave(n)  # [P*n]
-    slot = torch.arange(n, device=device).repeat(n_prompts)
-    q_pos = lengths[:, None] + slot[None, :]  # [B, Q]
     k_pos = torch.cat([text_pos, q_pos], dim=1)  # [B, W + Q]
     is_text = torch.arange(width + n_prompts * n, device=device) < width
     k_block = torch.cat([torch.full((width,), -1, device=device), block])
