@@ -146,12 +146,13 @@ def test_fused_head_cross_entropy_matches_autograd(tiny_models, dtype):
     torch.testing.assert_close(grad.float(), 3.0 * expected_grad.float(), **tol)
 
 
-def test_stored_text_states_are_reused_and_give_the_same_logits(tiny_models, data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("family", ["bloom", "gemma3"])  # prompts side by side, and packed
+def test_stored_text_states_are_reused_and_give_the_same_logits(tiny_models, data, tmp_path, monkeypatch, family):
     from xlspt.engine.cached import CachedTextEngine
     from xlspt.engine.store import TextStateStore
     from xlspt.evaluate import label_logits
 
-    loaded = tiny_models["bloom"]
+    loaded = tiny_models[family]
     verbalizer = xlspt.build_verbalizer(loaded)
     texts = data.split("swh_Latn", "test")["text"].tolist()[:50]
     prompts = [torch.empty(3, loaded.hidden_size).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
