@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -38,6 +40,7 @@ import xlspt
 from xlspt.data import sample_few_shot
 from xlspt.engine import CachedTextEngine, NaiveEngine, encode_texts, shuffled_batches
 from xlspt.evaluate import label_logits
+from xlspt.train import readout_loss
 
 warnings.filterwarnings("ignore")
 try:
@@ -148,8 +151,6 @@ class XlsptStep:
         self.optimizer = torch.optim.AdamW([self.prompt], lr=5e-3)
 
     def step(self, batch):
-        from xlspt.train import readout_loss
-
         loss = readout_loss(self.engine, self.verbalizer, [self.inputs[i] for i in batch],
                             [self.labels[i] for i in batch], self.prompt)
         self.optimizer.zero_grad()
@@ -283,9 +284,6 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds at prompt length 4, fastest kept")
     parser.add_argument("--no-peft", action="store_true")
     args = parser.parse_args()
-    import os
-    from pathlib import Path
-
     data_dir = args.data or os.environ.get("XLSPT_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "sib200")
     data = xlspt.Sib200.resolve(data_dir)
     torch.manual_seed(0)

@@ -203,7 +203,7 @@ def _load_data(args):
     return Sib200.resolve(args.data)
 
 
-def _train(args, data, languages_to_check: list[str] | None = None):
+def _train(args, data):
     """Validate everything cheap first, then load the model and train."""
     from .classifier import PromptClassifier
     from .data import resolve_languages
@@ -248,7 +248,6 @@ def _say(message: str) -> None:
 
 
 def _report(clf, results, out: Path | None) -> None:
-    from .files import write_json_atomic, write_text_atomic, write_with_atomic
     from .report import aggregate, format_results_table
 
     train_lang = clf.metadata.get("data", {}).get("train_language")
@@ -266,9 +265,16 @@ def _report(clf, results, out: Path | None) -> None:
         f"label words: {meta['label_words']}",
         "",
     ]
+    _write_results(out, results, "\n".join(header) + table + "\n", {"model": meta["model"], "groups": groups})
+
+
+def _write_results(out: Path, results, summary_text: str, summary: dict) -> None:
+    """``results.csv``, ``summary.txt`` and ``summary.json`` in ``out``, each written whole."""
+    from .files import write_json_atomic, write_text_atomic, write_with_atomic
+
     write_with_atomic(out / RESULTS_FILE, lambda tmp: results.to_csv(tmp, index=False, float_format="%.6f"))
-    write_text_atomic(out / SUMMARY_FILE, "\n".join(header) + table + "\n")
-    write_json_atomic(out / SUMMARY_JSON, {"model": meta["model"], "groups": groups})
+    write_text_atomic(out / SUMMARY_FILE, summary_text)
+    write_json_atomic(out / SUMMARY_JSON, summary)
     _say(f"wrote {out / RESULTS_FILE} and {out / SUMMARY_FILE}")
 
 
@@ -276,7 +282,6 @@ def _report_many(names: list[str], classifiers, all_results, out: Path | None) -
     """Each prompt's table, then one row per prompt; in ``out`` the results in long form (a ``prompt`` column)."""
     import pandas as pd
 
-    from .files import write_json_atomic, write_text_atomic, write_with_atomic
     from .report import aggregate, format_comparison_table, format_results_table
 
     sections, groups = [], []
@@ -290,13 +295,11 @@ def _report_many(names: list[str], classifiers, all_results, out: Path | None) -
         return
     combined = pd.concat([results.assign(prompt=name) for name, results in zip(names, all_results)], ignore_index=True)
     combined = combined[["prompt", *all_results[0].columns]]
-    write_with_atomic(out / RESULTS_FILE, lambda tmp: combined.to_csv(tmp, index=False, float_format="%.6f"))
-    write_text_atomic(out / SUMMARY_FILE, f"xlspt {__version__} - {len(names)} prompts on {classifiers[0].metadata['model']}\n\n{text}\n")
-    write_json_atomic(out / SUMMARY_JSON, {
-        "model": classifiers[0].metadata["model"],
+    model = classifiers[0].metadata["model"]
+    _write_results(out, combined, f"xlspt {__version__} - {len(names)} prompts on {model}\n\n{text}\n", {
+        "model": model,
         "prompts": [{"prompt": name, "groups": group} for name, group in zip(names, groups)],
     })
-    _say(f"wrote {out / RESULTS_FILE} and {out / SUMMARY_FILE}")
 
 
 # ---------------------------------------------------------------- commands

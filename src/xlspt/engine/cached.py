@@ -180,14 +180,22 @@ class CachedTextEngine:
         columns = torch.arange(width, device=device)
         text_mask = (columns[None, :] >= (width - lengths)[:, None]).long()
         mask = torch.cat([text_mask, text_mask.new_ones(rows, n)], dim=1)
-        slots = loaded.adapter.embed_prompt(loaded.model, prompts.to(device=device, dtype=dtype))
-        slots = slots.repeat_interleave(batch, dim=0)  # [P*B, n, d], prompt-major like the repeated states
+        slots = self._embed_prompts(prompts, dtype).repeat_interleave(batch, dim=0)  # [P*B, n, d], prompt-major
+        positions = lengths[:, None] + torch.arange(n, device=device)[None, :]
+        hidden = self._run_prompt_positions(layers, slots, mask, positions)
+        return hidden[:, -1].reshape(n_prompts, batch, -1)
+
+    def _embed_prompts(self, prompts: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        loaded = self.loaded
+        return loaded.adapter.embed_prompt(loaded.model, prompts.to(device=loaded.device, dtype=dtype))
+
+    def _run_prompt_positions(self, layers, slots: torch.Tensor, mask, positions: torch.Tensor) -> torch.Tensor:
+        """The base model over the prompt slots, attending to ``layers`` (the cached text); ``[rows, slots, d]``."""
         # A fresh cache object each call: the prompt step appends to it, the stored states stay untouched.
         kwargs = {self._cache_name: self._cache_cls(ddp_cache_data=layers)}
-        if loaded.adapter.takes_position_ids:
-            kwargs["position_ids"] = lengths[:, None] + torch.arange(n, device=device)[None, :]
-        out = self._base(inputs_embeds=slots, attention_mask=mask, use_cache=True, **kwargs)
-        return out.last_hidden_state[:, -1].reshape(n_prompts, batch, -1)
+        if self.loaded.adapter.takes_position_ids:
+            kwargs["position_ids"] = positions
+        return self._base(inputs_embeds=slots, attention_mask=mask, use_cache=True, **kwargs).last_hidden_state
 
     def _readout_packed(self, batch_states: BatchStates, prompts: torch.Tensor) -> torch.Tensor:
         """``[P, B, d]``: the ``P`` prompts packed into each of the ``B`` rows after the cached text."""
@@ -198,15 +206,12 @@ class CachedTextEngine:
         dtype = layers[0][0].dtype
         width = int(layers[0][0].shape[2])
         lengths = batch_states.lengths.to(device)
-        slots = loaded.adapter.embed_prompt(loaded.model, prompts.to(device=device, dtype=dtype))
-        slots = slots.reshape(1, n_prompts * n, -1).expand(len(batch_states), -1, -1)
+        slots = self._embed_prompts(prompts, dtype).reshape(1, n_prompts * n, -1).expand(len(batch_states), -1, -1)
         offsets = torch.arange(n, device=device).repeat(n_prompts)  # [P*n]: each block at its own positions
         positions = lengths[:, None] + offsets[None, :]  # [B, P*n], logical positions as in a pass alone
-        kwargs = {self._cache_name: self._cache_cls(ddp_cache_data=layers), "position_ids": positions}
         mask = _packed_masks(loaded.model.config, lengths, positions, width, n_prompts, n, dtype)
-        out = self._base(inputs_embeds=slots, attention_mask=mask, use_cache=True, **kwargs)
-        hidden = out.last_hidden_state.reshape(len(batch_states), n_prompts, n, -1)[:, :, -1]
-        return hidden.transpose(0, 1)
+        hidden = self._run_prompt_positions(layers, slots, mask, positions)
+        return hidden.reshape(len(batch_states), n_prompts, n, -1)[:, :, -1].transpose(0, 1)
 
 
 def _packed_masks(
