@@ -26,8 +26,11 @@ def trained_run(tmp_path_factory, tiny_model_dirs, sib200_dir):
 
 def test_run_writes_prompt_results_and_summary(trained_run):
     assert sorted(p.name for p in trained_run.iterdir()) == [
-        "prompt.json", "prompt.safetensors", "results.csv", "summary.json", "summary.txt"
+        "prompt.json", "prompt.safetensors", "record.json", "results.csv", "summary.json", "summary.txt"
     ]
+    record = json.loads((trained_run / "record.json").read_text())
+    assert record["status"] == "done" and record["config"]["prompt_length"] == 2
+    assert [r["language"] for r in record["results"]] == ["eng_Latn", "swh_Latn"]
     results = pd.read_csv(trained_run / "results.csv")
     assert list(results.columns) == ["language", "accuracy", "macro_f1", "n"]
     assert results["language"].tolist() == ["eng_Latn", "swh_Latn"]

@@ -22,7 +22,7 @@ import torch
 
 from . import __version__
 from .artifact import PromptArtifact
-from .data.sampling import sample_few_shot
+from .data.sampling import FewShotSplit, sample_few_shot
 from .data.sib200 import CATEGORIES, Sib200
 from .errors import XlsptError
 from .evaluate import evaluate_languages, predict
@@ -85,6 +85,27 @@ class PromptClassifier:
         result: TrainResult = train_prompt(
             model, verbalizer, examples, prompt, training, initial=initial, progress=progress
         )
+        return cls.from_training(
+            model, verbalizer, data, examples, result, training, train_language=train_language, shots=shots,
+            allow_first_subtoken=allow_first_subtoken, seconds=time.time() - started,
+        )
+
+    @classmethod
+    def from_training(
+        cls,
+        model: LoadedModel,
+        verbalizer: Verbalizer,
+        data: Sib200,
+        examples: FewShotSplit,
+        result: TrainResult,
+        training: TrainConfig,
+        *,
+        train_language: str,
+        shots: int,
+        allow_first_subtoken: bool = False,
+        seconds: float = 0.0,
+    ) -> "PromptClassifier":
+        """The classifier of a finished training, with the sidecar metadata that makes it reusable."""
         metadata = {
             "xlspt_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -94,7 +115,7 @@ class PromptClassifier:
             "label_token_ids": list(verbalizer.token_ids),
             "dtype": str(model.dtype).removeprefix("torch."),
             "allow_first_subtoken": allow_first_subtoken,
-            "prompt_config": prompt.to_dict(),
+            "prompt_config": result.prompt.config.to_dict(),
             "train_config": training.to_dict(),
             "data": {
                 "source": data.description,
@@ -108,7 +129,7 @@ class PromptClassifier:
             "best_epoch": result.best_epoch,
             "best_val_loss": result.best_val_loss,
             "history": result.history,
-            "train_seconds": round(time.time() - started, 1),
+            "train_seconds": round(seconds, 1),
         }
         return cls(model, verbalizer, result.prompt.export(), metadata, result.prompt)
 
@@ -146,11 +167,15 @@ class PromptClassifier:
     def max_length(self) -> int:
         return int(self.metadata.get("train_config", {}).get("max_length", TrainConfig().max_length))
 
+    @property
+    def special_tokens(self) -> str:
+        return str(self.metadata.get("train_config", {}).get("special_tokens", "tokenizer"))
+
     def predict(self, texts: Sequence[str], batch_size: int = 32, engine: str = "auto") -> list[str]:
         """The predicted SIB-200 topic of each text."""
         return predict(
             self.model, self.verbalizer, self.prompt, list(texts),
-            batch_size=batch_size, max_length=self.max_length, engine=engine,
+            batch_size=batch_size, max_length=self.max_length, engine=engine, special_tokens=self.special_tokens,
         )
 
     def evaluate(
@@ -161,6 +186,7 @@ class PromptClassifier:
         return evaluate_languages(
             self.model, self.verbalizer, self.prompt, data, languages,
             batch_size=batch_size, max_length=self.max_length, engine=engine, progress=progress,
+            special_tokens=self.special_tokens,
         )
 
     def save(self, directory: str | Path) -> Path:

@@ -16,22 +16,6 @@ from typing import Sequence
 
 from . import __version__
 
-RESULTS_FILE = "results.csv"
-SUMMARY_FILE = "summary.txt"
-SUMMARY_JSON = "summary.json"
-RUN_FILES = ("prompt.safetensors", "prompt.json", RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help="SIB-200 directory (<lang>/{train,dev,test}.tsv); default $XLSPT_DATA, else the Hub dataset Davlan/sib200")
 
@@ -44,38 +28,83 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
-def _add_speed(p: argparse.ArgumentParser, dtype_default: str | None) -> None:
+def _add_engine(p: argparse.ArgumentParser, dtype_default: str | None) -> None:
+    """--dtype and --engine for commands that load a saved prompt (defaults: the prompt's own dtype)."""
     from .engine import ENGINES
     from .models import DTYPES
 
     shown = dtype_default or "the dtype the prompt was trained in"
     p.add_argument("--dtype", choices=DTYPES, default=dtype_default,
-                   help=f"model weights: auto = bfloat16 on a GPU or an AMX CPU, else float32 (default: {shown})")
+                   help=f"model weights: auto = bfloat16 where the hardware runs it faster (default: {shown})")
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="auto/cached: text states computed once, prompt steps run n positions; naive: full pass every step (default: %(default)s)")
 
 
-def _add_training(p: argparse.ArgumentParser) -> None:
-    from .models import EMBEDDED_DEFAULT
+#: RunConfig fields the `train` command has no use for (it evaluates nothing).
+_TRAIN_ONLY_SKIPS = ("langs", "save_model")
+_GROUPS = {
+    "model and prompt": ("model", "dtype", "engine", "prompt_length", "reparam_hidden", "label_words", "allow_subword_labels", "special_tokens"),
+    "data and training": ("data", "train_lang", "shots", "epochs", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr", "save_model", "langs"),
+}
 
-    g = p.add_argument_group("model and prompt")
-    g.add_argument("--model", default=EMBEDDED_DEFAULT, help="gemma-3-270m (embedded), a Hub id, a local directory or a .gguf file (default: %(default)s)")
-    g.add_argument("--prompt-length", type=_positive_int, default=4, help="number of soft prompt vectors (default: %(default)s)")
-    g.add_argument("--reparam-hidden", type=_positive_int, default=None, metavar="H", help="reparameterize the prompt with an MLP of hidden size H (the reference example used 200)")
-    g.add_argument("--label-words", metavar="WORDS", help="seven label words in the order geography,science/technology,entertainment,politics,health,travel,sports, or class=word pairs")
-    g.add_argument("--allow-subword-labels", action="store_true", help="use the first token of a label word that is several tokens (as the reference code did)")
-    g.add_argument("--resume", metavar="PATH", help="continue training from a saved prompt (its length and reparameterization network); the optimizer starts afresh")
-    g = p.add_argument_group("data and training")
-    g.add_argument("--train-lang", default="eng_Latn", help="language to train on (default: %(default)s)")
-    g.add_argument("--shots", type=_positive_int, default=8, help="training examples per class (default: %(default)s)")
-    g.add_argument("--epochs", type=_positive_int, default=20, help="(default: %(default)s)")
-    g.add_argument("--lr", type=float, default=5e-3, help="AdamW learning rate (default: %(default)s)")
-    g.add_argument("--batch-size", type=_positive_int, default=8, help="(default: %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="seeds sampling, initialisation and shuffling (default: %(default)s)")
-    g.add_argument("--max-length", type=_positive_int, default=128, help="text + prompt + EOS tokens; text is truncated (default: %(default)s)")
-    g.add_argument("--train-model", action="store_true", help="train the model's weights too (no model freezing); the weights are not saved")
-    g.add_argument("--model-lr", type=float, default=None, help="learning rate of the model's weights with --train-model (default: --lr)")
-    _add_data(p)
+
+_METAVARS = {"model": "NAME", "data": "DIR", "langs": "LANGS", "label_words": "WORDS", "train_lang": "LANG",
+             "reparam_hidden": "H", "model_lr": "X"}
+
+
+def flag(field_name: str) -> str:
+    """The command-line flag of a run-config field: ``prompt_length`` -> ``--prompt-length``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _add_run_config(p: argparse.ArgumentParser, *, skip: tuple[str, ...] = (), title: str | None = None) -> None:
+    """One flag per :class:`~xlspt.study.config.RunConfig` field, with its help and default from the config.
+
+    Flags not given stay out of the namespace (``SUPPRESS``), so only what the user typed overrides
+    the config's defaults (or a sweep spec's values).
+    """
+    import dataclasses
+
+    from .study.config import REFERENCE_MODEL_LR, RunConfig
+
+    defaults = RunConfig()
+    for group_title, names in _GROUPS.items():
+        g = p.add_argument_group(title or group_title)
+        for f in dataclasses.fields(RunConfig):
+            if f.name not in names or f.name in skip:
+                continue
+            default = getattr(defaults, f.name)
+            default = default.value if hasattr(default, "value") else default
+            text = f.metadata["help"] + ("" if default in (None, False) else f" (default: {default})")
+            kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text.replace("%", "%%"))
+            if f.type == "bool":
+                p_args = [flag(f.name)]
+                if f.name == "freeze":
+                    kwargs["help"] = text.replace("%", "%%") + "; --train-model is --no-freeze"
+                g.add_argument(*p_args, action=argparse.BooleanOptionalAction, **kwargs)
+                if f.name == "freeze":
+                    g.add_argument("--train-model", dest="freeze", action="store_false", default=argparse.SUPPRESS,
+                                   help=argparse.SUPPRESS)
+                continue
+            if f.name in ("dtype", "engine", "special_tokens"):
+                kwargs["choices"] = [e.value for e in type(default if not isinstance(default, str) else getattr(defaults, f.name))]
+            elif f.type == "int":
+                kwargs["type"] = int
+            elif f.type == "float":
+                kwargs["type"] = float
+            elif f.name == "model_lr":
+                kwargs["type"] = lambda text: text if text == REFERENCE_MODEL_LR else float(text)
+            if "choices" not in kwargs:
+                kwargs["metavar"] = _METAVARS.get(f.name) or {"int": "N", "float": "X"}.get(f.type, "VALUE")
+            g.add_argument(flag(f.name), **kwargs)
+
+
+def _run_config(args, base=None):
+    """The run config from the flags the user gave (over ``base``, default: RunConfig's defaults)."""
+    from .study.config import RunConfig
+
+    given = {name: getattr(args, name) for name in RunConfig.field_names() if hasattr(args, name)}
+    return (base or RunConfig()).replace(**given) if given else (base or RunConfig())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,18 +115,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xlspt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for name, text in (
-        ("run", "train a prompt on English and evaluate it on target languages"),
-        ("train", "train a prompt and save it (no evaluation)"),
-    ):
-        p = sub.add_parser(name, help=text)
-        _add_training(p)
-        if name == "run":
-            _add_langs(p)
-        p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
-        p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
-        _add_speed(p, "auto")
-        _add_common(p)
+    p = sub.add_parser("run", help="train a prompt on English and evaluate it on target languages")
+    _add_run_config(p)
+    p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    _add_common(p)
+
+    p = sub.add_parser("train", help="train a prompt and save it (no evaluation)")
+    _add_run_config(p, skip=_TRAIN_ONLY_SKIPS)
+    p.add_argument("--resume", metavar="PATH", help="continue training from a saved prompt (its length and reparameterization network); the optimizer starts afresh")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace the prompt of an earlier run in --out")
+    _add_common(p)
+
+    p = sub.add_parser("sweep", help="run a grid of configurations into a result store (resumable)")
+    p.add_argument("spec", nargs="?", metavar="SPEC.yaml", help="a YAML mapping of run settings to a value or a list of values")
+    p.add_argument("--preset", choices=("smoke", "gemma", "paper"),
+                   help="a built-in spec: smoke (machinery check, <20 min on 2 CPU cores), gemma (the study's grid on the "
+                        "embedded model), paper (the study's XGLM/BLOOM grid; needs the Hub)")
+    p.add_argument("--store", required=True, metavar="DIR", help="result store: one folder per run, kill-safe")
+    p.add_argument("--status", action="store_true", help="list what is done, running, failed and left, and exit")
+    p.add_argument("--json", action="store_true", help="with --status: one JSON object of counts")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: in this process; ray: Ray tasks on a local instance or --ray-address (default: %(default)s)")
+    p.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster (e.g. ray://head:10001 or auto)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: a GPU when there is one)")
+    _add_run_config(p, title="override the spec (one value each)")
+    _add_common(p)
+
+    p = sub.add_parser("report", help="tables, figures and the study's findings from a result store")
+    p.add_argument("--store", required=True, metavar="DIR", help="the result store of an `xlspt sweep`")
+    p.add_argument("--out", required=True, metavar="DIR", help="where to write runs.csv, the tables, figures and report.md")
 
     p = sub.add_parser("evaluate", help="evaluate saved prompts on target languages")
     p.add_argument("--prompt", required=True, action="append", metavar="PATH",
@@ -110,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     p.add_argument("--cache-states", action="store_true",
                    help="keep the text states on disk (under the cache directory) so that later evaluations of the same sentences skip the text pass")
-    _add_speed(p, None)
+    _add_engine(p, None)
     _add_common(p)
 
     p = sub.add_parser("predict", help="classify new text with a saved prompt")
@@ -118,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model to use (default: the one the prompt was trained with)")
     p.add_argument("texts", nargs="*", help="texts to classify; with none, lines are read from --file or standard input")
     p.add_argument("--file", metavar="FILE", help="read one text per line from FILE ('-' for standard input)")
-    _add_speed(p, None)
+    _add_engine(p, None)
 
     p = sub.add_parser("languages", help="list the languages of the data and the study's 52")
     _add_data(p)
@@ -131,11 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .errors import XlsptError
+    from .errors import ConfigError, XlsptError
 
     _quiet_libraries()
     try:
         return COMMANDS[args.command](args)
+    except ConfigError as exc:  # the library names the config field; the user typed its flag
+        print(f"error: {flag(exc.field)}: {exc.problem}", file=sys.stderr)
+        return 2
     except XlsptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -162,76 +214,10 @@ def _quiet_libraries() -> None:
 # ---------------------------------------------------------------- helpers
 
 
-def _out_dir(args, model_name: str) -> Path:
-    if args.out:
-        out = Path(args.out)
-    else:
-        stem = Path(model_name).name.replace("/", "-") or "model"
-        out = Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from .errors import XlsptError
-
-    if out.exists() and not out.is_dir():
-        raise XlsptError(f"--out {out} is a file: pass a directory")
-    existing = [name for name in RUN_FILES if (out / name).exists()]
-    if existing and not args.overwrite:
-        raise XlsptError(f"{out} already holds results ({', '.join(existing)}): pass --overwrite or another --out")
-    return out
-
-
-def _clear_previous(out: Path) -> None:
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-
-
-def _train_args(args):
-    from .prompt import PromptConfig
-    from .train import TrainConfig
-    from .verbalizer import parse_label_words
-
-    prompt = PromptConfig(length=args.prompt_length, reparam_hidden=args.reparam_hidden)
-    training = TrainConfig(
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, max_length=args.max_length,
-        freeze_model=not args.train_model, model_lr=args.model_lr, engine=args.engine,
-    )
-    words = parse_label_words(args.label_words) if args.label_words else None
-    return prompt, training, words
-
-
 def _load_data(args):
     from .data import Sib200
 
     return Sib200.resolve(args.data)
-
-
-def _train(args, data):
-    """Validate everything cheap first, then load the model and train."""
-    from .classifier import PromptClassifier
-    from .data import resolve_languages
-    from .models import load_model
-
-    prompt, training, words = _train_args(args)
-    available = data.languages()
-    resolve_languages([args.train_lang], available)
-    for split in ("train", "dev"):  # read and validated now, before minutes of model loading
-        data.split(args.train_lang, split)
-    initial = None
-    if args.resume:
-        from .artifact import PromptArtifact
-
-        artifact = PromptArtifact.load(args.resume)
-    model = load_model(args.model, dtype=args.dtype)
-    if args.resume:
-        artifact.check_model(model.signature(), model.name)
-        initial = artifact.soft_prompt()
-    _say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
-         f"on {model.device}); data {data.description}")
-    clf = PromptClassifier.train(
-        model, data, train_language=args.train_lang, shots=args.shots, prompt=prompt, training=training,
-        label_words=words, allow_first_subtoken=args.allow_subword_labels, initial=initial, progress=not args.quiet,
-    )
-    meta = clf.metadata
-    _say(f"trained in {meta['train_seconds']:.0f} s; best epoch {meta['best_epoch']} (validation loss {meta['best_val_loss']:.3f})")
-    return clf
 
 
 def _check_langs(args, data) -> list[str]:
@@ -247,90 +233,72 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _report(clf, results, out: Path | None) -> None:
-    from .report import aggregate, format_results_table
-
-    train_lang = clf.metadata.get("data", {}).get("train_language")
-    groups = aggregate(results, train_lang)
-    table = format_results_table(results, groups)
-    print(table)
-    if out is None:
-        return
-    meta = clf.metadata
-    header = [
-        f"xlspt {__version__} - soft prompt on {meta['model']}",
-        f"prompt: {meta['prompt_config']}",
-        f"training: {meta.get('data', {}).get('shots_per_class')} shots/class of {train_lang}, "
-        f"best epoch {meta.get('best_epoch')}, seed {meta.get('train_config', {}).get('seed')}",
-        f"label words: {meta['label_words']}",
-        "",
-    ]
-    _write_results(out, results, "\n".join(header) + table + "\n", {"model": meta["model"], "groups": groups})
-
-
-def _write_results(out: Path, results, summary_text: str, summary: dict) -> None:
-    """``results.csv``, ``summary.txt`` and ``summary.json`` in ``out``, each written whole."""
-    from .files import write_json_atomic, write_text_atomic, write_with_atomic
-
-    write_with_atomic(out / RESULTS_FILE, lambda tmp: results.to_csv(tmp, index=False, float_format="%.6f"))
-    write_text_atomic(out / SUMMARY_FILE, summary_text)
-    write_json_atomic(out / SUMMARY_JSON, summary)
-    _say(f"wrote {out / RESULTS_FILE} and {out / SUMMARY_FILE}")
-
-
-def _report_many(names: list[str], classifiers, all_results, out: Path | None) -> None:
-    """Each prompt's table, then one row per prompt; in ``out`` the results in long form (a ``prompt`` column)."""
-    import pandas as pd
-
-    from .report import aggregate, format_comparison_table, format_results_table
-
-    sections, groups = [], []
-    for name, clf, results in zip(names, classifiers, all_results):
-        groups.append(aggregate(results, clf.metadata.get("data", {}).get("train_language")))
-        sections.append(f"== {name}\n{format_results_table(results, groups[-1])}")
-    comparison = f"== comparison\n{format_comparison_table(list(names), groups)}"
-    text = "\n\n".join([*sections, comparison])
-    print(text)
-    if out is None:
-        return
-    combined = pd.concat([results.assign(prompt=name) for name, results in zip(names, all_results)], ignore_index=True)
-    combined = combined[["prompt", *all_results[0].columns]]
-    model = classifiers[0].metadata["model"]
-    _write_results(out, combined, f"xlspt {__version__} - {len(names)} prompts on {model}\n\n{text}\n", {
-        "model": model,
-        "prompts": [{"prompt": name, "groups": group} for name, group in zip(names, groups)],
-    })
-
-
 # ---------------------------------------------------------------- commands
 
 
 def cmd_run(args) -> int:
-    data = _load_data(args)
-    langs = _check_langs(args, data)
-    out = _out_dir(args, args.model)
-    clf = _train(args, data)
+    from .study import outputs
+    from .study.runner import Session, run_one
+
+    config = _run_config(args)
+    out = outputs.prepare_out_dir(args.out, config.model, args.overwrite)
+    session = Session(progress=not args.quiet, strict=True)
+    for split in ("train", "dev"):  # read and validated now, before minutes of model loading
+        session.data(config.data).split(config.train_lang, split)
     if args.overwrite:
-        _clear_previous(out)
-    if not args.train_model:
-        clf.save(out)
-    results = clf.evaluate(data, langs, engine=args.engine, progress=not args.quiet)
-    _report(clf, results, out)
+        outputs.clear_files(out)
+    record = run_one(config, out, session)
+    model = session.model(config)
+    _say(f"model {model.name} ({model.model_type}, {str(model.dtype)[6:]} on {model.device}); "
+         f"trained in {record.timings.get('train', 0):.0f} s, best epoch {record.best_epoch} "
+         f"(validation loss {record.best_val_loss:.3f}); evaluated in {record.timings.get('evaluate', 0):.0f} s")
+    for note in record.notes:
+        _say(f"note: {note}")
+    import pandas as pd
+
+    metadata = json.loads((out / outputs.PROMPT_FILES[1]).read_text(encoding="utf-8"))
+    table, _, _ = outputs.results_summary(metadata, pd.DataFrame(record.results))
+    print(table)
+    _say(f"wrote {out}")
     return 0
 
 
 def cmd_train(args) -> int:
+    from .classifier import PromptClassifier
+    from .data import resolve_languages
     from .errors import XlsptError
+    from .models import load_model
+    from .study import outputs
 
-    if args.train_model:
-        raise XlsptError("`xlspt train --train-model` would save a prompt without the model weights it needs: use `xlspt run --train-model`")
+    config = _run_config(args)
+    if not config.freeze:
+        raise XlsptError("`xlspt train --no-freeze` would save a prompt without the model weights it needs: use `xlspt run --no-freeze`")
     data = _load_data(args)
-    out = _out_dir(args, args.model)
-    clf = _train(args, data)
+    resolve_languages([config.train_lang], data.languages())
+    for split in ("train", "dev"):
+        data.split(config.train_lang, split)
+    out = outputs.prepare_out_dir(args.out, config.model, args.overwrite, files=outputs.PROMPT_FILES)
+    initial = None
+    if args.resume:
+        from .artifact import PromptArtifact
+
+        artifact = PromptArtifact.load(args.resume)
+    model = load_model(config.model, dtype=config.dtype.value)
+    if args.resume:
+        artifact.check_model(model.signature(), model.name)
+        initial = artifact.soft_prompt()
+    _say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
+         f"on {model.device}); data {data.description}")
+    clf = PromptClassifier.train(
+        model, data, train_language=config.train_lang, shots=config.shots, prompt=config.prompt_config(),
+        training=config.train_config(), label_words=config.label_word_map(),
+        allow_first_subtoken=config.allow_subword_labels, initial=initial, progress=not args.quiet,
+    )
+    meta = clf.metadata
+    _say(f"trained in {meta['train_seconds']:.0f} s; best epoch {meta['best_epoch']} (validation loss {meta['best_val_loss']:.3f})")
     if args.overwrite:
-        _clear_previous(out)
-    path = clf.save(out)
-    print(path)
+        outputs.clear_files(out)
+    print(clf.save(out))
     return 0
 
 
@@ -338,14 +306,16 @@ def cmd_evaluate(args) -> int:
     from .classifier import PromptClassifier
     from .errors import XlsptError
     from .evaluate import evaluate_prompts
+    from .study import outputs
 
     data = _load_data(args)
     langs = _check_langs(args, data)
-    out = _out_dir(args, "") if args.out else None
+    out = outputs.prepare_out_dir(args.out, "", args.overwrite, files=outputs.RESULT_FILES) if args.out else None
     first = PromptClassifier.load(args.prompt[0], args.model, dtype=args.dtype)
     classifiers = [first] + [PromptClassifier.load(p, first.model) for p in args.prompt[1:]]
-    if any(c.verbalizer != first.verbalizer or c.max_length != first.max_length for c in classifiers):
-        raise XlsptError("these prompts use different label words or maximum lengths: evaluate them one at a time")
+    if any(c.verbalizer != first.verbalizer or c.max_length != first.max_length
+           or c.special_tokens != first.special_tokens for c in classifiers):
+        raise XlsptError("these prompts use different label words, maximum lengths or tokenization: evaluate them one at a time")
     store = None
     if args.cache_states:
         from .engine.store import TextStateStore
@@ -353,17 +323,59 @@ def cmd_evaluate(args) -> int:
         store = TextStateStore(first.model)
     all_results = evaluate_prompts(
         first.model, first.verbalizer, [c.prompt for c in classifiers], data, langs,
-        max_length=first.max_length, engine=args.engine, store=store, progress=not args.quiet,
+        max_length=first.max_length, engine=args.engine, store=store, special_tokens=first.special_tokens,
+        progress=not args.quiet,
     )
     if store is not None:
         _say(f"text states: {store.hits} batches read from {store.root}, {store.misses} computed and stored")
     if out is not None and args.overwrite:
-        for name in (RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON):
-            (out / name).unlink(missing_ok=True)
+        outputs.clear_files(out, outputs.RESULT_FILES)
     if len(classifiers) == 1:
-        _report(first, all_results[0], out)
+        table, text, summary = outputs.results_summary(first.metadata, all_results[0])
+        print(table)
+        if out is not None:
+            outputs.write_results(out, all_results[0], text, summary)
     else:
-        _report_many(args.prompt, classifiers, all_results, out)
+        text, combined, summary = outputs.comparison(list(args.prompt), [c.metadata for c in classifiers], all_results)
+        print(text)
+        if out is not None:
+            outputs.write_comparison(out, text, combined, summary)
+    if out is not None:
+        _say(f"wrote {out / outputs.RESULTS_FILE} and {out / outputs.SUMMARY_FILE}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .errors import XlsptError
+    from .study.config import RunConfig
+    from .study.runner import Session
+    from .study.spec import load_spec, preset_path
+    from .study.store import ResultStore
+    from .study.sweep import run_sweep, sweep_status
+
+    if bool(args.spec) == bool(args.preset):
+        raise XlsptError("give a sweep spec file or --preset NAME (one of them)")
+    overrides = {name: getattr(args, name) for name in RunConfig.field_names() if hasattr(args, name)}
+    overrides = {k: (v.value if hasattr(v, "value") else v) for k, v in overrides.items()}
+    spec = load_spec(args.spec or preset_path(args.preset), overrides)
+    store = ResultStore(args.store, create=not args.status)
+    if args.status:
+        status = sweep_status(spec, store, Session(device=args.device, progress=False))
+        print(json.dumps(status.as_json()) if args.json else status.table())
+        return 0
+    status = run_sweep(spec, store, executor=args.executor, ray_address=args.ray_address,
+                       retry_failed=args.retry_failed, device=args.device, progress=not args.quiet)
+    print(status.table())
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report.study import write_report
+
+    summary = write_report(args.store, args.out)
+    for path in summary["files"]:
+        print(path)
+    _say(f"report of {summary['runs']} finished runs ({summary['failed']} failed) in {args.out}")
     return 0
 
 
@@ -432,6 +444,8 @@ def cmd_models(args) -> int:
 COMMANDS = {
     "run": cmd_run,
     "train": cmd_train,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "languages": cmd_languages,

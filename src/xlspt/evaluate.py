@@ -17,12 +17,12 @@ from typing import Sequence
 import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, f1_score
-from tqdm.auto import tqdm
 
 from .data.sib200 import Sib200
 from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, NaiveEngine, batches_by_length, encode_texts
 from .engine.store import TextStateStore
 from .models.loading import LoadedModel
+from .progress import progress_bar
 from .verbalizer import Verbalizer
 
 RESULT_COLUMNS = ["language", "accuracy", "macro_f1", "n"]
@@ -41,6 +41,7 @@ def label_logits(
     max_length: int = DEFAULT_MAX_LENGTH,
     engine: str = "auto",
     store: TextStateStore | None = None,
+    special_tokens: str = "tokenizer",
 ) -> torch.Tensor:
     """Label-word logits at the read-out position, float32 on the CPU.
 
@@ -51,6 +52,7 @@ def label_logits(
             per prompt, the reference path), or ``"auto"``: naive for one prompt (one pass over text
             and prompt together is the least work), cached for several.
         store: keep the text states on disk and reuse them in later calls (implies the cached engine).
+        special_tokens: ``"tokenizer"`` or ``"reference"`` (see :func:`~xlspt.engine.encode_texts`).
 
     Returns:
         ``[N, C]`` for one prompt, ``[P, N, C]`` for a sequence of ``P`` prompts.
@@ -59,7 +61,7 @@ def label_logits(
     prompt_list = [prompts] if single else list(prompts)
     out = torch.empty(len(prompt_list), len(texts), len(verbalizer.labels))
     # Token ids per distinct prompt length; the shortest prompt leaves the longest text budget.
-    ids_by_length = {n: encode_texts(loaded, texts, n, max_length) for n in sorted({p.shape[0] for p in prompt_list})}
+    ids_by_length = {n: encode_texts(loaded, texts, n, max_length, special_tokens) for n in sorted({p.shape[0] for p in prompt_list})}
     if engine == "naive" or (engine == "auto" and len(prompt_list) == 1 and store is None):
         _naive_logits(loaded, verbalizer, prompt_list, ids_by_length, batch_size, out)
     else:
@@ -121,11 +123,15 @@ def predict(
     batch_size: int = 32,
     max_length: int = DEFAULT_MAX_LENGTH,
     engine: str = "auto",
+    special_tokens: str = "tokenizer",
 ) -> list[str]:
     """The predicted class of each text."""
     if not texts:
         return []
-    logits = label_logits(loaded, verbalizer, prompt, texts, batch_size=batch_size, max_length=max_length, engine=engine)
+    logits = label_logits(
+        loaded, verbalizer, prompt, texts, batch_size=batch_size, max_length=max_length, engine=engine,
+        special_tokens=special_tokens,
+    )
     return [verbalizer.labels[i] for i in logits.argmax(dim=1).tolist()]
 
 
@@ -148,6 +154,7 @@ def evaluate_prompts(
     max_length: int = DEFAULT_MAX_LENGTH,
     engine: str = "auto",
     store: TextStateStore | None = None,
+    special_tokens: str = "tokenizer",
     progress: bool = True,
 ) -> list[pd.DataFrame]:
     """Per-language results of several prompts, reading each language's text once.
@@ -155,14 +162,14 @@ def evaluate_prompts(
     Returns one ``language, accuracy, macro_f1, n`` table per prompt, in the order given.
     """
     rows: list[list[dict]] = [[] for _ in prompts]
-    bar = tqdm(languages, desc="evaluating", unit="lang", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(languages, desc="evaluating", unit="lang", disable=not progress)
     for lang in bar:
         bar.set_postfix(lang=lang)
         frame = data.split(lang, split)
         gold = frame["category"].tolist()
         logits = label_logits(
             loaded, verbalizer, list(prompts), frame["text"].tolist(),
-            batch_size=batch_size, max_length=max_length, engine=engine, store=store,
+            batch_size=batch_size, max_length=max_length, engine=engine, store=store, special_tokens=special_tokens,
         )
         for j in range(len(prompts)):
             predicted = [verbalizer.labels[i] for i in logits[j].argmax(dim=1).tolist()]

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .errors import XlsptError
+from .errors import ConfigError
 
 
 @dataclass
@@ -38,11 +38,11 @@ class PromptConfig:
 
     def __post_init__(self) -> None:
         if self.length < 1:
-            raise XlsptError(f"--prompt-length must be at least 1 (got {self.length})")
+            raise ConfigError("prompt_length", f"must be at least 1 (got {self.length})")
         if self.reparam_hidden is not None and self.reparam_hidden < 1:
-            raise XlsptError(f"--reparam-hidden must be a positive size (got {self.reparam_hidden})")
+            raise ConfigError("reparam_hidden", f"must be a positive size (got {self.reparam_hidden})")
         if self.init_range <= 0:
-            raise XlsptError(f"init_range must be positive (got {self.init_range})")
+            raise ConfigError("init_range", f"must be positive (got {self.init_range})")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,7 +1,15 @@
-"""Training a soft prompt on a few labelled examples, the model frozen by default.
+"""Training soft prompts on a few labelled examples, the model frozen by default.
 
 AdamW, linear schedule with warm-up, validation loss after every epoch, and the prompt
 of the epoch with the best validation loss is the one kept (as in the study).
+
+Several prompts on the same examples (a sweep's runs that share a training sample: other
+prompt lengths, reparameterization on and off, other learning rates) train together: every
+step reads one batch of cached text and runs all their prompt positions packed in one pass
+(:meth:`~xlspt.engine.CachedTextEngine.readout_hidden_mixed`), and the LM head is read once
+for all of them. Each prompt keeps its own optimizer, schedule and best epoch, and the order
+of examples depends on the seed only, so a prompt trained with others is the prompt it would
+be alone (up to float rounding of the larger matrix products).
 """
 
 from __future__ import annotations
@@ -9,17 +17,24 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from .data.sampling import FewShotSplit
-from .engine import DEFAULT_MAX_LENGTH, ENGINES, encode_texts, make_engine, shuffled_batches
-from .engine.readout import readout_cross_entropy
-from .errors import XlsptError
+from .engine import DEFAULT_MAX_LENGTH, ENGINES, CachedTextEngine, encode_texts, make_engine, shuffled_batches
+from .engine.batching import SPECIAL_TOKENS
+from .engine.readout import readout_cross_entropy, readout_cross_entropy_rows
+from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
+from .progress import progress_bar
 from .prompt import PromptConfig, SoftPrompt
 from .verbalizer import Verbalizer
+
+#: Learning rate of the model's weights when it trains too (no model freezing): a fine-tuning
+#: rate chosen on English dev (README); the reference code's single rate, 5e-3, destroys the model.
+DEFAULT_MODEL_LR = 1e-5
 
 
 @dataclass
@@ -34,12 +49,14 @@ class TrainConfig:
         weight_decay: AdamW weight decay (PyTorch's default).
         seed: seeds the prompt initialisation and the order of examples.
         max_length: text + prompt + EOS are truncated (text only) to this many tokens.
-        freeze_model: train only the prompt (the study's "MF"); otherwise the model trains too.
-        model_lr: learning rate of the model's weights when ``freeze_model`` is False
-            (``None``: the prompt's, as the reference code did).
+        freeze_model: train only the prompt (the study's "MF"); otherwise the model trains too,
+            with float32 master weights whatever the model's dtype.
+        model_lr: learning rate of the model's weights when ``freeze_model`` is False.
         eval_batch_size: batch size for validation and evaluation passes.
         engine: ``"auto"`` (the cached-text engine with a frozen model, else the naive full pass),
             ``"cached"`` or ``"naive"``; all give the same results up to float rounding.
+        special_tokens: ``"tokenizer"`` (the tokenizer's special tokens) or ``"reference"`` (none, as
+            the study's reference code; a model that needs its BOS keeps it).
     """
 
     epochs: int = 20
@@ -50,28 +67,42 @@ class TrainConfig:
     seed: int = 0
     max_length: int = DEFAULT_MAX_LENGTH
     freeze_model: bool = True
-    model_lr: float | None = None
+    model_lr: float = DEFAULT_MODEL_LR
     eval_batch_size: int = 32
     engine: str = "auto"
+    special_tokens: str = "tokenizer"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
-            raise XlsptError(f"--epochs must be at least 1 (got {self.epochs})")
+            raise ConfigError("epochs", f"must be at least 1 (got {self.epochs})")
         if not (self.lr > 0):
-            raise XlsptError(f"--lr must be positive (got {self.lr})")
+            raise ConfigError("lr", f"must be positive (got {self.lr})")
+        if not (self.model_lr > 0):
+            raise ConfigError("model_lr", f"must be positive (got {self.model_lr})")
         if self.batch_size < 1:
-            raise XlsptError(f"--batch-size must be at least 1 (got {self.batch_size})")
+            raise ConfigError("batch_size", f"must be at least 1 (got {self.batch_size})")
         if not 0 <= self.warmup_ratio < 1:
-            raise XlsptError(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
+            raise ConfigError("warmup_ratio", f"must be in [0, 1) (got {self.warmup_ratio})")
         if self.engine not in ENGINES:
-            raise XlsptError(f"--engine must be one of {', '.join(ENGINES)} (got {self.engine!r})")
+            raise ConfigError("engine", f"must be one of {', '.join(ENGINES)} (got {self.engine!r})")
         if self.engine == "cached" and not self.freeze_model:
-            raise XlsptError("--engine cached needs a frozen model: drop --train-model or use --engine naive")
+            raise ConfigError("engine", "cached needs a frozen model: use engine naive or auto with freeze off")
         if self.max_length < 8:
-            raise XlsptError(f"--max-length must be at least 8 (got {self.max_length})")
+            raise ConfigError("max_length", f"must be at least 8 (got {self.max_length})")
+        if self.special_tokens not in SPECIAL_TOKENS:
+            raise ConfigError("special_tokens", f"must be one of {', '.join(SPECIAL_TOKENS)} (got {self.special_tokens!r})")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def shares_steps_with(self, other: "TrainConfig") -> bool:
+        """Whether two prompts can train in the same steps: same batches, epochs and text encoding."""
+        keys = ("epochs", "batch_size", "seed", "max_length", "special_tokens", "eval_batch_size")
+        return all(getattr(self, k) == getattr(other, k) for k in keys) and self.freeze_model and other.freeze_model
+
+
+class TrainingDiverged(XlsptError):
+    """The training loss or the prompt became NaN or infinite."""
 
 
 @dataclass
@@ -118,6 +149,72 @@ def validation_loss(engine, verbalizer, inputs, labels, prompt: torch.Tensor, ba
     return total / len(inputs)
 
 
+class _PromptReadouts:
+    """Read-out states of several prompts (any lengths) on the same texts, with either engine.
+
+    The cached engine encodes each text once, truncated for the shortest prompt (the longest
+    text); a longer prompt reads a prefix of those states, which is exactly its own truncated
+    text's states. Where truncation is not a prefix (a tokenizer that appends a token) that
+    prompt length gets states of its own.
+    """
+
+    def __init__(self, engine, loaded: LoadedModel, texts: list[str], lengths: Sequence[int], config: TrainConfig):
+        self.engine = engine
+        self.ids = {n: encode_texts(loaded, texts, n, config.max_length, config.special_tokens) for n in sorted(set(lengths))}
+        self.lengths = list(lengths)
+        base = min(self.ids)
+        self.source = {}  # prompt length -> the length whose states it reads
+        for n, ids in self.ids.items():
+            prefix = all(row == full[: len(row)] for row, full in zip(ids, self.ids[base]))
+            self.source[n] = base if prefix else n
+        self.inputs = {n: engine.prepare(self.ids[n]) for n in set(self.source.values())}
+
+    def __len__(self) -> int:
+        return len(self.ids[min(self.ids)])
+
+    def hidden(self, rows: Sequence[int], prompts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """One ``[len(rows), d]`` read-out per prompt (``prompts[p]`` has length ``self.lengths[p]``)."""
+        out: list[torch.Tensor | None] = [None] * len(prompts)
+        if not isinstance(self.engine, CachedTextEngine):
+            for p, prompt in enumerate(prompts):
+                ids = self.ids[self.lengths[p]]
+                out[p] = self.engine.readout_hidden([ids[i] for i in rows], prompt)
+            return out  # type: ignore[return-value]
+        for source, states in self.inputs.items():
+            members = [p for p in range(len(prompts)) if self.source[self.lengths[p]] == source]
+            if not members:
+                continue
+            batch_states = self.engine.stack([states[i] for i in rows])
+            reads = torch.tensor([[len(self.ids[self.lengths[p]][i]) for p in members] for i in rows])
+            for p, hidden in zip(members, self.engine.readout_hidden_mixed(batch_states, [prompts[p] for p in members], reads)):
+                out[p] = hidden
+        return out  # type: ignore[return-value]
+
+    def losses(self, verbalizer: Verbalizer, rows: Sequence[int], labels: Sequence[str], prompts) -> torch.Tensor:
+        """``[P]`` mean read-out cross-entropy of each prompt on ``rows``; the LM head is read once for all."""
+        hidden = torch.cat(self.hidden(rows, prompts))
+        targets = verbalizer.target_token_ids([labels[i] for i in rows]).repeat(len(prompts))
+        return readout_cross_entropy_rows(self.engine.loaded, hidden, targets).view(len(prompts), len(rows)).mean(1)
+
+
+class _MasterWeights:
+    """Float32 copies of a low-precision model's weights: AdamW steps the copies, the model gets them rounded."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.params = [p for p in model.parameters()]
+        self.masters = [torch.nn.Parameter(p.detach().float().clone()) for p in self.params]
+
+    def take_grads(self) -> None:
+        for param, master in zip(self.params, self.masters):
+            master.grad = None if param.grad is None else param.grad.float()
+            param.grad = None
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        for param, master in zip(self.params, self.masters):
+            param.copy_(master)
+
+
 def train_prompt(
     loaded: LoadedModel,
     verbalizer: Verbalizer,
@@ -133,68 +230,139 @@ def train_prompt(
     Returns the prompt of the best epoch. With ``initial`` (a saved prompt, with its
     reparameterization network) training continues from it, with a fresh optimizer and schedule.
     With ``config.freeze_model`` False the model's weights are trained in place as well (and the
-    best epoch's weights restored).
+    best epoch's weights restored). Raises :class:`TrainingDiverged` if the loss becomes NaN.
     """
-    config = config or TrainConfig()
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    if initial is not None:
-        prompt = copy.deepcopy(initial).to(loaded.device)
-        prompt_config = prompt.config
-    else:
-        prompt_config = prompt_config or PromptConfig()
-        prompt = SoftPrompt(prompt_config, loaded.hidden_size, generator=generator).to(loaded.device)
-    prompt.requires_grad_(True)
+    result = train_prompts(loaded, verbalizer, examples, [prompt_config], [config or TrainConfig()],
+                           initials=[initial], progress=progress)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
 
-    engine = make_engine(loaded, config.engine, model_trains=not config.freeze_model, encode_batch_size=config.eval_batch_size)
-    train_inputs = engine.prepare(
-        encode_texts(loaded, examples.train["text"].tolist(), prompt_config.length, config.max_length)
-    )
+
+def train_prompts(
+    loaded: LoadedModel,
+    verbalizer: Verbalizer,
+    examples: FewShotSplit,
+    prompt_configs: Sequence[PromptConfig | None],
+    configs: Sequence[TrainConfig],
+    *,
+    initials: Sequence[SoftPrompt | None] | None = None,
+    progress: bool = True,
+    desc: str = "training",
+) -> list[TrainResult | TrainingDiverged]:
+    """Train ``P`` prompts on the same examples in the same steps (see the module docstring).
+
+    ``configs`` must agree on what shapes the steps (:meth:`TrainConfig.shares_steps_with`); they
+    may differ in learning rates, weight decay and warm-up. With one prompt, the model may train
+    too (``freeze_model`` False). Returns, per prompt, its result or the :class:`TrainingDiverged`
+    error that stopped it (the others go on).
+    """
+    configs = list(configs)
+    first = configs[0]
+    if len(configs) > 1 and not all(first.shares_steps_with(c) for c in configs[1:]):
+        raise ValueError("prompts trained together need the same batches, epochs and text encoding, and a frozen model")
+    initials = list(initials) if initials is not None else [None] * len(configs)
+    torch.manual_seed(first.seed)
+    prompts: list[SoftPrompt] = []
+    for prompt_config, initial in zip(prompt_configs, initials):
+        if initial is not None:
+            prompt = copy.deepcopy(initial).to(loaded.device)
+        else:
+            init = torch.Generator().manual_seed(first.seed)
+            prompt = SoftPrompt(prompt_config or PromptConfig(), loaded.hidden_size, generator=init).to(loaded.device)
+        prompts.append(prompt.requires_grad_(True))
+    lengths = [p.config.length for p in prompts]
+    model_trains = not first.freeze_model
+    engine = make_engine(loaded, first.engine, model_trains=model_trains, encode_batch_size=first.eval_batch_size)
+    train_set = _PromptReadouts(engine, loaded, examples.train["text"].tolist(), lengths, first)
+    val_set = _PromptReadouts(engine, loaded, examples.validation["text"].tolist(), lengths, first)
     train_labels = examples.train["category"].tolist()
-    val_inputs = engine.prepare(
-        encode_texts(loaded, examples.validation["text"].tolist(), prompt_config.length, config.max_length)
-    )
     val_labels = examples.validation["category"].tolist()
 
-    groups = [{"params": list(prompt.parameters()), "lr": config.lr}]
-    if not config.freeze_model:
-        loaded.model.requires_grad_(True)
-        groups.append({"params": list(loaded.model.parameters()), "lr": config.model_lr or config.lr})
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_inputs) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    scheduler = linear_warmup_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    steps_per_epoch = math.ceil(len(train_set) / first.batch_size)
+    total_steps = steps_per_epoch * first.epochs
+    optimizers, schedulers = [], []
+    masters = _MasterWeights(loaded.model) if model_trains and loaded.dtype != torch.float32 else None
+    for prompt, config in zip(prompts, configs):
+        groups = [{"params": list(prompt.parameters()), "lr": config.lr}]
+        if model_trains:
+            loaded.model.requires_grad_(True)
+            model_params = masters.masters if masters is not None else list(loaded.model.parameters())
+            groups.append({"params": model_params, "lr": config.model_lr})
+        optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        optimizers.append(optimizer)
+        schedulers.append(linear_warmup_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps))
 
-    best = (math.inf, 0, copy.deepcopy(prompt.state_dict()), None)
-    history: list[dict] = []
-    bar = tqdm(total=total_steps, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
+    best = [(math.inf, 0, copy.deepcopy(p.state_dict()), None) for p in prompts]
+    histories: list[list[dict]] = [[] for _ in prompts]
+    failed: dict[int, TrainingDiverged] = {}
+    # The order of examples depends on the seed only, so prompts trained together see the batches they would alone.
+    shuffle = torch.Generator().manual_seed(first.seed)
+    bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not progress)
     try:
-        for epoch in range(1, config.epochs + 1):
-            running, seen = 0.0, 0
-            for batch in shuffled_batches(len(train_inputs), config.batch_size, generator):
-                loss = readout_loss(
-                    engine, verbalizer, [train_inputs[i] for i in batch], [train_labels[i] for i in batch], prompt()
-                )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                running += loss.item() * len(batch)
+        for epoch in range(1, first.epochs + 1):
+            running = [0.0] * len(prompts)
+            seen = 0
+            for step, batch in enumerate(shuffled_batches(len(train_set), first.batch_size, shuffle), 1):
+                while True:
+                    active = [p for p in range(len(prompts)) if p not in failed]
+                    if not active:
+                        break
+                    losses = train_set.losses(verbalizer, batch, train_labels, [prompts[p]() for p in active])
+                    bad = [p for p, loss in zip(active, losses.tolist()) if not math.isfinite(loss)]
+                    for p in bad:
+                        failed[p] = TrainingDiverged(
+                            f"the training loss became {losses[active.index(p)].item()} at epoch {epoch}, step {step}: "
+                            f"lower the learning rate (lr {configs[p].lr})")
+                    if not bad:
+                        break
+                if not active:
+                    break
+                for p in active:
+                    optimizers[p].zero_grad(set_to_none=True)
+                losses.sum().backward()  # the prompts' graphs are separate: each gets its own loss's gradient
+                if masters is not None:
+                    masters.take_grads()
+                for p, loss in zip(active, losses.tolist()):
+                    optimizers[p].step()
+                    schedulers[p].step()
+                    running[p] += loss * len(batch)
+                    if not all(torch.isfinite(t).all() for t in prompts[p].parameters()):
+                        failed[p] = TrainingDiverged(f"the prompt became NaN or infinite at epoch {epoch}, step {step}: "
+                                                     f"lower the learning rate (lr {configs[p].lr})")
+                if masters is not None:
+                    masters.write_back()
                 seen += len(batch)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{running / seen:.3f}", best_val=f"{best[0]:.3f}")
-            val = validation_loss(engine, verbalizer, val_inputs, val_labels, prompt(), config.eval_batch_size)
-            history.append({"epoch": epoch, "train_loss": running / seen, "val_loss": val})
-            if val < best[0]:
-                model_state = None if config.freeze_model else copy.deepcopy(loaded.model.state_dict())
-                best = (val, epoch, copy.deepcopy(prompt.state_dict()), model_state)
-            bar.set_postfix(epoch=epoch, loss=f"{running / seen:.3f}", val=f"{val:.3f}", best_val=f"{best[0]:.3f}")
+                bar.set_postfix(epoch=epoch, loss=f"{sum(running[p] for p in active) / (seen * len(active)):.3f}")
+            active = [p for p in range(len(prompts)) if p not in failed]
+            if not active:
+                break
+            with torch.no_grad():
+                totals = torch.zeros(len(active))
+                for start in range(0, len(val_set), first.eval_batch_size):
+                    rows = list(range(start, min(start + first.eval_batch_size, len(val_set))))
+                    totals += val_set.losses(verbalizer, rows, val_labels, [prompts[p]() for p in active]).float().cpu() * len(rows)
+            for p, val in zip(active, (totals / len(val_set)).tolist()):
+                histories[p].append({"epoch": epoch, "train_loss": running[p] / seen, "val_loss": val})
+                if val < best[p][0]:
+                    model_state = copy.deepcopy(loaded.model.state_dict()) if model_trains else None
+                    best[p] = (val, epoch, copy.deepcopy(prompts[p].state_dict()), model_state)
+            bar.set_postfix(epoch=epoch, best_val=f"{min(best[p][0] for p in active):.3f}")
     finally:
         bar.close()
-        if not config.freeze_model:
+        if model_trains:
             loaded.model.requires_grad_(False)
-    best_val, best_epoch, prompt_state, model_state = best
-    prompt.load_state_dict(prompt_state)
-    if model_state is not None:
-        loaded.model.load_state_dict(model_state)
-    return TrainResult(prompt=prompt, best_epoch=best_epoch, best_val_loss=best_val, history=history)
+            for param in loaded.model.parameters():
+                param.grad = None
+    results: list[TrainResult | TrainingDiverged] = []
+    for p, prompt in enumerate(prompts):
+        if p in failed:
+            results.append(failed[p])
+            continue
+        best_val, best_epoch, prompt_state, model_state = best[p]
+        prompt.load_state_dict(prompt_state)
+        if model_state is not None:
+            loaded.model.load_state_dict(model_state)
+        results.append(TrainResult(prompt=prompt, best_epoch=best_epoch, best_val_loss=best_val, history=histories[p]))
+    return results

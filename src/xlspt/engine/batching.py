@@ -12,16 +12,32 @@ from ..models.loading import LoadedModel
 DEFAULT_MAX_LENGTH = 128
 
 
+#: ``special_tokens`` values: the tokenizer's own special tokens, or none as the study's reference code.
+SPECIAL_TOKENS = ("tokenizer", "reference")
+
+
 def encode_texts(
-    loaded: LoadedModel, texts: Sequence[str], prompt_length: int, max_length: int = DEFAULT_MAX_LENGTH
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    prompt_length: int,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    special_tokens: str = "tokenizer",
 ) -> list[list[int]]:
-    """Token ids of each text with the tokenizer's special prefix (BOS), truncated so that
-    ``len(ids) + prompt_length + 1`` (the EOS slot) fits ``max_length``. The prompt is never truncated."""
+    """Token ids of each text, truncated so that ``len(ids) + prompt_length + 1`` (the EOS slot) fits
+    ``max_length``. The prompt is never truncated.
+
+    ``special_tokens="tokenizer"`` keeps the tokenizer's special prefix (XGLM's ``</s>``);
+    ``"reference"`` adds none, as the study's reference code (``add_special_tokens=False``).
+    Models that need a BOS (Gemma 3) get it either way.
+    """
     budget = max_length - prompt_length - 1
     if budget < 2:
         raise ValueError(f"max_length {max_length} leaves no room for text after a {prompt_length}-token prompt")
+    if special_tokens not in SPECIAL_TOKENS:
+        raise ValueError(f"special_tokens must be one of {SPECIAL_TOKENS}, got {special_tokens!r}")
     tokenizer = loaded.tokenizer
-    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=budget)["input_ids"]
+    add = special_tokens == "tokenizer"
+    encoded = tokenizer(list(texts), add_special_tokens=add, truncation=True, max_length=budget)["input_ids"]
     bos = tokenizer.bos_token_id
     if loaded.adapter.requires_bos and bos is not None:
         encoded = [ids if ids[:1] == [bos] else [bos] + ids[: budget - 1] for ids in encoded]

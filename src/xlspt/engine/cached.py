@@ -159,8 +159,38 @@ class CachedTextEngine:
         """
         batch_states = states if isinstance(states, BatchStates) else self.stack(states)
         if prompts.shape[0] > 1 and self.loaded.adapter.takes_position_ids:
-            return self._readout_packed(batch_states, prompts)
+            return torch.stack(self.readout_hidden_mixed(batch_states, list(prompts)))
         return self._readout_side_by_side(batch_states, prompts)
+
+    def readout_hidden_mixed(
+        self, batch_states: BatchStates, prompts: Sequence[torch.Tensor], text_lengths: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """One ``[B, d]`` read-out per prompt, for ``P`` prompts of any lengths ``[n_p, d]`` on the same texts.
+
+        Args:
+            batch_states: the texts' states, encoded for the longest text any prompt reads.
+            prompts: ``P`` prompt matrices; differentiable (training several prompts at once).
+            text_lengths: ``[B, P]`` how many of each text's tokens prompt ``p`` reads (a longer prompt
+                leaves less room for text, and a causal model's states of a truncated text are a prefix
+                of the full text's); ``None``: every prompt reads the whole text.
+
+        Where the model takes explicit positions all prompts run packed in one pass, each block seeing
+        its own text prefix and itself at the positions it would have alone; otherwise (ALiBi) one
+        pass per prompt, each on its own text prefix.
+        """
+        lengths = batch_states.lengths.to(self.loaded.device)
+        if text_lengths is None:
+            text_lengths = lengths[:, None].expand(-1, len(prompts))
+        text_lengths = text_lengths.to(lengths.device)
+        if self.loaded.adapter.takes_position_ids:
+            return self._readout_packed(batch_states, prompts, text_lengths)
+        hidden = []
+        for p, prompt in enumerate(prompts):
+            states = batch_states
+            if not torch.equal(text_lengths[:, p], lengths):
+                states = self.stack([row.prefix(int(n)) for row, n in zip(batch_states.rows(), text_lengths[:, p].tolist())])
+            hidden.append(self._readout_side_by_side(states, prompt.unsqueeze(0))[0])
+        return hidden
 
     def _readout_side_by_side(self, batch_states: BatchStates, prompts: torch.Tensor) -> torch.Tensor:
         """``P * B`` rows, each with its own copy of its text's states (any architecture, ALiBi included)."""
@@ -197,45 +227,50 @@ class CachedTextEngine:
             kwargs["position_ids"] = positions
         return self._base(inputs_embeds=slots, attention_mask=mask, use_cache=True, **kwargs).last_hidden_state
 
-    def _readout_packed(self, batch_states: BatchStates, prompts: torch.Tensor) -> torch.Tensor:
-        """``[P, B, d]``: the ``P`` prompts packed into each of the ``B`` rows after the cached text."""
+    def _readout_packed(
+        self, batch_states: BatchStates, prompts: Sequence[torch.Tensor], text_lengths: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """The ``P`` prompts packed into each of the ``B`` rows after the cached text; one ``[B, d]`` each."""
         loaded = self.loaded
         device = loaded.device
-        n_prompts, n = int(prompts.shape[0]), int(prompts.shape[1])
+        sizes = torch.tensor([int(p.shape[0]) for p in prompts], device=device)
         layers = list(zip(batch_states.keys, batch_states.values))
         dtype = layers[0][0].dtype
         width = int(layers[0][0].shape[2])
         lengths = batch_states.lengths.to(device)
-        slots = self._embed_prompts(prompts, dtype).reshape(1, n_prompts * n, -1).expand(len(batch_states), -1, -1)
-        offsets = torch.arange(n, device=device).repeat(n_prompts)  # [P*n]: each block at its own positions
-        positions = lengths[:, None] + offsets[None, :]  # [B, P*n], logical positions as in a pass alone
-        mask = _packed_masks(loaded.model.config, lengths, positions, width, n_prompts, n, dtype)
+        block = torch.repeat_interleave(torch.arange(len(prompts), device=device), sizes)  # [Q]: each slot's prompt
+        offsets = torch.cat([torch.arange(int(n), device=device) for n in sizes])  # [Q]: slot within its prompt
+        slots = torch.cat([self._embed_prompts(p, dtype) for p in prompts]).unsqueeze(0).expand(len(batch_states), -1, -1)
+        positions = text_lengths[:, block] + offsets[None, :]  # [B, Q], logical positions as in a pass alone
+        mask = _packed_masks(loaded.model.config, lengths, text_lengths[:, block], positions, width, block, dtype)
         hidden = self._run_prompt_positions(layers, slots, mask, positions)
-        return hidden.reshape(len(batch_states), n_prompts, n, -1)[:, :, -1].transpose(0, 1)
+        ends = (torch.cumsum(sizes, 0) - 1).tolist()
+        return [hidden[:, end] for end in ends]
 
 
 def _packed_masks(
-    config, lengths: torch.Tensor, q_pos: torch.Tensor, width: int, n_prompts: int, n: int, dtype: torch.dtype
+    config, lengths: torch.Tensor, reads: torch.Tensor, q_pos: torch.Tensor, width: int, block: torch.Tensor,
+    dtype: torch.dtype,
 ):
-    """Additive ``[B, 1, P*n, width + P*n]`` masks for prompts packed after left-padded text.
+    """Additive ``[B, 1, Q, width + Q]`` masks for prompt blocks packed after left-padded text.
 
-    ``q_pos`` is ``[B, P*n]``, each packed slot's logical position.
+    ``lengths`` is ``[B]``, the real text positions stored per row; ``reads`` is ``[B, Q]``, how many
+    of them the query's prompt reads (its own truncation); ``q_pos`` is ``[B, Q]``, each packed
+    slot's logical position; ``block`` is ``[Q]``, each slot's prompt.
 
-    A query of block ``p`` sees the real text columns and the earlier slots of its own block;
-    distances for sliding windows are taken between logical positions, as in the unpacked pass.
-    Models with sliding-window layers get a ``{layer type: mask}`` mapping, others one tensor.
+    A query of block ``p`` sees the first ``reads`` text columns and the earlier slots of its own
+    block; distances for sliding windows are taken between logical positions, as in the unpacked
+    pass. Models with sliding-window layers get a ``{layer type: mask}`` mapping, others one tensor.
     """
     device = lengths.device
+    n_slots = int(block.shape[0])
     text_pos = torch.arange(width, device=device)[None, :] - (width - lengths)[:, None]  # [B, W]; < 0 is padding
-    block = torch.arange(n_prompts, device=device).repeat_interleave(n)  # [P*n]
     k_pos = torch.cat([text_pos, q_pos], dim=1)  # [B, W + Q]
-    is_text = torch.arange(width + n_prompts * n, device=device) < width
+    is_text = torch.arange(width + n_slots, device=device) < width
     k_block = torch.cat([torch.full((width,), -1, device=device), block])
-    allowed = torch.where(
-        is_text[None, None, :],
-        (k_pos >= 0)[:, None, :],
-        (k_block[None, :] == block[:, None])[None] & (k_pos[:, None, :] <= q_pos[:, :, None]),
-    )  # [B, Q, K]
+    text_ok = (k_pos[:, None, :] >= 0) & (k_pos[:, None, :] < reads[:, :, None])  # [B, Q, K]
+    own_ok = (k_block[None, :] == block[:, None])[None] & (k_pos[:, None, :] <= q_pos[:, :, None])
+    allowed = torch.where(is_text[None, None, :], text_ok, own_ok)  # [B, Q, K]
 
     def additive(ok: torch.Tensor) -> torch.Tensor:
         return torch.zeros(ok.shape, dtype=dtype, device=device).masked_fill(~ok, torch.finfo(dtype).min)[:, None]

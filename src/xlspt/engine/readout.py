@@ -20,7 +20,7 @@ _CHUNK_ROWS = 8192
 
 
 class _FusedHeadCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of ``hidden @ weight.T`` against ``targets``, with its hidden-state gradient."""
+    """Per-row cross-entropy ``[B]`` of ``hidden @ weight.T`` against ``targets``, with its hidden-state gradient."""
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -40,15 +40,15 @@ class _FusedHeadCrossEntropy(torch.autograd.Function):
             running_max = new_max
         target_rows = weight[targets].float()
         target_logit = (h * target_rows).sum(dim=1)
-        loss = (running_max + torch.log(total) - target_logit).mean()
-        ctx.save_for_backward((weighted / total[:, None] - target_rows) / batch)
+        losses = running_max + torch.log(total) - target_logit
+        ctx.save_for_backward(weighted / total[:, None] - target_rows)
         ctx.hidden_dtype = hidden.dtype
-        return loss
+        return losses
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (grad_hidden,) = ctx.saved_tensors
-        return (grad_output * grad_hidden).to(ctx.hidden_dtype), None, None
+        return (grad_output[:, None] * grad_hidden).to(ctx.hidden_dtype), None, None
 
 
 def readout_cross_entropy(loaded: LoadedModel, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -58,6 +58,11 @@ def readout_cross_entropy(loaded: LoadedModel, hidden: torch.Tensor, targets: to
         hidden: ``[B, d]`` hidden states at the read-out position.
         targets: ``[B]`` vocabulary ids of the label words.
     """
+    return readout_cross_entropy_rows(loaded, hidden, targets).mean()
+
+
+def readout_cross_entropy_rows(loaded: LoadedModel, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``[B]`` cross-entropy of each row over the full vocabulary (several prompts' rows in one pass over the head)."""
     model, adapter = loaded.model, loaded.adapter
     head = model.get_output_embeddings()
     plain_head = getattr(head, "bias", None) is None and getattr(model.config, "final_logit_softcapping", None) is None
@@ -66,4 +71,4 @@ def readout_cross_entropy(loaded: LoadedModel, hidden: torch.Tensor, targets: to
     if hidden.requires_grad and not head.weight.requires_grad and plain_head and head.weight.dtype == torch.float32:
         return _FusedHeadCrossEntropy.apply(hidden, head.weight, targets.to(hidden.device))
     logits = adapter.logits(model, hidden)
-    return nn.functional.cross_entropy(logits.float(), targets.to(logits.device))
+    return nn.functional.cross_entropy(logits.float(), targets.to(logits.device), reduction="none")

@@ -1,0 +1,266 @@
+"""One run's configuration: the object that the command line, a sweep spec and the Python API all build.
+
+Field names are the sweep spec's keys and, with ``-`` for ``_``, the command line's flags
+(``prompt_length`` is ``--prompt-length``). Each default is stated once, here or in the
+lower-level config it feeds (:class:`~xlspt.prompt.PromptConfig`, :class:`~xlspt.train.TrainConfig`).
+
+A run's id is the hash of its canonical form (:meth:`RunConfig.canonical`): every field that
+can change a result, with ``auto`` values resolved to what is actually used. Versions, the
+device and timings go into the run's record instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping
+
+from ..engine import DEFAULT_MAX_LENGTH
+from ..errors import ConfigError
+from ..models.loading import EMBEDDED_DEFAULT
+from ..prompt import PromptConfig
+from ..train import DEFAULT_MODEL_LR, TrainConfig
+
+_PROMPT = PromptConfig()
+_TRAIN = TrainConfig()
+
+
+class DType(str, Enum):
+    """Model weights: ``auto`` is bfloat16 where the hardware runs it fast (measured), else float32."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+
+
+class Engine(str, Enum):
+    """The forward pass: ``cached`` text states (frozen model), ``naive`` full pass, ``auto`` picks."""
+
+    AUTO = "auto"
+    CACHED = "cached"
+    NAIVE = "naive"
+
+
+class SpecialTokens(str, Enum):
+    """How text is tokenized: ``tokenizer`` adds the tokenizer's own special tokens (XGLM's leading
+    ``</s>``); ``reference`` adds none, as the study's reference code did (Gemma keeps the BOS it needs)."""
+
+    TOKENIZER = "tokenizer"
+    REFERENCE = "reference"
+
+
+REFERENCE_MODEL_LR = "reference"
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run: model, data, label words, prompt, training and target languages."""
+
+    model: str = field(default=EMBEDDED_DEFAULT, metadata=_help(
+        "gemma-3-270m (embedded), a Hub id such as facebook/xglm-564M, a local model directory or a .gguf file"))
+    dtype: DType = field(default=DType.AUTO, metadata=_help(
+        "model weights: auto = bfloat16 where a measured bf16 matmul is faster (a GPU, AMX or AVX-512 BF16 CPUs), else float32"))
+    data: str | None = field(default=None, metadata=_help(
+        "SIB-200 directory (<lang>/{train,dev,test}.tsv); default $XLSPT_DATA, else the Hub dataset Davlan/sib200"))
+    train_lang: str = field(default="eng_Latn", metadata=_help("language of the training examples"))
+    shots: int = field(default=8, metadata=_help("training examples per class (at most 58 for SIB-200)"))
+    label_words: str | None = field(default=None, metadata=_help(
+        "seven label words in the order geography,science/technology,entertainment,politics,health,travel,sports, "
+        "or class=word pairs (default: the model family's)"))
+    allow_subword_labels: bool = field(default=False, metadata=_help(
+        "use the first token of a label word that is several tokens (as the reference code did)"))
+    prompt_length: int = field(default=_PROMPT.length, metadata=_help("number of soft prompt vectors"))
+    reparam_hidden: int = field(default=0, metadata=_help(
+        "reparameterize the prompt with an MLP of this hidden size (0 = off; the reference example used 200)"))
+    freeze: bool = field(default=_TRAIN.freeze_model, metadata=_help(
+        "keep the model frozen and train the prompt only (the study's MF); --no-freeze trains the model too"))
+    epochs: int = field(default=_TRAIN.epochs, metadata=_help("passes over the training examples"))
+    lr: float = field(default=_TRAIN.lr, metadata=_help("AdamW learning rate of the prompt"))
+    model_lr: float | str = field(default=DEFAULT_MODEL_LR, metadata=_help(
+        "learning rate of the model's weights when it is not frozen, or 'reference' for the prompt's "
+        "rate as the study's reference code used"))
+    batch_size: int = field(default=_TRAIN.batch_size, metadata=_help("training examples per step"))
+    seed: int = field(default=_TRAIN.seed, metadata=_help("seeds sampling, initialisation and shuffling"))
+    max_length: int = field(default=DEFAULT_MAX_LENGTH, metadata=_help(
+        "text + prompt + EOS tokens; the text is truncated, never the prompt"))
+    special_tokens: SpecialTokens = field(default=SpecialTokens.TOKENIZER, metadata=_help(
+        "tokenizer: the tokenizer's special tokens (XGLM starts with </s>); reference: none, as the study's code"))
+    engine: Engine = field(default=Engine.AUTO, metadata=_help(
+        "auto/cached: text states computed once, steps run the prompt positions only; naive: the full pass"))
+    langs: str | tuple[str, ...] = field(default="52", metadata=_help(
+        "target languages: 52 (the study's), all, or codes such as eng_Latn,fra_Latn"))
+    save_model: bool = field(default=False, metadata=_help(
+        "with freeze off, also save the trained model weights (safetensors); by default only the prompt and metrics"))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _coerce(f, getattr(self, f.name)))
+        _check_range("shots", self.shots, 1)
+        _check_range("prompt_length", self.prompt_length, 1)
+        _check_range("reparam_hidden", self.reparam_hidden, 0)
+        _check_range("epochs", self.epochs, 1)
+        _check_range("batch_size", self.batch_size, 1)
+        _check_range("max_length", self.max_length, 8)
+        _check_range("seed", self.seed, 0)
+        if not self.lr > 0:
+            raise ConfigError("lr", f"must be positive (got {self.lr})")
+        if self.model_lr != REFERENCE_MODEL_LR and not float(self.model_lr) > 0:
+            raise ConfigError("model_lr", f"must be positive or 'reference' (got {self.model_lr})")
+        if self.max_length - self.prompt_length - 1 < 2:
+            raise ConfigError(
+                "prompt_length",
+                f"{self.prompt_length} leaves no room for text within max_length {self.max_length}: "
+                f"use a prompt length below {self.max_length - 2} or a larger max_length",
+            )
+        if self.engine == Engine.CACHED and not self.freeze:
+            raise ConfigError("engine", "cached needs a frozen model: use engine naive or auto with freeze off")
+        if self.save_model and self.freeze:
+            raise ConfigError("save_model", "only applies with freeze off (a frozen model does not change)")
+        if isinstance(self.langs, str) and not self.langs.strip():
+            raise ConfigError("langs", "is empty: use 52, all, or codes such as eng_Latn,fra_Latn")
+
+    # ------------------------------------------------------------ building
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], where: str = "config") -> "RunConfig":
+        """Build from a mapping of field names; an unknown name is refused with the nearest known one."""
+        unknown = [k for k in values if k not in cls.field_names()]
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown key in {where}{_suggest(unknown[0], cls.field_names())}")
+        return cls(**dict(values))
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------ what it means
+
+    def prompt_config(self) -> PromptConfig:
+        return PromptConfig(length=self.prompt_length, reparam_hidden=self.reparam_hidden or None)
+
+    def train_config(self, model_dtype: str | None = None) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed, max_length=self.max_length,
+            freeze_model=self.freeze, model_lr=self.lr if self.model_lr == REFERENCE_MODEL_LR else float(self.model_lr),
+            engine=self.engine.value, special_tokens=self.special_tokens.value,
+        )
+
+    def label_word_map(self) -> dict[str, str] | None:
+        from ..verbalizer import parse_label_words
+
+        return parse_label_words(self.label_words) if self.label_words else None
+
+    def resolved_dtype(self, device: str | None = None) -> str:
+        from ..models.loading import resolve_device, resolve_dtype
+
+        return str(resolve_dtype(self.dtype.value, resolve_device(device))).removeprefix("torch.")
+
+    def resolved_engine(self) -> str:
+        if self.engine != Engine.AUTO:
+            return self.engine.value
+        return Engine.CACHED.value if self.freeze else Engine.NAIVE.value
+
+    def canonical(self, *, dtype: str | None = None, languages: list[str] | None = None) -> dict:
+        """The fields that can change a result, JSON-ready, with ``auto`` values resolved.
+
+        Args:
+            dtype: the dtype actually used (default: what ``auto`` resolves to on this machine).
+            languages: the target languages ``langs`` resolved to (default: ``langs`` as written).
+        """
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, Enum) else value
+        out["dtype"] = dtype or self.resolved_dtype()
+        out["engine"] = self.resolved_engine()
+        langs = languages if languages is not None else self.langs
+        out["langs"] = list(langs) if not isinstance(langs, str) else langs
+        if self.freeze:
+            out["model_lr"] = None  # unused with a frozen model: two runs that differ only here are one run
+        return out
+
+    def run_id(self, **resolved) -> str:
+        """16 hex digits of the SHA-256 of :meth:`canonical`."""
+        text = json.dumps(self.canonical(**resolved), sort_keys=True, ensure_ascii=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def short_name(self) -> str:
+        """A readable label for tables and progress bars."""
+        parts = [f"len{self.prompt_length}", f"{self.shots}shot", f"seed{self.seed}"]
+        if self.reparam_hidden:
+            parts.insert(1, f"reparam{self.reparam_hidden}")
+        if not self.freeze:
+            parts.insert(0, "noMF")
+        return "-".join(parts)
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Check ``value``'s type for field ``f`` (YAML and JSON give ints for floats, strings for enums)."""
+    name, kind = f.name, f.type
+    if name in ("dtype", "engine", "special_tokens"):
+        enum = {"dtype": DType, "engine": Engine, "special_tokens": SpecialTokens}[name]
+        try:
+            return enum(value.value if isinstance(value, Enum) else value)
+        except ValueError:
+            choices = ", ".join(e.value for e in enum)
+            raise ConfigError(name, f"must be one of {choices} (got {value!r})") from None
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(name, f"must be true or false (got {value!r})")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(name, f"must be a whole number (got {value!r})")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(name, f"must be a number (got {value!r})")
+        return float(value)
+    if name == "model_lr":
+        if value == REFERENCE_MODEL_LR:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(name, f"must be a number or 'reference' (got {value!r})")
+        return float(value)
+    if name == "langs":
+        if isinstance(value, (list, tuple)):
+            if not value or not all(isinstance(v, str) and v.strip() for v in value):
+                raise ConfigError(name, "must be a non-empty list of language codes")
+            return tuple(v.strip() for v in value)
+        if not isinstance(value, str):
+            raise ConfigError(name, f"must be 52, all, or language codes (got {value!r})")
+        return value
+    if kind in ("str", "str | None"):
+        if value is None and kind == "str | None":
+            return None
+        if name == "label_words" and isinstance(value, Mapping):
+            return ",".join(f"{k}={v}" for k, v in value.items())
+        if not isinstance(value, str) or not value:
+            raise ConfigError(name, f"must be a non-empty string (got {value!r})")
+        return value
+    return value
+
+
+def _check_range(name: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum} (got {value})")
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {match[0]}?)" if match else f"; known keys: {', '.join(known)}"

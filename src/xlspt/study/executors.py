@@ -1,0 +1,120 @@
+"""Running a sweep's runs as Ray tasks: a local Ray instance on this machine, or an existing cluster.
+
+One task per group of runs that share a model and a training sample (they train together),
+and one per run with the model trained too. Ray reuses its worker processes, so each worker
+keeps its loaded model between tasks (:data:`_WORKER_SESSION`). Every task claims its runs in
+the store and writes their records itself, so the store must be on a filesystem all nodes see.
+
+A local instance listens on the loopback address only, without the dashboard or usage
+reporting, with a small object store (tasks pass only configs), and is shut down at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from ..errors import XlsptError
+from .records import RunRecord
+from .runner import PlannedRun, Session, _sample_key, run_group
+from .store import ResultStore
+
+#: Object store of a local instance: tasks exchange configs and a few counts, not tensors.
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
+_WORKER_SESSION: Session | None = None
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise XlsptError("--executor ray needs Ray: pip install 'xlspt[ray]' (or use --executor local)") from None
+    return ray
+
+
+def task_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
+    """Frozen runs grouped by model and training sample; each run with the model trained alone."""
+    groups: dict[tuple, list[PlannedRun]] = {}
+    for run in todo:
+        key = (run.config.model, run.config.dtype.value, *_sample_key(run.config)) if run.config.freeze else (run.run_id,)
+        groups.setdefault(key, []).append(run)
+    return list(groups.values())
+
+
+def _run_task(configs: list[dict], run_ids: list[str], store_root: str, retry_failed: bool, device: str | None) -> list[str]:
+    """Body of one Ray task: claim the runs, run them, write their records; returns the lines to log."""
+    global _WORKER_SESSION
+    from .config import RunConfig
+    from .runner import plan
+
+    if _WORKER_SESSION is None or _WORKER_SESSION.device != device:
+        _WORKER_SESSION = Session(device=device, progress=False)
+    session = _WORKER_SESSION
+    store = ResultStore(store_root)
+    planned = [plan(RunConfig.from_mapping(c), session, store.run_dir) for c in configs]
+    planned = [p for p, expected in zip(planned, run_ids) if p.run_id == expected]
+    lines: list[str] = []
+
+    def on_record(record: RunRecord) -> None:
+        from .sweep import describe
+
+        store.write_record(record)
+        lines.append(describe(record))
+
+    with store.claim([p.run_id for p in planned], retry_failed=retry_failed) as owned:
+        run_group([p for p in planned if p.run_id in set(owned)], session, on_record, log=lambda message: None)
+    return lines
+
+
+def _config_dict(run: PlannedRun) -> dict:
+    from dataclasses import fields
+    from enum import Enum
+
+    out = {}
+    for f in fields(run.config):
+        value = getattr(run.config, f.name)
+        out[f.name] = value.value if isinstance(value, Enum) else (list(value) if isinstance(value, tuple) else value)
+    return out
+
+
+def run_on_ray(
+    todo: list[PlannedRun], store: ResultStore, *, address: str | None, retry_failed: bool, device: str | None,
+    log: Callable[[str], None],
+) -> None:
+    """Run ``todo`` as Ray tasks and wait for them; a local instance is started and stopped here."""
+    ray = _import_ray()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    started_here = not ray.is_initialized()
+    if started_here:
+        options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if address:
+            ray.init(address=address, **options)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                     _node_ip_address="127.0.0.1", **options)
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)(_run_task)
+        groups = task_groups(todo)
+        log(f"ray: {len(groups)} task(s) on {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
+            f"{f' and {gpus:.0f} GPUs' if gpus else ''}")
+        pending = {
+            task.remote([_config_dict(r) for r in group], [r.run_id for r in group], str(store.root.resolve()),
+                        retry_failed, device): group
+            for group in groups
+        }
+        finished = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            group = pending.pop(ready[0])
+            try:
+                lines = ray.get(ready[0])
+            except Exception as exc:  # a task that died (not a failed run: those are records)
+                lines = [f"task for {len(group)} run(s) ended abnormally: {exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}; its runs stay pending"]
+            for line in lines:
+                finished += 1
+                log(f"[{finished}/{len(todo)}] {line}")
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,96 @@
+"""The files of a run folder, one set of rules for ``xlspt run``, ``xlspt evaluate`` and the sweep store.
+
+A run folder holds the prompt (``prompt.safetensors`` + ``prompt.json``), its per-language
+results (``results.csv``), a summary (``summary.txt``, ``summary.json``) and the run's record
+(``record.json``, written last). Every file is written whole (atomically).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .. import __version__
+from ..errors import XlsptError
+from ..files import write_json_atomic, write_text_atomic, write_with_atomic
+from ..report import aggregate, format_comparison_table, format_results_table
+
+PROMPT_FILES = ("prompt.safetensors", "prompt.json")
+RESULTS_FILE = "results.csv"
+SUMMARY_FILE = "summary.txt"
+SUMMARY_JSON = "summary.json"
+RECORD_FILE = "record.json"
+MODEL_FILE = "model.safetensors"
+RESULT_FILES = (RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON)
+RUN_FILES = (*PROMPT_FILES, *RESULT_FILES, RECORD_FILE, MODEL_FILE)
+
+
+def default_out_dir(model_name: str) -> Path:
+    stem = Path(model_name).name.replace("/", "-") or "model"
+    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_out_dir(out: str | Path | None, model_name: str, overwrite: bool, *, files=RUN_FILES) -> Path:
+    """The output folder: refuses a file, and earlier results unless ``overwrite`` (then removes them)."""
+    path = Path(out) if out else default_out_dir(model_name)
+    if path.exists() and not path.is_dir():
+        raise XlsptError(f"--out {path} is a file: pass a directory")
+    existing = [name for name in files if (path / name).exists()]
+    if existing and not overwrite:
+        raise XlsptError(f"{path} already holds results ({', '.join(existing)}): pass --overwrite or another --out")
+    return path
+
+
+def clear_files(out: Path, files=RUN_FILES) -> None:
+    for name in files:
+        (out / name).unlink(missing_ok=True)
+
+
+def write_results(out: Path, results: pd.DataFrame, summary_text: str, summary: dict) -> None:
+    """``results.csv``, ``summary.txt`` and ``summary.json`` in ``out``, each written whole."""
+    write_with_atomic(out / RESULTS_FILE, lambda tmp: results.to_csv(tmp, index=False, float_format="%.6f"))
+    write_text_atomic(out / SUMMARY_FILE, summary_text)
+    write_json_atomic(out / SUMMARY_JSON, summary)
+
+
+def results_summary(metadata: dict, results: pd.DataFrame) -> tuple[str, str, dict]:
+    """The printed table, the ``summary.txt`` text and the ``summary.json`` content of one prompt's results."""
+    train_lang = metadata.get("data", {}).get("train_language")
+    groups = aggregate(results, train_lang)
+    table = format_results_table(results, groups)
+    header = [
+        f"xlspt {__version__} - soft prompt on {metadata['model']}",
+        f"prompt: {metadata['prompt_config']}",
+        f"training: {metadata.get('data', {}).get('shots_per_class')} shots/class of {train_lang}, "
+        f"best epoch {metadata.get('best_epoch')}, seed {metadata.get('train_config', {}).get('seed')}",
+        f"label words: {metadata['label_words']}",
+        "",
+    ]
+    return table, "\n".join(header) + table + "\n", {"model": metadata["model"], "groups": groups}
+
+
+def write_run_results(out: Path, metadata: dict, results: pd.DataFrame) -> str:
+    """Write one prompt's results and summary into its run folder; returns the printed table."""
+    table, text, summary = results_summary(metadata, results)
+    write_results(out, results, text, summary)
+    return table
+
+
+def comparison(names: list[str], metadatas: list[dict], all_results: list[pd.DataFrame]) -> tuple[str, pd.DataFrame, dict]:
+    """Several prompts' tables and a row per prompt; results in long form with a ``prompt`` column."""
+    sections, groups = [], []
+    for name, metadata, results in zip(names, metadatas, all_results):
+        groups.append(aggregate(results, metadata.get("data", {}).get("train_language")))
+        sections.append(f"== {name}\n{format_results_table(results, groups[-1])}")
+    text = "\n\n".join([*sections, f"== comparison\n{format_comparison_table(list(names), groups)}"])
+    combined = pd.concat([results.assign(prompt=name) for name, results in zip(names, all_results)], ignore_index=True)
+    combined = combined[["prompt", *all_results[0].columns]]
+    summary = {"model": metadatas[0]["model"], "prompts": [{"prompt": n, "groups": g} for n, g in zip(names, groups)]}
+    return text, combined, summary
+
+
+def write_comparison(out: Path, text: str, combined: pd.DataFrame, summary: dict) -> None:
+    n = len(summary["prompts"])
+    write_results(out, combined, f"xlspt {__version__} - {n} prompts on {summary['model']}\n\n{text}\n", summary)

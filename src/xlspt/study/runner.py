@@ -1,0 +1,295 @@
+"""Running configured runs: one alone (``xlspt run``) or many that share work (``xlspt sweep``).
+
+Runs that share a model are run by one worker, which loads the model once. Within it, frozen
+runs that share a training sample (same language, shots, seed, batches, epochs) train
+together, their prompts packed into one pass over the cached text at every step
+(:func:`~xlspt.train.train_prompts`); then every finished prompt with the same label words and
+languages is scored together, one pass over each language's text for all of them. Runs with
+the model trained too (``freeze: false``) run one at a time, evaluated right after training,
+and the model's weights are restored before the next run uses it.
+
+Each run's files and record go to its own folder through :mod:`xlspt.study.outputs`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..artifact import PROMPT_FILE
+from ..classifier import PromptClassifier, build_verbalizer
+from ..data import Sib200, resolve_languages, sample_few_shot
+from ..errors import XlsptError
+from ..evaluate import evaluate_prompts
+from ..models.loading import LoadedModel, load_model
+from ..train import TrainingDiverged, train_prompts
+from .config import RunConfig
+from .outputs import MODEL_FILE, write_run_results
+from .records import RunRecord, RunStatus, device_info, library_versions
+
+
+@dataclass
+class PlannedRun:
+    """A run with its id, its resolved languages and the folder its files go to."""
+
+    config: RunConfig
+    run_id: str
+    languages: list[str]
+    directory: Path
+
+
+@dataclass
+class Session:
+    """What a worker keeps between runs: loaded data and models (one model at a time)."""
+
+    device: str | None = None
+    progress: bool = True
+    strict: bool = False
+    _data: dict = field(default_factory=dict)
+    _model: tuple | None = None
+
+    def data(self, source: str | None) -> Sib200:
+        if source not in self._data:
+            self._data[source] = Sib200.resolve(source)
+        return self._data[source]
+
+    def model(self, config: RunConfig) -> LoadedModel:
+        key = (config.model, config.resolved_dtype(self.device), self.device)
+        if self._model is None or self._model[0] != key:
+            self._model = None  # let the previous model go before the next one loads
+            self._model = (key, load_model(config.model, dtype=key[1], device=self.device))
+        return self._model[1]
+
+
+def plan(config: RunConfig, session: Session, directory: Path | Callable[[str], Path]) -> PlannedRun:
+    """Check the run's data cheaply (languages, splits) and give it its id and folder."""
+    data = session.data(config.data)
+    available = data.languages()
+    resolve_languages([config.train_lang], available)
+    languages = resolve_languages(config.langs if isinstance(config.langs, str) else list(config.langs), available)
+    run_id = config.run_id(dtype=config.resolved_dtype(session.device), languages=languages)
+    folder = directory(run_id) if callable(directory) else Path(directory)
+    return PlannedRun(config, run_id, languages, folder)
+
+
+def _sample_key(config: RunConfig) -> tuple:
+    """Runs with equal keys draw the same examples and take the same steps: they can train together."""
+    return (config.data, config.train_lang, config.shots, config.seed, config.batch_size, config.epochs,
+            config.max_length, config.special_tokens, config.label_words, config.allow_subword_labels,
+            config.resolved_engine())
+
+
+def _scoring_key(run: PlannedRun) -> tuple:
+    c = run.config
+    return (c.data, c.label_words, c.allow_subword_labels, c.max_length, c.special_tokens, tuple(run.languages))
+
+
+def run_group(
+    runs: Sequence[PlannedRun], session: Session, on_record: Callable[[RunRecord], None], *, log=None,
+) -> None:
+    """Run ``runs`` (all on one model and dtype), calling ``on_record`` with each finished run's record.
+
+    A run that fails is recorded as failed and the others go on, unless ``session.strict`` (one
+    run from the command line), where its error propagates and nothing more is written.
+    """
+    log = log or _log
+    if not runs:
+        return
+    loaded = session.model(runs[0].config)
+    frozen = [r for r in runs if r.config.freeze]
+    tuned = [r for r in runs if not r.config.freeze]
+    trained: list[tuple[PlannedRun, PromptClassifier, dict]] = []
+    by_sample: dict[tuple, list[PlannedRun]] = {}
+    for run in frozen:
+        by_sample.setdefault(_sample_key(run.config), []).append(run)
+    for members in by_sample.values():
+        trained += _train_together(members, loaded, session, on_record, log)
+    by_scoring: dict[tuple, list] = {}
+    for item in trained:
+        by_scoring.setdefault(_scoring_key(item[0]), []).append(item)
+    for items in by_scoring.values():
+        _evaluate_together(items, loaded, session, on_record, log)
+    for run in tuned:
+        _run_with_model_training(run, loaded, session, on_record, log)
+
+
+def _train_together(members, loaded, session, on_record, log) -> list:
+    first = members[0].config
+    started = time.time()
+    names = ", ".join(m.config.short_name() for m in members)
+    together = f"{len(members)} prompts together ({names})" if len(members) > 1 else f"a prompt ({names})"
+    log(f"training {together} on {first.shots} examples per class of {first.train_lang}")
+    try:
+        data = session.data(first.data)
+        verbalizer = build_verbalizer(loaded, first.label_word_map(), first.allow_subword_labels)
+        examples = sample_few_shot(data, first.train_lang, first.shots, first.seed)
+        configs = [m.config.train_config() for m in members]
+        results = train_prompts(loaded, verbalizer, examples, [m.config.prompt_config() for m in members], configs,
+                                progress=session.progress, desc=f"training x{len(members)}")
+    except Exception as exc:  # one bad group is recorded and the sweep goes on
+        if session.strict:
+            raise
+        for member in members:
+            on_record(_failed(member, exc, loaded, started))
+        return []
+    seconds = (time.time() - started) / len(members)
+    out = []
+    for member, config, result in zip(members, configs, results):
+        if isinstance(result, TrainingDiverged):
+            if session.strict:
+                raise result
+            on_record(_failed(member, result, loaded, started))
+            continue
+        clf = PromptClassifier.from_training(
+            loaded, verbalizer, data, examples, result, config, train_language=first.train_lang, shots=first.shots,
+            allow_first_subtoken=first.allow_subword_labels, seconds=seconds,
+        )
+        clf.save(member.directory)
+        out.append((member, clf, {"train": round(seconds, 2)}))
+    return out
+
+
+def _evaluate_together(items, loaded, session, on_record, log) -> None:
+    run0 = items[0][0]
+    started = time.time()
+    log(f"scoring {f'{len(items)} prompts together' if len(items) > 1 else 'the prompt'} on {len(run0.languages)} languages")
+    try:
+        all_results = evaluate_prompts(
+            loaded, items[0][1].verbalizer, [clf.prompt for _, clf, _ in items], session.data(run0.config.data),
+            run0.languages, max_length=run0.config.max_length, special_tokens=run0.config.special_tokens.value,
+            progress=session.progress,
+        )
+    except Exception as exc:
+        if session.strict:
+            raise
+        for run, _, _ in items:
+            on_record(_failed(run, exc, loaded, started))
+        return
+    seconds = (time.time() - started) / len(items)
+    for (run, clf, timings), results in zip(items, all_results):
+        on_record(_finish(run, clf, results, loaded, {**timings, "evaluate": round(seconds, 2)}, trainable_model=0))
+
+
+def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_record, log) -> None:
+    """Train prompt and model, evaluate at once, then put the model's original weights back."""
+    log(f"training {run.config.short_name()} with the model's weights too (model_lr {run.config.train_config().model_lr:g})")
+    started = time.time()
+    original = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
+    try:
+        data = session.data(run.config.data)
+        verbalizer = build_verbalizer(loaded, run.config.label_word_map(), run.config.allow_subword_labels)
+        examples = sample_few_shot(data, run.config.train_lang, run.config.shots, run.config.seed)
+        config = run.config.train_config()
+        [result] = train_prompts(loaded, verbalizer, examples, [run.config.prompt_config()], [config],
+                                 progress=session.progress, desc="training with the model")
+        if isinstance(result, Exception):
+            raise result
+        train_seconds = time.time() - started
+        clf = PromptClassifier.from_training(
+            loaded, verbalizer, data, examples, result, config, train_language=run.config.train_lang,
+            shots=run.config.shots, allow_first_subtoken=run.config.allow_subword_labels, seconds=train_seconds,
+        )
+        clf.save(run.directory)
+        model_file = None
+        if run.config.save_model:
+            from safetensors.torch import save_model
+
+            from ..files import write_with_atomic
+
+            write_with_atomic(run.directory / MODEL_FILE, lambda tmp: save_model(loaded.model, str(tmp)))
+            model_file = MODEL_FILE
+        eval_started = time.time()
+        [results] = evaluate_prompts(
+            loaded, verbalizer, [clf.prompt], data, run.languages, max_length=run.config.max_length,
+            special_tokens=run.config.special_tokens.value, engine="naive", progress=session.progress,
+        )
+        timings = {"train": round(train_seconds, 2), "evaluate": round(time.time() - eval_started, 2)}
+        model_params = sum(p.numel() for p in loaded.model.parameters())
+        on_record(_finish(run, clf, results, loaded, timings, trainable_model=model_params, model_file=model_file))
+    except Exception as exc:
+        if session.strict:
+            raise
+        on_record(_failed(run, exc, loaded, started))
+    finally:
+        loaded.model.load_state_dict(original)
+        del original
+
+
+def _finish(run: PlannedRun, clf: PromptClassifier, results, loaded, timings: dict, *, trainable_model: int,
+            model_file: str | None = None) -> RunRecord:
+    table = write_run_results(run.directory, clf.metadata, results)
+    del table
+    prompt_params = sum(p.numel() for p in clf.soft_prompt.parameters()) if clf.soft_prompt is not None else clf.prompt.numel()
+    stored_bytes = (run.directory / PROMPT_FILE).stat().st_size
+    stored_params = clf.prompt.numel()
+    notes = []
+    if not run.config.freeze:
+        if model_file:
+            stored_bytes += (run.directory / model_file).stat().st_size
+            stored_params += trainable_model
+        else:
+            notes.append("the model's weights trained too and were not saved (save_model: false): "
+                         "the record keeps the metrics and the prompt only")
+    history = clf.metadata.get("history", [])
+    return RunRecord(
+        run_id=run.run_id,
+        status=RunStatus.DONE.value,
+        config=_canonical(run, loaded),
+        results=results.to_dict(orient="records"),
+        best_epoch=clf.metadata.get("best_epoch"),
+        best_val_loss=clf.metadata.get("best_val_loss"),
+        history=history,
+        trainable_parameters=int(prompt_params + trainable_model),
+        stored_parameters=int(stored_params),
+        stored_bytes=int(stored_bytes),
+        prompt_file=str(run.directory.name + "/" + PROMPT_FILE),
+        model_file=str(run.directory.name + "/" + model_file) if model_file else None,
+        timings={**timings, "total": round(sum(timings.values()), 2)},
+        versions=library_versions(),
+        device=device_info(loaded.device, loaded.dtype),
+        notes=notes,
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+
+
+def _failed(run: PlannedRun, exc: BaseException, loaded, started: float) -> RunRecord:
+    message = str(exc) if isinstance(exc, XlsptError) else f"{exc.__class__.__name__}: {exc}"
+    if not isinstance(exc, XlsptError):
+        message += "\n" + "".join(traceback.format_exception(exc)).strip()
+    return RunRecord(
+        run_id=run.run_id, status=RunStatus.FAILED.value, config=_canonical(run, loaded), error=message,
+        timings={"total": round(time.time() - started, 2)}, versions=library_versions(),
+        device=device_info(loaded.device, loaded.dtype), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+
+
+def _canonical(run: PlannedRun, loaded: LoadedModel) -> dict:
+    return run.config.canonical(dtype=str(loaded.dtype).removeprefix("torch."), languages=run.languages)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_one(config: RunConfig, directory: Path, session: Session | None = None) -> RunRecord:
+    """Run one configuration into ``directory`` (``xlspt run``), through the same path as a sweep's runs.
+
+    Errors propagate (nothing is recorded as failed); the folder gets the run files and ``record.json``.
+    """
+    from ..files import write_json_atomic
+    from .outputs import RECORD_FILE
+
+    session = session or Session(strict=True)
+    planned = plan(config, session, directory)
+    records: list[RunRecord] = []
+
+    def keep(record: RunRecord) -> None:
+        write_json_atomic(planned.directory / RECORD_FILE, record.to_dict())
+        records.append(record)
+
+    run_group([planned], session, keep)
+    return records[0]
