@@ -309,13 +309,17 @@ def train_prompts(
                     if not active:
                         break
                     losses = train_set.losses(verbalizer, batch, train_labels, [prompts[p]() for p in active])
-                    bad = [p for p, loss in zip(active, losses.tolist()) if not math.isfinite(loss)]
-                    for p in bad:
-                        failed[p] = TrainingDiverged(
-                            f"the training loss became {losses[active.index(p)].item()} at epoch {epoch}, step {step}: "
-                            f"lower the learning rate (lr {configs[p].lr})")
+                    bad = {p: loss for p, loss in zip(active, losses.tolist()) if not math.isfinite(loss)}
                     if not bad:
                         break
+                    if len(active) > 1:  # a diverged prompt's huge values reach the others through the shared pass
+                        with torch.no_grad():
+                            alone = {p: train_set.losses(verbalizer, batch, train_labels, [prompts[p]()]).item() for p in active}
+                        bad = {p: loss for p, loss in alone.items() if not math.isfinite(loss)} or bad
+                    for p, loss in bad.items():
+                        failed[p] = TrainingDiverged(
+                            f"the training loss became {loss} at epoch {epoch}, step {step}: "
+                            f"lower the learning rate (lr {configs[p].lr})")
                 if not active:
                     break
                 for p in active:

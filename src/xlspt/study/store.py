@@ -38,10 +38,8 @@ class ResultStore:
         self.root = Path(root).expanduser()
         if self.root.exists() and not self.root.is_dir():
             raise XlsptError(f"--store {self.root} is a file: pass a directory")
-        if create:
+        if create:  # a store that does not exist yet reads as empty (a sweep's status before it starts)
             (self.root / "runs").mkdir(parents=True, exist_ok=True)
-        elif not (self.root / "runs").is_dir():
-            raise XlsptError(f"no result store at {self.root}: pass the --store of an `xlspt sweep`")
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id

@@ -1,0 +1,303 @@
+"""The study machinery on tiny models: run config, sweep specs, the store, joint training, freezing off, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import xlspt
+from xlspt.cli import main
+from xlspt.data import sample_few_shot
+from xlspt.errors import XlsptError
+from xlspt.study import ResultStore, RunConfig, RunStatus, expand, load_spec
+from xlspt.train import TrainConfig, train_prompt, train_prompts
+
+
+# ---------------------------------------------------------------- run config
+
+
+def test_run_id_covers_what_changes_a_result_and_resolves_auto():
+    base = RunConfig(dtype="float32", langs="eng_Latn")
+    assert base.run_id() == RunConfig(dtype="float32", langs="eng_Latn").run_id()
+    assert base.run_id() != base.replace(seed=1).run_id()
+    assert base.run_id() != base.replace(prompt_length=5).run_id()
+    # the model learning rate means nothing with a frozen model; it does without
+    assert base.run_id() == base.replace(model_lr=1e-4).run_id()
+    assert base.replace(freeze=False).run_id() != base.replace(freeze=False, model_lr=1e-4).run_id()
+    auto = RunConfig(dtype="auto", langs="eng_Latn")
+    assert auto.canonical()["dtype"] in ("float32", "bfloat16")
+    assert auto.run_id() == auto.replace(dtype=auto.canonical()["dtype"]).run_id()
+    assert auto.canonical()["engine"] == "cached" and auto.replace(freeze=False).canonical()["engine"] == "naive"
+
+
+@pytest.mark.parametrize(
+    "values,field",
+    [
+        ({"prompt_length": 0}, "prompt_length"),
+        ({"shots": "eight"}, "shots"),
+        ({"freeze": "yes"}, "freeze"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"prompt_length": 200}, "prompt_length"),  # leaves no room for text in max_length 128
+        ({"model_lr": "fast"}, "model_lr"),
+        ({"promt_length": 4}, "promt_length"),
+    ],
+)
+def test_bad_config_values_name_their_field(values, field):
+    with pytest.raises(XlsptError) as info:
+        RunConfig.from_mapping(values)
+    assert info.value.field == field
+
+
+def test_command_line_names_the_flag_of_a_bad_field(capsys):
+    assert main(["run", "--prompt-length", "0", "--langs", "eng_Latn"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --prompt-length: must be at least 1 (got 0)"
+    assert main(["run", "--prompt-length", "300", "--langs", "eng_Latn"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --prompt-length: 300 leaves no room") and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- specs
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_spec_expands_to_the_product_of_its_lists(tmp_path):
+    spec = load_spec(_write(tmp_path / "s.yaml", "shots: [8, 32]\nprompt_length: [1, 4, 16]\nreparam_hidden: [0, 200]\n"
+                                                  "freeze: [true, false]\nseed: [0, 1, 2, 3]\nlangs: [eng_Latn, fra_Latn]\n"))
+    assert len(spec.runs) == 2 * 3 * 2 * 2 * 4
+    assert set(spec.axes) == {"shots", "prompt_length", "reparam_hidden", "freeze", "seed"}
+    assert {run.langs for run in spec.runs} == {("eng_Latn", "fra_Latn")}  # a list of languages is one value
+    assert len({run.run_id(dtype="float32") for run in spec.runs}) == len(spec.runs)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("shots: 8\npromt_length: [1, 4]\n", "line 2: unknown key 'promt_length' (did you mean prompt_length?)"),
+        ("shots: []\n", "line 1: shots is an empty list"),
+        ("seed: 0\nshots: [8, eight]\n", "line 2: shots: must be a whole number (got 'eight')"),
+        ("freeze: [true, maybe]\n", "line 1: freeze: must be true or false"),
+        ("shots: [8, 32\nseed: 1\n", "broken YAML"),
+        ("- shots\n- seed\n", "a sweep spec is a YAML mapping"),
+        ("dtype: half\n", "dtype: must be one of auto, float32, bfloat16"),
+    ],
+)
+def test_bad_specs_are_refused_before_anything_runs(tmp_path, capsys, text, message):
+    spec = _write(tmp_path / "bad.yaml", text)
+    store = tmp_path / "store"
+    assert main(["sweep", str(spec), "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not (store / "runs").exists() or not any((store / "runs").iterdir())
+
+
+def test_presets_expand():
+    from xlspt.study import preset_path
+
+    smoke = load_spec(preset_path("smoke"))
+    assert {r.freeze for r in smoke.runs} == {True, False} and len({r.prompt_length for r in smoke.runs}) == 2
+    paper = load_spec(preset_path("paper"))
+    assert {r.model for r in paper.runs} >= {"facebook/xglm-564M", "bigscience/bloom-1b7"}
+    assert {r.special_tokens.value for r in paper.runs} == {"reference"}
+
+
+# ---------------------------------------------------------------- joint training
+
+
+@pytest.mark.parametrize("family", ["gemma3", "xglm", "bloom", "llama"])
+def test_prompts_trained_together_equal_prompts_trained_alone(tiny_models, data, family):
+    """Mixed lengths and reparameterization, with texts truncated differently per prompt length."""
+    loaded = tiny_models[family]
+    verbalizer = xlspt.build_verbalizer(loaded)
+    examples = sample_few_shot(data, "eng_Latn", 2, seed=3)
+    configs = [xlspt.PromptConfig(length=1), xlspt.PromptConfig(length=4), xlspt.PromptConfig(length=4, reparam_hidden=8)]
+    training = [TrainConfig(epochs=3, batch_size=4, seed=3, max_length=20, lr=lr) for lr in (5e-3, 5e-3, 1e-2)]
+    together = train_prompts(loaded, verbalizer, examples, configs, training, progress=False)
+    for config, train_config, joint in zip(configs, training, together):
+        alone = train_prompt(loaded, verbalizer, examples, config, train_config, progress=False)
+        torch.testing.assert_close(joint.prompt.export(), alone.prompt.export(), rtol=1e-4, atol=1e-5)
+        assert joint.best_epoch == alone.best_epoch
+        for a, b in zip(joint.history, alone.history):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_a_diverging_prompt_fails_alone(tiny_models, data):
+    loaded = tiny_models["gemma3"]
+    verbalizer = xlspt.build_verbalizer(loaded)
+    examples = sample_few_shot(data, "eng_Latn", 2, seed=0)
+    configs = [xlspt.PromptConfig(length=2)] * 2
+    training = [TrainConfig(epochs=2, batch_size=4, lr=5e-3), TrainConfig(epochs=2, batch_size=4, lr=1e30, warmup_ratio=0)]
+    good, bad = train_prompts(loaded, verbalizer, examples, configs, training, progress=False)
+    assert isinstance(bad, xlspt.train.TrainingDiverged) and "lower the learning rate" in str(bad)
+    alone = train_prompt(loaded, verbalizer, examples, configs[0], training[0], progress=False)
+    torch.testing.assert_close(good.prompt.export(), alone.prompt.export(), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- freezing off
+
+
+def test_training_the_model_uses_float32_master_weights_and_restores_the_model(tiny_model_dirs, sib200_dir, tmp_path):
+    from xlspt.study.runner import Session, run_group, plan
+
+    session = Session(progress=False)
+    config = RunConfig(model=str(tiny_model_dirs["llama"]), dtype="bfloat16", data=str(sib200_dir), shots=2, epochs=2,
+                       prompt_length=2, freeze=False, model_lr=1e-3, langs="eng_Latn")
+    loaded = session.model(config)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    seen_dtypes = []
+    original_adamw = torch.optim.AdamW
+
+    class RecordingAdamW(original_adamw):
+        def __init__(self, groups, **kwargs):
+            seen_dtypes.extend(p.dtype for g in groups for p in g["params"])
+            super().__init__(groups, **kwargs)
+
+    records = []
+    torch.optim.AdamW = RecordingAdamW
+    try:
+        run_group([plan(config, session, tmp_path / "run")], session, records.append)
+    finally:
+        torch.optim.AdamW = original_adamw
+    [record] = records
+    assert record.status == "done", record.error
+    assert set(seen_dtypes) == {torch.float32}  # the optimizer never steps bfloat16 weights
+    assert record.trainable_parameters > sum(p.numel() for p in loaded.model.parameters())
+    assert "not saved" in record.notes[0]
+    after = loaded.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # later runs get the original model
+
+
+def test_training_the_model_changes_what_it_predicts_and_can_save_it(tiny_model_dirs, sib200_dir, tmp_path):
+    from xlspt.study.runner import Session, plan, run_group
+
+    session = Session(progress=False)
+    base = RunConfig(model=str(tiny_model_dirs["gemma3"]), dtype="float32", data=str(sib200_dir), shots=2, epochs=2,
+                     prompt_length=2, langs="eng_Latn", lr=5e-2)
+    records = []
+    run_group([plan(base, session, tmp_path / "mf"), plan(base.replace(freeze=False, model_lr=1e-2, save_model=True),
+                                                        session, tmp_path / "nomf")], session, records.append)
+    frozen, tuned = records
+    assert frozen.status == tuned.status == "done"
+    assert (tmp_path / "nomf" / "model.safetensors").is_file() and tuned.model_file.endswith("model.safetensors")
+    assert tuned.stored_bytes > 100 * frozen.stored_bytes
+    assert tuned.history != frozen.history
+
+
+# ---------------------------------------------------------------- the store and sweeps
+
+
+def _tiny_spec(tmp_path, model_dir, sib200_dir, extra="") -> Path:
+    return _write(tmp_path / "spec.yaml", f"model: {model_dir}\ndata: {sib200_dir}\ndtype: float32\nshots: 2\nepochs: 2\n"
+                                          f"prompt_length: [1, 3]\nreparam_hidden: [0, 8]\nseed: [0, 1]\n"
+                                          f"langs: eng_Latn,fra_Latn\n{extra}")
+
+
+def _status(spec, store) -> dict:
+    out = subprocess.run([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store), "--status", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def test_sweep_status_retry_and_a_failed_run_that_does_not_stop_the_sweep(tmp_path, tiny_model_dirs, sib200_dir, capsys):
+    spec = _tiny_spec(tmp_path, tiny_model_dirs["gemma3"], sib200_dir, "lr: [0.005, 1.0e+30]\n")
+    store = tmp_path / "store"
+    assert main(["sweep", str(spec), "--store", str(store), "--status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"total": 16, "done": 0, "failed": 0, "running": 0, "pending": 16}
+    assert main(["sweep", str(spec), "--store", str(store), "--quiet"]) == 0
+    counts = _status(spec, store)
+    assert counts["done"] == 8 and counts["failed"] == 8 and counts["pending"] == 0
+    failed = [r for r in ResultStore(store).records() if r.status == "failed"]
+    assert all(r.config["lr"] == 1e30 and "lower the learning rate" in r.error for r in failed)
+    capsys.readouterr()
+    assert main(["sweep", str(spec), "--store", str(store), "--status"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    failed_lines = [line for line in table if "  failed  " in line]
+    assert len(failed_lines) == 8 and all("error: the training loss became" in line for line in failed_lines)
+    before = {r.run_id: r.finished for r in ResultStore(store).records()}
+    assert main(["sweep", str(spec), "--store", str(store), "--quiet"]) == 0  # nothing to do: failed runs stay
+    assert {r.run_id: r.finished for r in ResultStore(store).records()} == before
+    assert main(["sweep", str(spec), "--store", str(store), "--quiet", "--retry-failed"]) == 0
+    after = {r.run_id: r.finished for r in ResultStore(store).records()}
+    assert sorted(k for k in after if after[k] != before[k]) == sorted(r.run_id for r in failed)
+
+
+def test_a_sweep_killed_with_sigkill_resumes_without_losing_or_duplicating_runs(tmp_path, tiny_model_dirs, sib200_dir):
+    spec = _tiny_spec(tmp_path, tiny_model_dirs["gemma3"], sib200_dir, "freeze: [true, false]\nepochs: 6\nshots: 4\n")
+    spec.write_text(spec.read_text().replace("epochs: 2\n", "").replace("shots: 2\n", ""))
+    store = tmp_path / "store"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once some runs are done and others are not
+        done = len(list((store / "runs").glob("*/record.json"))) if (store / "runs").is_dir() else 0
+        if done >= 9:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    counts = _status(spec, store)
+    assert counts["total"] == 16 and counts["running"] == 0  # a dead process's lock is gone
+    assert 9 <= counts["done"] < 16 and counts["done"] + counts["pending"] == 16
+    records = {r.run_id: r for r in ResultStore(store).records()}
+    assert all(r.status == "done" and len(r.results) == 2 for r in records.values())  # nothing half-written
+    first_pass = {k: r.finished for k, r in records.items()}
+    assert subprocess.run([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store), "--quiet"],
+                          capture_output=True, text=True).returncode == 0
+    assert _status(spec, store) == {"total": 16, "done": 16, "failed": 0, "running": 0, "pending": 0}
+    final = {r.run_id: r for r in ResultStore(store).records()}
+    assert len(final) == 16 and len(list((store / "runs").glob("*/record.json"))) == 16
+    assert all(final[k].finished == first_pass[k] for k in first_pass)  # finished runs were not run again
+
+
+def test_status_sees_a_run_in_progress(tmp_path):
+    store = ResultStore(tmp_path / "store")
+    with store.claim(["abc"]) as owned:
+        assert owned == ["abc"]
+        assert store.status("abc") == RunStatus.RUNNING
+        with store.claim(["abc"]) as again:  # a second worker does not get it
+            assert again == []
+    assert store.status("abc") == RunStatus.PENDING
+
+
+def test_sweep_on_ray_matches_the_local_sweep_and_leaves_no_process(tmp_path, tiny_model_dirs, sib200_dir):
+    pytest.importorskip("ray")
+    spec = _tiny_spec(tmp_path, tiny_model_dirs["llama"], sib200_dir, "freeze: [true, false]\n")
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert main(["sweep", str(spec), "--store", str(local), "--quiet"]) == 0
+    assert main(["sweep", str(spec), "--store", str(remote), "--quiet", "--executor", "ray"]) == 0
+    a = {r.run_id: r.results for r in ResultStore(local).records()}
+    b = {r.run_id: r.results for r in ResultStore(remote).records()}
+    assert len(a) == 16 and a.keys() == b.keys()
+    for run_id in a:
+        for x, y in zip(a[run_id], b[run_id]):
+            assert x["accuracy"] == pytest.approx(y["accuracy"], abs=2 / 204)  # one thread per task rounds differently
+    leftover = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True).stdout.strip()
+    assert leftover == ""
+
+
+def test_ray_missing_gives_one_line(tmp_path, tiny_model_dirs, sib200_dir, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("no ray")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    spec = _tiny_spec(tmp_path, tiny_model_dirs["gemma3"], sib200_dir)
+    assert main(["sweep", str(spec), "--store", str(tmp_path / "s"), "--executor", "ray", "--quiet"]) == 2
+    assert "pip install 'xlspt[ray]'" in capsys.readouterr().err
