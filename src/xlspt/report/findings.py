@@ -1,0 +1,414 @@
+"""The study's findings as tests on a grid of runs, and the matched comparisons behind the figures.
+
+A comparison only ever sets configurations against each other that agree on every config field
+except the one studied (and, for model freezing, the fields that follow from it: the engine, the
+model's learning rate and whether model weights are saved). Languages are the units of every
+test: transfer languages only (not the training language), accuracy averaged over seeds first,
+then over a model's matched comparisons, so that each language counts once.
+
+The three findings (design notes, section 2):
+
+1. *Freezing the model helps transfer*: Wilcoxon signed-rank tests over languages of
+   accuracy(frozen) - accuracy(not frozen).
+2. *Shorter prompts transfer better*: Page's trend test with languages as blocks and prompt lengths
+   from longest to shortest (the alternative: accuracy rises as the prompt gets shorter); with two
+   lengths only, which Page's test does not take, a Wilcoxon test of shortest - longest.
+3. *Reparameterization helps some languages and hurts others*: the shares of languages whose
+   accuracy rises and falls with it, each with a 95% Wilson interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from itertools import product
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import pandas as pd
+from scipy.stats import binomtest, page_trend_test, spearmanr, wilcoxon
+
+from ..data.languages import language_info
+from ..errors import XlsptError
+from .distance import distances_from
+
+if TYPE_CHECKING:
+    from .study import Grid
+
+ALPHA = 0.05
+MIN_SHARE = 0.10  # a "some languages" share: below it, reparameterization moves (nearly) all languages one way
+FOLLOWS_FROM_FREEZE = ("engine", "model_lr", "save_model")  # resolved differently when the model trains
+ALL_MODELS = "all models"
+
+SUPPORTED = "supported"
+NOT_SUPPORTED = "not supported"
+CONTRADICTED = "contradicted"
+NOT_ENOUGH_RUNS = "not enough runs"
+
+FREEZING = "freezing the model helps transfer"
+SHORT_PROMPTS = "shorter prompts transfer better"
+REPARAMETERIZATION = "reparameterization helps some languages and hurts others"
+
+COLUMNS = [
+    "finding", "model", "verdict", "effect", "effect_unit", "n_languages", "n_comparisons", "test",
+    "p_value", "p_value_opposite", "helped_share", "helped_ci_low", "helped_ci_high",
+    "hurt_share", "hurt_ci_low", "hurt_ci_high", "detail",
+]
+
+
+# ----------------------------------------------------------------------------- matched configurations
+
+
+def _key(grid: Grid, config_id: str, columns: list[str]) -> str:
+    return json.dumps([grid.configs.at[config_id, c] for c in columns], default=str)
+
+
+def matched_pairs(
+    grid: Grid, field: str, treated: Callable[[Any], bool], ignore: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """``(control, treatment)`` configuration ids that agree on every config field but ``field``
+    (and ``ignore``); ``treated(value)`` tells the treatment arm's values of ``field``."""
+    columns = [c for c in grid.config_columns if c != field and c not in ignore]
+    groups: dict[str, list[str]] = {}
+    for config_id in grid.configs.index:
+        groups.setdefault(_key(grid, config_id, columns), []).append(config_id)
+    pairs = []
+    for members in groups.values():
+        controls = [c for c in members if not treated(grid.configs.at[c, field])]
+        treatments = [c for c in members if treated(grid.configs.at[c, field])]
+        pairs += list(product(controls, treatments))
+    return pairs
+
+
+def sweep_lines(grid: Grid, field: str) -> list[dict[Any, str]]:
+    """Groups of configurations that agree on everything but ``field``: ``{value of field: config id}``,
+    sorted by value, one dict per group (a group may hold a single configuration)."""
+    columns = [c for c in grid.config_columns if c != field]
+    lines: dict[str, dict[Any, str]] = {}
+    for config_id in grid.configs.index:
+        lines.setdefault(_key(grid, config_id, columns), {})[grid.configs.at[config_id, field]] = config_id
+    return [dict(sorted(line.items())) for line in lines.values()]
+
+
+def _model_of(grid: Grid, config_id: str) -> str:
+    return grid.configs.at[config_id, "model_name"]
+
+
+def _per_model(grid: Grid, items: list, model_of: Callable[[Any], str]) -> Iterator[tuple[str, list]]:
+    """(model, its items) for every model of the store, then (all models, every item) with several models."""
+    models = list(dict.fromkeys(grid.configs["model_name"]))
+    for model in models:
+        yield model, [item for item in items if model_of(item) == model]
+    if len(models) > 1:
+        yield ALL_MODELS, items
+
+
+def _paired_changes(grid: Grid, pairs: list[tuple[str, str]], relative: bool) -> pd.Series:
+    """Per transfer language: treatment minus control accuracy (percentage points, or % of the
+    control's accuracy when ``relative``), averaged over ``pairs``; a language missing from either arm
+    of a pair is left out of that pair."""
+    columns = []
+    for control, treatment in pairs:
+        base, other = grid.accuracy_by_language(control), grid.accuracy_by_language(treatment)
+        common = base.index.intersection(other.index)
+        base, other = base[common], other[common]
+        if relative:
+            change = 100 * (other - base) / base.where(base > 0)  # no relative change from zero accuracy
+        else:
+            change = 100 * (other - base)
+        columns.append(change.rename(f"{control}->{treatment}"))
+    if not columns:
+        return pd.Series(dtype=float)
+    return pd.concat(columns, axis=1).mean(axis=1, skipna=True).dropna()
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def _row(finding: str, model: str, **values: Any) -> dict:
+    row = dict.fromkeys(COLUMNS)
+    row.update(finding=finding, model=model, **values)
+    return row
+
+
+def _verdict(p_value: float, p_opposite: float) -> str:
+    if p_value < ALPHA:
+        return SUPPORTED
+    if p_opposite < ALPHA:
+        return CONTRADICTED
+    return NOT_SUPPORTED
+
+
+def _wilcoxon_both_ways(differences: pd.Series) -> tuple[float, float]:
+    """One-sided Wilcoxon p-values for "differences > 0" and "< 0"; 1, 1 when every difference is zero."""
+    if not (differences != 0).any():
+        return 1.0, 1.0
+    greater = wilcoxon(differences, alternative="greater").pvalue
+    less = wilcoxon(differences, alternative="less").pvalue
+    return float(greater), float(less)
+
+
+def _present_values(grid: Grid, model: str, field: str) -> list:
+    rows = grid.configs if model == ALL_MODELS else grid.configs[grid.configs["model_name"] == model]
+    return sorted({v for v in rows[field]}, key=str)
+
+
+# ----------------------------------------------------------------------------- 1. model freezing
+
+
+def freeze_pairs(grid: Grid) -> list[tuple[str, str]]:
+    """(not frozen, frozen) configurations that agree on everything else."""
+    if "freeze" not in grid.config_columns:
+        return []
+    return matched_pairs(grid, "freeze", treated=bool, ignore=FOLLOWS_FROM_FREEZE)
+
+
+def freezing_finding(grid: Grid) -> list[dict]:
+    """Finding 1, per model: frozen minus unfrozen accuracy per language, one-sided Wilcoxon tests."""
+    rows = []
+    pairs = freeze_pairs(grid)
+    for model, model_pairs in _per_model(grid, pairs, lambda pair: _model_of(grid, pair[0])):
+        if not model_pairs:
+            values = _present_values(grid, model, "freeze") if "freeze" in grid.config_columns else []
+            detail = (
+                f"only runs with freeze={values[0]}" if len(values) == 1 else
+                "no frozen and unfrozen configurations that agree on every other setting"
+            ) if values else "no freeze field in the records"
+            rows.append(_row(FREEZING, model, verdict=NOT_ENOUGH_RUNS, detail=detail))
+            continue
+        differences = _paired_changes(grid, model_pairs, relative=False)
+        if len(differences) < 2:
+            rows.append(_row(FREEZING, model, verdict=NOT_ENOUGH_RUNS, n_comparisons=len(model_pairs),
+                             n_languages=len(differences), detail="fewer than 2 transfer languages in both arms"))
+            continue
+        p_greater, p_less = _wilcoxon_both_ways(differences)
+        rows.append(_row(
+            FREEZING, model, verdict=_verdict(p_greater, p_less), effect=float(differences.mean()),
+            effect_unit="points (MF - no MF)", n_languages=len(differences), n_comparisons=len(model_pairs),
+            test="Wilcoxon signed-rank over languages", p_value=p_greater, p_value_opposite=p_less,
+            detail=f"MF better on {int((differences > 0).sum())} of {len(differences)} languages",
+        ))
+    return rows
+
+
+# ----------------------------------------------------------------------------- 2. prompt length
+
+
+def _length_matrix(grid: Grid, lines: list[dict[Any, str]]) -> tuple[pd.DataFrame, int]:
+    """Languages x prompt lengths (longest first) of accuracy averaged over lines, and how many lines.
+
+    Every length must average the same lines, or a length could look better only because other
+    configurations stand behind it. So: the lines that have every length seen, if any; else all
+    lines at the lengths they share, if at least two; else the line with the most lengths alone.
+    """
+    every_length = set().union(*lines)
+    complete = [line for line in lines if set(line) == every_length]
+    shared = set.intersection(*(set(line) for line in lines))
+    if complete:
+        lines, lengths = complete, every_length
+    elif len(shared) >= 2:
+        lengths = shared
+    else:
+        lines = [max(lines, key=len)]
+        lengths = set(lines[0])
+    lengths = sorted(lengths, reverse=True)
+    per_line = [
+        pd.concat({length: grid.accuracy_by_language(line[length]) for length in lengths}, axis=1).dropna()
+        for line in lines
+    ]
+    # A language counts only where every used line evaluated it at every length.
+    languages = set.intersection(*(set(frame.index) for frame in per_line))
+    stacked = pd.concat([frame.loc[sorted(languages)] for frame in per_line])
+    return stacked.groupby(level=0).mean()[lengths], len(lines)
+
+
+def prompt_length_finding(grid: Grid) -> list[dict]:
+    """Finding 2, per model: does accuracy rise as the prompt gets shorter?"""
+    rows = []
+    lines = sweep_lines(grid, "prompt_length") if "prompt_length" in grid.config_columns else []
+    lines = [line for line in lines if len(line) >= 2]
+    for model, model_lines in _per_model(grid, lines, lambda line: _model_of(grid, next(iter(line.values())))):
+        if not model_lines:
+            values = _present_values(grid, model, "prompt_length") if "prompt_length" in grid.config_columns else []
+            detail = (f"only prompt length {values[0]}" if len(values) == 1 else
+                      "no two prompt lengths with every other setting equal")
+            rows.append(_row(SHORT_PROMPTS, model, verdict=NOT_ENOUGH_RUNS, detail=detail))
+            continue
+        matrix, n_lines = _length_matrix(grid, model_lines)
+        lengths = list(matrix.columns)
+        if len(matrix) < 2:
+            rows.append(_row(SHORT_PROMPTS, model, verdict=NOT_ENOUGH_RUNS, n_comparisons=n_lines,
+                             n_languages=len(matrix), detail="fewer than 2 transfer languages at every length"))
+            continue
+        shortest_minus_longest = 100 * (matrix[lengths[-1]] - matrix[lengths[0]])
+        if len(lengths) >= 3:
+            # Columns longest -> shortest: Page's alternative is accuracy rising along the columns.
+            p_shorter = float(page_trend_test(matrix.to_numpy()).pvalue)
+            p_longer = float(page_trend_test(matrix.to_numpy()[:, ::-1]).pvalue)
+            test = "Page's trend test (languages as blocks)"
+        else:
+            p_shorter, p_longer = _wilcoxon_both_ways(shortest_minus_longest)
+            test = "Wilcoxon signed-rank over languages"
+        rows.append(_row(
+            SHORT_PROMPTS, model, verdict=_verdict(p_shorter, p_longer),
+            effect=float(shortest_minus_longest.mean()),
+            effect_unit=f"points (length {lengths[-1]} - length {lengths[0]})",
+            n_languages=len(matrix), n_comparisons=n_lines, test=test,
+            p_value=p_shorter, p_value_opposite=p_longer,
+            detail=f"lengths {', '.join(str(n) for n in sorted(lengths))}, averaged over {n_lines} matched series",
+        ))
+    return rows
+
+
+# ----------------------------------------------------------------------------- 3. reparameterization
+
+
+def reparam_pairs(grid: Grid) -> list[tuple[str, str]]:
+    """(no reparameterization, reparameterized) configurations that agree on everything else."""
+    if "reparam_hidden" not in grid.config_columns:
+        return []
+    return matched_pairs(grid, "reparam_hidden", treated=lambda hidden: bool(hidden) and hidden > 0)
+
+
+def _wilson(successes: int, trials: int) -> tuple[float, float]:
+    interval = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def reparameterization_finding(grid: Grid) -> list[dict]:
+    """Finding 3, per model: shares of languages helped and hurt, with Wilson intervals."""
+    rows = []
+    pairs = reparam_pairs(grid)
+    for model, model_pairs in _per_model(grid, pairs, lambda pair: _model_of(grid, pair[0])):
+        if not model_pairs:
+            values = _present_values(grid, model, "reparam_hidden") if "reparam_hidden" in grid.config_columns else []
+            detail = (f"only runs with reparam_hidden={values[0]}" if len(values) == 1 else
+                      "no runs with and without reparameterization that agree on every other setting")
+            rows.append(_row(REPARAMETERIZATION, model, verdict=NOT_ENOUGH_RUNS, detail=detail))
+            continue
+        changes = _paired_changes(grid, model_pairs, relative=True)
+        n = len(changes)
+        if n == 0:
+            rows.append(_row(REPARAMETERIZATION, model, verdict=NOT_ENOUGH_RUNS, n_comparisons=len(model_pairs),
+                             n_languages=0, detail="no transfer language in both arms"))
+            continue
+        helped, hurt = int((changes > 0).sum()), int((changes < 0).sum())
+        helped_low, helped_high = _wilson(helped, n)
+        hurt_low, hurt_high = _wilson(hurt, n)
+        if helped_low >= MIN_SHARE and hurt_low >= MIN_SHARE:
+            verdict = SUPPORTED
+        elif helped_high < MIN_SHARE or hurt_high < MIN_SHARE:
+            verdict = CONTRADICTED  # (nearly) every language moves the same way
+        else:
+            verdict = NOT_SUPPORTED
+        rows.append(_row(
+            REPARAMETERIZATION, model, verdict=verdict, effect=float(changes.mean()),
+            effect_unit="% mean relative change", n_languages=n, n_comparisons=len(model_pairs),
+            test="shares of languages helped / hurt, 95% Wilson intervals",
+            helped_share=helped / n, helped_ci_low=helped_low, helped_ci_high=helped_high,
+            hurt_share=hurt / n, hurt_ci_low=hurt_low, hurt_ci_high=hurt_high,
+            detail=(f"helped {helped}/{n} ({100 * helped_low:.0f}-{100 * helped_high:.0f}%), "
+                    f"hurt {hurt}/{n} ({100 * hurt_low:.0f}-{100 * hurt_high:.0f}%)"),
+        ))
+    return rows
+
+
+def findings_table(grid: Grid) -> pd.DataFrame:
+    """One row per finding and model (and pooled over models), columns :data:`COLUMNS`."""
+    rows = freezing_finding(grid) + prompt_length_finding(grid) + reparameterization_finding(grid)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+# ----------------------------------------------------------------------------- data of the figures
+
+
+def _seed_stats(grid: Grid, config_id: str) -> dict:
+    configs = grid.configs
+    return {"mean": configs.at[config_id, "transfer_mean"], "std": configs.at[config_id, "transfer_std"],
+            "n_seeds": configs.at[config_id, "n_seeds"]}
+
+
+def freeze_table(grid: Grid) -> pd.DataFrame:
+    """Figure 2: per matched pair, mean transfer accuracy over seeds with and without MF."""
+    rows = []
+    for unfrozen, frozen in freeze_pairs(grid):
+        rows.append({
+            "model": _model_of(grid, frozen),
+            "setting": grid.label(frozen, leave_out=("model", "freeze", *FOLLOWS_FROM_FREEZE)),
+            "frozen_id": frozen, "unfrozen_id": unfrozen,
+            **{f"frozen_{k}": v for k, v in _seed_stats(grid, frozen).items()},
+            **{f"unfrozen_{k}": v for k, v in _seed_stats(grid, unfrozen).items()},
+        })
+    return pd.DataFrame(rows)
+
+
+def sweep_table(grid: Grid, field: str) -> pd.DataFrame:
+    """Figures 3 and 4: mean transfer accuracy over seeds against ``field``, one line per group of
+    configurations that agree on everything else (labelled without the model, which has its own
+    panel); empty unless some line has two or more values."""
+    if field not in grid.config_columns:
+        return pd.DataFrame()
+    lines = sweep_lines(grid, field)
+    if not any(len(line) >= 2 for line in lines):
+        return pd.DataFrame()
+    rows = []
+    for line in lines:
+        first = next(iter(line.values()))
+        model = _model_of(grid, first)
+        label = grid.label(first, leave_out=(field, "model")) or model
+        for value, config_id in line.items():
+            rows.append({"model": model, "line": label, "x": value, "config_id": config_id,
+                         **_seed_stats(grid, config_id)})
+    return pd.DataFrame(rows)
+
+
+def reparam_table(grid: Grid) -> pd.DataFrame:
+    """Figure 5: per model and transfer language, the relative change (%) of seed-averaged accuracy from
+    reparameterization, averaged over the model's matched pairs (the numbers finding 3 counts)."""
+    pairs = reparam_pairs(grid)
+    frames = []
+    models = list(dict.fromkeys(grid.configs["model_name"]))
+    for model in models:
+        model_pairs = [pair for pair in pairs if _model_of(grid, pair[0]) == model]
+        if model_pairs:
+            change = _paired_changes(grid, model_pairs, relative=True)
+            frames.append(pd.DataFrame({"model": model, "language": change.index, "change_pct": change.to_numpy(),
+                                        "n_pairs": len(model_pairs)}))
+    columns = ["model", "language", "change_pct", "n_pairs"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def correlation_table(grid: Grid) -> pd.DataFrame:
+    """Per configuration, Spearman correlation over transfer languages of accuracy with (a) the share of
+    the model family's pretraining data (XGLM and BLOOM only) and (b) the typological distance from
+    the training language. ``points`` holds the (language, x, accuracy) data for the figures."""
+    rows = []
+    for config_id in grid.configs.index:
+        accuracy = grid.accuracy_by_language(config_id)
+        family = grid.configs.at[config_id, "family"]
+        against = {}
+        if isinstance(family, str):  # XGLM or BLOOM: the families that published per-language shares
+            shares = {lang: getattr(language_info(lang), f"{family}_share") for lang in accuracy.index}
+            against[f"{family.upper()} pretraining share"] = {k: v for k, v in shares.items() if v is not None}
+        try:
+            against["typological distance"] = distances_from(grid.configs.at[config_id, "train_lang"], list(accuracy.index))
+        except XlsptError as error:  # lang2vec missing: say so in the table rather than fail the report
+            against["typological distance"] = error
+        for name, values in against.items():
+            row = {"config_id": config_id, "model": grid.configs.at[config_id, "model_name"],
+                   "configuration": grid.configs.at[config_id, "label"], "against": name,
+                   "n_languages": 0, "left_out": len(accuracy), "rho": math.nan, "p_value": math.nan, "points": []}
+            if isinstance(values, Exception):
+                row["against"] = f"{name} (unavailable: {values})"
+            else:
+                languages = [lang for lang in accuracy.index if lang in values]
+                row["points"] = [(lang, values[lang], float(accuracy[lang])) for lang in languages]
+                row["n_languages"], row["left_out"] = len(languages), len(accuracy) - len(languages)
+                if len(languages) >= 3:
+                    with warnings.catch_warnings():  # constant input: rho is NaN, which the table shows
+                        warnings.simplefilter("ignore")
+                        result = spearmanr([values[lang] for lang in languages], accuracy[languages].to_numpy())
+                    row["rho"], row["p_value"] = float(result.statistic), float(result.pvalue)
+            rows.append(row)
+    columns = ["config_id", "model", "configuration", "against", "n_languages", "left_out", "rho", "p_value", "points"]
+    return pd.DataFrame(rows, columns=columns)
