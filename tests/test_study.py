@@ -301,3 +301,11 @@ def test_ray_missing_gives_one_line(tmp_path, tiny_model_dirs, sib200_dir, capsy
     spec = _tiny_spec(tmp_path, tiny_model_dirs["gemma3"], sib200_dir)
     assert main(["sweep", str(spec), "--store", str(tmp_path / "s"), "--executor", "ray", "--quiet"]) == 2
     assert "pip install 'xlspt[ray]'" in capsys.readouterr().err
+
+
+def test_command_line_flags_override_the_spec(tmp_path, tiny_model_dirs, sib200_dir, capsys):
+    spec = _tiny_spec(tmp_path, tiny_model_dirs["gemma3"], sib200_dir)
+    assert main(["sweep", str(spec), "--store", str(tmp_path / "s"), "--status", "--json", "--seed", "5", "--no-freeze"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 4  # 2 lengths x 2 reparameterizations x one seed
+    assert main(["sweep", str(spec), "--store", str(tmp_path / "s"), "--status", "--shots", "0"]) == 2
+    assert "shots: must be at least 1" in capsys.readouterr().err

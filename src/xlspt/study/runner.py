@@ -57,6 +57,12 @@ class Session:
             self._data[source] = Sib200.resolve(source)
         return self._data[source]
 
+    def languages(self, source: str | None) -> list[str]:
+        """The data's language codes, listed once (a Hub dataset asks the Hub)."""
+        if ("languages", source) not in self._data:
+            self._data[("languages", source)] = self.data(source).languages()
+        return self._data[("languages", source)]
+
     def model(self, config: RunConfig) -> LoadedModel:
         key = (config.model, config.resolved_dtype(self.device), self.device)
         if self._model is None or self._model[0] != key:
@@ -67,8 +73,7 @@ class Session:
 
 def plan(config: RunConfig, session: Session, directory: Path | Callable[[str], Path]) -> PlannedRun:
     """Check the run's data cheaply (languages, splits) and give it its id and folder."""
-    data = session.data(config.data)
-    available = data.languages()
+    available = session.languages(config.data)
     resolve_languages([config.train_lang], available)
     languages = resolve_languages(config.langs if isinstance(config.langs, str) else list(config.langs), available)
     run_id = config.run_id(dtype=config.resolved_dtype(session.device), languages=languages)
