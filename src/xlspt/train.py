@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -28,7 +30,7 @@ from .engine.batching import SPECIAL_TOKENS
 from .engine.readout import readout_cross_entropy, readout_cross_entropy_rows
 from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
-from .progress import progress_bar
+from .progress import interactive, progress_bar
 from .prompt import PromptConfig, SoftPrompt
 from .verbalizer import Verbalizer
 
@@ -299,6 +301,7 @@ def train_prompts(
     # The order of examples depends on the seed only, so prompts trained together see the batches they would alone.
     shuffle = torch.Generator().manual_seed(first.seed)
     bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not progress)
+    started = time.time()
     try:
         for epoch in range(1, first.epochs + 1):
             running = [0.0] * len(prompts)
@@ -353,6 +356,10 @@ def train_prompts(
                     model_state = copy.deepcopy(loaded.model.state_dict()) if model_trains else None
                     best[p] = (val, epoch, copy.deepcopy(prompts[p].state_dict()), model_state)
             bar.set_postfix(epoch=epoch, best_val=f"{min(best[p][0] for p in active):.3f}")
+            if progress and not interactive():  # no bar in a log file: a line per epoch instead
+                print(f"{desc}: epoch {epoch}/{first.epochs}, validation loss "
+                      f"{min(histories[p][-1]['val_loss'] for p in active):.3f} ({time.time() - started:.0f} s)",
+                      file=sys.stderr, flush=True)
     finally:
         bar.close()
         if model_trains:
