@@ -309,3 +309,24 @@ def test_command_line_flags_override_the_spec(tmp_path, tiny_model_dirs, sib200_
     assert json.loads(capsys.readouterr().out)["total"] == 4  # 2 lengths x 2 reparameterizations x one seed
     assert main(["sweep", str(spec), "--store", str(tmp_path / "s"), "--status", "--shots", "0"]) == 2
     assert "shots: must be at least 1" in capsys.readouterr().err
+
+
+def test_the_paper_preset_runs_on_tiny_xglm_and_bloom(tmp_path, tiny_model_dirs, sib200_dir, tiny_models):
+    """The study's grid as the preset writes it, shrunk: the path the Hub models would take."""
+    import yaml
+
+    from xlspt.engine import encode_texts
+    from xlspt.study import preset_path, run_sweep
+
+    values = yaml.safe_load(preset_path("paper").read_text())
+    assert values["special_tokens"] == "reference"
+    values.update(model=[str(tiny_model_dirs["xglm"]), str(tiny_model_dirs["bloom"])], data=str(sib200_dir),
+                  prompt_length=[1, 4], reparam_hidden=8, shots=2, epochs=1, seed=0, langs="eng_Latn,fra_Latn")
+    status = run_sweep(expand(values), ResultStore(tmp_path / "store"), progress=False, log=lambda m: None)
+    assert status.as_json() == {"total": 8, "done": 8, "failed": 0, "running": 0, "pending": 0}
+    sidecars = [json.loads(p.read_text()) for p in (tmp_path / "store" / "runs").glob("*/prompt.json")]
+    assert len(sidecars) == 8 and {s["train_config"]["special_tokens"] for s in sidecars} == {"reference"}
+    xglm = tiny_models["xglm"]
+    text = ["The team won the match."]
+    assert encode_texts(xglm, text, 4)[0][0] == xglm.tokenizer.bos_token_id  # the tokenizer's own: </s> (here <bos>) first
+    assert encode_texts(xglm, text, 4, special_tokens="reference")[0][0] != xglm.tokenizer.bos_token_id
