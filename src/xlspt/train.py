@@ -36,7 +36,7 @@ from .verbalizer import Verbalizer
 
 #: Learning rate of the model's weights when it trains too (no model freezing): a fine-tuning
 #: rate chosen on English dev (README); the reference code's single rate, 5e-3, destroys the model.
-DEFAULT_MODEL_LR = 1e-5
+DEFAULT_MODEL_LR = 1e-4
 
 
 @dataclass
