@@ -84,31 +84,44 @@ def _naive_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, out) -
 
 
 def _cached_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, store, out) -> None:
-    """Each batch's text once; then every prompt, those of one length together in one pass."""
+    """Each batch's text once; then the prompts, as many as fit together in one pass.
+
+    Where the model takes explicit positions, prompts of any lengths are packed into one pass,
+    each reading its own truncation of the text (a prefix of the states). ALiBi models run the
+    prompts of one length side by side.
+    """
     base_ids = ids_by_length[min(ids_by_length)]
     prefix_ok = {n: all(ids == full[: len(ids)] for ids, full in zip(group, base_ids)) for n, group in ids_by_length.items()}
     cached = CachedTextEngine(loaded, encode_batch_size=batch_size)
+    mixed = loaded.adapter.takes_position_ids
     for batch in batches_by_length([len(x) for x in base_ids], batch_size):
         chosen_ids = [base_ids[i] for i in batch]
         base_states = store.encode_batch(cached, chosen_ids) if store else cached.encode_batch(chosen_ids)
-        shared: dict[int, list[int]] = {}  # prompt length -> prompts that read the batch's states as they are
+        groups: dict[object, list[int]] = {}  # prompts that run together on the batch's states
         rows = None
         for j, prompt in enumerate(prompts):
-            ids = ids_by_length[prompt.shape[0]]
-            if all(len(ids[i]) == len(base_ids[i]) for i in batch):
-                shared.setdefault(prompt.shape[0], []).append(j)
-                continue
-            if prefix_ok[prompt.shape[0]]:  # rows truncated further: their states are prefixes of the longer text's
-                rows = rows or base_states.rows()
-                states = [s.prefix(len(ids[i])) for s, i in zip(rows, batch)]
-            else:  # a tokenizer that adds a suffix token: truncation is not a prefix, encode again
-                states = cached.encode_batch([ids[i] for i in batch])
-            out[j, batch] = _label_rows(loaded, verbalizer, cached.readout_hidden(states, prompt))
+            n = prompt.shape[0]
+            ids = ids_by_length[n]
+            if mixed and prefix_ok[n]:
+                groups.setdefault("mixed", []).append(j)
+            elif all(len(ids[i]) == len(base_ids[i]) for i in batch):
+                groups.setdefault(n, []).append(j)
+            else:
+                if prefix_ok[n]:  # rows truncated further: their states are prefixes of the longer text's
+                    rows = rows or base_states.rows()
+                    states = [s.prefix(len(ids[i])) for s, i in zip(rows, batch)]
+                else:  # a tokenizer that adds a suffix token: truncation is not a prefix, encode again
+                    states = cached.encode_batch([ids[i] for i in batch])
+                out[j, batch] = _label_rows(loaded, verbalizer, cached.readout_hidden(states, prompt))
         per_pass = max(1, _ROWS_PER_PASS // len(batch))
-        for group in shared.values():
+        for key, group in groups.items():
             for start in range(0, len(group), per_pass):
                 chosen = group[start : start + per_pass]
-                hidden = cached.readout_hidden_many(base_states, torch.stack([prompts[j] for j in chosen]))
+                if key == "mixed":
+                    reads = torch.tensor([[len(ids_by_length[prompts[j].shape[0]][i]) for j in chosen] for i in batch])
+                    hidden = torch.stack(cached.readout_hidden_mixed(base_states, [prompts[j] for j in chosen], reads))
+                else:
+                    hidden = cached.readout_hidden_many(base_states, torch.stack([prompts[j] for j in chosen]))
                 logits = _label_rows(loaded, verbalizer, hidden.flatten(0, 1))
                 for k, j in enumerate(chosen):
                     out[j, batch] = logits[k * len(batch) : (k + 1) * len(batch)]

@@ -221,13 +221,11 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
         on_record(_failed(run, exc, loaded, started))
     finally:
         loaded.model.load_state_dict(original)
-        del original
 
 
 def _finish(run: PlannedRun, clf: PromptClassifier, results, loaded, timings: dict, *, trainable_model: int,
             model_file: str | None = None) -> RunRecord:
-    table = write_run_results(run.directory, clf.metadata, results)
-    del table
+    write_run_results(run.directory, clf.metadata, results)
     prompt_params = sum(p.numel() for p in clf.soft_prompt.parameters()) if clf.soft_prompt is not None else clf.prompt.numel()
     stored_bytes = (run.directory / PROMPT_FILE).stat().st_size
     stored_params = clf.prompt.numel()
