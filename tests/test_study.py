@@ -121,8 +121,9 @@ def test_prompts_trained_together_equal_prompts_trained_alone(tiny_models, data,
     loaded = tiny_models[family]
     verbalizer = xlspt.build_verbalizer(loaded)
     examples = sample_few_shot(data, "eng_Latn", 2, seed=3)
-    configs = [xlspt.PromptConfig(length=1), xlspt.PromptConfig(length=4), xlspt.PromptConfig(length=4, reparam_hidden=8)]
-    training = [TrainConfig(epochs=3, batch_size=4, seed=3, max_length=20, lr=lr) for lr in (5e-3, 5e-3, 1e-2)]
+    configs = [xlspt.PromptConfig(length=1), xlspt.PromptConfig(length=1, reparam_hidden=8),
+               xlspt.PromptConfig(length=4), xlspt.PromptConfig(length=4, reparam_hidden=8)]
+    training = [TrainConfig(epochs=3, batch_size=4, seed=3, max_length=20, lr=lr) for lr in (5e-3, 5e-3, 1e-2, 5e-3)]
     together = train_prompts(loaded, verbalizer, examples, configs, training, progress=False)
     for config, train_config, joint in zip(configs, training, together):
         alone = train_prompt(loaded, verbalizer, examples, config, train_config, progress=False)
@@ -330,3 +331,11 @@ def test_the_paper_preset_runs_on_tiny_xglm_and_bloom(tmp_path, tiny_model_dirs,
     text = ["The team won the match."]
     assert encode_texts(xglm, text, 4)[0][0] == xglm.tokenizer.bos_token_id  # the tokenizer's own: </s> (here <bos>) first
     assert encode_texts(xglm, text, 4, special_tokens="reference")[0][0] != xglm.tokenizer.bos_token_id
+
+
+def test_run_id_names_the_data_folder_whatever_the_working_directory(tmp_path, monkeypatch, sib200_dir):
+    absolute = RunConfig(data=str(sib200_dir), dtype="float32", langs="eng_Latn")
+    monkeypatch.chdir(sib200_dir.parent)
+    assert RunConfig(data=sib200_dir.name, dtype="float32", langs="eng_Latn").run_id() == absolute.run_id()
+    monkeypatch.chdir(tmp_path)
+    assert RunConfig(data=sib200_dir.name, dtype="float32", langs="eng_Latn").run_id() != absolute.run_id()

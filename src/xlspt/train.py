@@ -264,9 +264,11 @@ def train_prompts(
     if len(configs) > 1 and not all(first.shares_steps_with(c) for c in configs[1:]):
         raise ValueError("prompts trained together need the same batches, epochs and text encoding, and a frozen model")
     initials = list(initials) if initials is not None else [None] * len(configs)
-    torch.manual_seed(first.seed)
     prompts: list[SoftPrompt] = []
     for prompt_config, initial in zip(prompt_configs, initials):
+        # Each prompt (and its reparameterization network, which PyTorch initialises from the global
+        # generator) starts from the seed, as it would alone.
+        torch.manual_seed(first.seed)
         if initial is not None:
             prompt = copy.deepcopy(initial).to(loaded.device)
         else:

@@ -149,7 +149,7 @@ def reparam_bars(table: pd.DataFrame, path: Path) -> Figure:
     (averaged over the model's matched pairs), sorted, green where it helps and red where it hurts."""
     models = list(dict.fromkeys(table["model"]))
     n_languages = table.groupby("model")["language"].nunique().max()
-    figure = Figure(figsize=(max(6.0, 0.2 * n_languages + 2), 3.3 * len(models)), layout="constrained")
+    figure = Figure(figsize=(max(8.5, 0.2 * n_languages + 2), 3.3 * len(models)), layout="constrained")
     axes = figure.subplots(len(models), 1, squeeze=False)[:, 0]
     for ax, model in zip(axes, models):
         rows = table[table["model"] == model].sort_values("change_pct", ascending=False)

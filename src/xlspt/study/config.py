@@ -16,6 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Mapping
 
 from ..engine import DEFAULT_MAX_LENGTH
@@ -185,6 +186,8 @@ class RunConfig:
         out["engine"] = self.resolved_engine()
         langs = languages if languages is not None else self.langs
         out["langs"] = list(langs) if not isinstance(langs, str) else langs
+        if self.data and not self.data.startswith("hf:"):  # the same folder from anywhere, another folder never
+            out["data"] = str(Path(self.data).expanduser().resolve())
         if self.freeze:
             out["model_lr"] = None  # unused with a frozen model: two runs that differ only here are one run
         return out
