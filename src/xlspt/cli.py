@@ -346,6 +346,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    import dataclasses
+
     from .errors import XlsptError
     from .study.config import RunConfig
     from .study.runner import Session
@@ -358,6 +360,8 @@ def cmd_sweep(args) -> int:
     overrides = {name: getattr(args, name) for name in RunConfig.field_names() if hasattr(args, name)}
     overrides = {k: (v.value if hasattr(v, "value") else v) for k, v in overrides.items()}
     spec = load_spec(args.spec or preset_path(args.preset), overrides)
+    if args.preset:
+        spec = dataclasses.replace(spec, source=f"the {args.preset} preset")
     store = ResultStore(args.store, create=not args.status)
     if args.status:
         status = sweep_status(spec, store, Session(device=args.device, progress=False))
