@@ -12,6 +12,7 @@ longer text, so they are shared too. Only one batch of states is held at a time.
 
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import pandas as pd
@@ -22,7 +23,7 @@ from .data.sib200 import Sib200
 from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, NaiveEngine, batches_by_length, encode_texts
 from .engine.store import TextStateStore
 from .models.loading import LoadedModel
-from .progress import progress_bar
+from .progress import interactive, progress_bar
 from .verbalizer import Verbalizer
 
 RESULT_COLUMNS = ["language", "accuracy", "macro_f1", "n"]
@@ -187,6 +188,10 @@ def evaluate_prompts(
         for j in range(len(prompts)):
             predicted = [verbalizer.labels[i] for i in logits[j].argmax(dim=1).tolist()]
             rows[j].append({"language": lang, **score(gold, predicted, verbalizer.labels), "n": len(frame)})
+        if progress and not interactive() and len(languages) > 1:  # no bar in a log file: a line per language
+            mean = sum(r[-1]["accuracy"] for r in rows) / len(rows)
+            print(f"evaluated {lang} ({len(rows[0])}/{len(languages)}): accuracy {100 * mean:.1f}%"
+                  f"{' (mean of the prompts)' if len(rows) > 1 else ''}", file=sys.stderr, flush=True)
     return [pd.DataFrame(r, columns=RESULT_COLUMNS) for r in rows]
 
 
