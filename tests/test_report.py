@@ -377,3 +377,19 @@ def test_vectors_equal_lang2vec_get_features(monkeypatch):
     expected = l2v.get_features(codes, "syntax_knn+phonology_knn+inventory_knn")
     for code in codes:
         assert np.array_equal(typological_vector(code), np.asarray(expected[code], dtype=float)), code
+
+
+def test_the_console_script_finds_lang2vec_data(tmp_path):
+    """lang2vec installs bin/lang2vec.py, which shadows the package when `xlspt` runs from bin/."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "xlspt"
+    if not script.is_file():
+        pytest.skip("no console script beside this interpreter")
+    store = build_store(tmp_path / "store")
+    proc = subprocess.run([str(script), "report", "--store", str(store), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "typological distance" in report and "need the lang2vec package" not in report

@@ -19,7 +19,8 @@ inventory_knn")`` returns (a test checks it against the module where it can be i
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib.resources import files
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial.distance import cosine
@@ -42,13 +43,15 @@ def iso639_3(code: str) -> str:
 @lru_cache(maxsize=1)
 def _knn_table() -> tuple[dict[str, int], np.ndarray]:
     """(row of each ISO 639-3 code, languages x features matrix), read once per process."""
+    # Located through the installed distribution, not by importing it: lang2vec also installs a
+    # script bin/lang2vec.py, which shadows the package when a console script runs from bin/.
     try:
-        root = files("lang2vec")
-    except ModuleNotFoundError:
-        raise XlsptError(
-            "typological distances need the lang2vec package: pip install 'lang2vec>=1.1'"
-        ) from None
-    with root.joinpath(_KNN_FILE).open("rb") as handle, np.load(handle) as table:
+        path = Path(str(distribution("lang2vec").locate_file(f"lang2vec/{_KNN_FILE}")))
+    except PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise XlsptError("typological distances need the lang2vec package: pip install 'lang2vec>=1.1'")
+    with path.open("rb") as handle, np.load(handle) as table:
         names = [str(name) for name in table["feats"]]
         columns = [i for i, name in enumerate(names) if name.startswith(_KNN_PREFIXES)]
         # Keep get_features' column order: all syntax features, then phonology, then inventory.
