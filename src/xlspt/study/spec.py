@@ -29,6 +29,8 @@ from .config import RunConfig
 
 #: Fields whose list value is one value (not a sweep axis).
 LIST_VALUED = ("langs",)
+#: Fields whose values are only valid together with others (checked on the expanded runs).
+CROSS_CHECKED = ("engine", "save_model")
 PRESETS = ("smoke", "gemma", "paper")
 
 
@@ -99,9 +101,11 @@ def expand(values: dict[str, Any], *, source: str = "spec", lines: dict[str, int
             raise XlsptError(f"{where(key)}: {key} is an empty list: give at least one value")
         if isinstance(value, dict) and key != "label_words":
             raise XlsptError(f"{where(key)}: {key} must be a value or a list of values, not a mapping")
+        if key in CROSS_CHECKED:
+            continue
         try:  # each value checked alone, so the error names the key and its line
             for item in _axis(key, value):
-                RunConfig.from_mapping({key: item}) if key not in ("engine", "save_model") else None
+                RunConfig.from_mapping({key: item})
         except ConfigError as exc:
             raise XlsptError(f"{where(key)}: {exc.field}: {exc.problem}") from None
     axes = {key: _axis(key, value) for key, value in values.items()}
