@@ -32,7 +32,8 @@ def test_run_writes_prompt_results_and_summary(trained_run):
     assert record["status"] == "done" and record["config"]["prompt_length"] == 2
     assert [r["language"] for r in record["results"]] == ["eng_Latn", "swh_Latn"]
     results = pd.read_csv(trained_run / "results.csv")
-    assert list(results.columns) == ["language", "accuracy", "macro_f1", "n"]
+    assert list(results.columns) == ["language", "accuracy", "macro_f1", "n", "protocol"]
+    assert set(results["protocol"]) == {"zero-shot"}
     assert results["language"].tolist() == ["eng_Latn", "swh_Latn"]
     assert "mean transfer (1)" in (trained_run / "summary.txt").read_text()
 
@@ -147,7 +148,7 @@ def test_evaluate_several_prompts_in_one_pass(trained_run, tmp_path_factory, tin
     assert main(["evaluate", "--prompt", str(trained_run), "--prompt", str(second), "--data", str(sib200_dir),
                  "--langs", "eng_Latn,swh_Latn", "--out", str(saved), "--overwrite", "--quiet"]) == 0
     results = pd.read_csv(saved / "results.csv")
-    assert list(results.columns) == ["prompt", "language", "accuracy", "macro_f1", "n"]
+    assert list(results.columns) == ["prompt", "language", "accuracy", "macro_f1", "n", "protocol"]
     assert results["prompt"].tolist() == [str(trained_run)] * 2 + [str(second)] * 2
     pd.testing.assert_frame_equal(results.iloc[:2, 1:].reset_index(drop=True), first)
     summary = json.loads((saved / "summary.json").read_text())

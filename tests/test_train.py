@@ -71,7 +71,7 @@ def test_reparameterized_prompt_saves_its_network_and_reloads(tiny_models, data,
     assert clf.soft_prompt.reparam is not None
     clf.save(tmp_path)
     artifact = PromptArtifact.load(tmp_path)
-    assert {"reparam.input", "reparam.net.0.weight", "reparam.net.3.weight"} <= set(artifact.extra_tensors)
+    assert {"reparam.input", "reparam.net.0.weight", "reparam.net.3.weight"} <= set(artifact.extra_tensors[0])
     rebuilt = artifact.soft_prompt()
     torch.testing.assert_close(rebuilt().detach(), clf.prompt)
     assert artifact.metadata["prompt_config"]["reparam_hidden"] == 16
@@ -86,7 +86,7 @@ def test_saved_prompt_reproduces_its_evaluation_exactly(tiny, data, tmp_path):
     assert torch.equal(again.prompt, clf.prompt)
     after = again.evaluate(data, langs, progress=False)
     assert before.equals(after)
-    assert list(after.columns) == ["language", "accuracy", "macro_f1", "n"]
+    assert list(after.columns) == ["language", "accuracy", "macro_f1", "n", "protocol"]
     assert after["n"].tolist() == [204, 204]
 
 

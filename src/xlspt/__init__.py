@@ -7,6 +7,7 @@ Cross-Lingual Transfer: When Less is More").
 
 __version__ = "0.1.0"
 
+from .calibration import CalibrationConfig, Protocol  # noqa: E402
 from .classifier import PromptClassifier, build_verbalizer  # noqa: E402
 from .data import CATEGORIES, Sib200, resolve_languages, sample_few_shot, study_languages  # noqa: E402
 from .errors import XlsptError  # noqa: E402
@@ -19,10 +20,12 @@ from .verbalizer import Verbalizer  # noqa: E402
 
 __all__ = [
     "CATEGORIES",
+    "CalibrationConfig",
     "EMBEDDED_DEFAULT",
     "LoadedModel",
     "PromptClassifier",
     "PromptConfig",
+    "Protocol",
     "Sib200",
     "SoftPrompt",
     "TrainConfig",

@@ -4,6 +4,10 @@
 reparameterized prompt, ``reparam.input`` (``P``) and the network as ``reparam.net.*`` so
 that training can resume. ``prompt.json`` names the model and its shape signature, the
 verbalizer, the prompt and training configs, the data sample and the package version.
+
+An ensemble of ``K`` prompts is one artifact: member ``i``'s tensors are stored under
+``members.<i>.`` (``members.0.prompt``, ``members.0.reparam.input``, ...) and the sidecar's
+``ensemble`` entry holds each member's configs, sample and training history.
 """
 
 from __future__ import annotations
@@ -22,31 +26,69 @@ from .prompt import PromptConfig, SoftPrompt
 
 PROMPT_FILE = "prompt.safetensors"
 SIDECAR_FILE = "prompt.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = "1.1"  # MAJOR.MINOR; 1.1 added ensembles
+
+
+def _soft_prompt_tensors(soft_prompt: SoftPrompt | None) -> dict[str, torch.Tensor]:
+    extra = {}
+    if soft_prompt is not None and soft_prompt.reparam is not None:
+        extra["reparam.input"] = soft_prompt.weight.detach().float().cpu().contiguous()
+        for key, value in soft_prompt.reparam.state_dict().items():
+            extra[f"reparam.net.{key}"] = value.detach().float().cpu().contiguous()
+    return extra
 
 
 @dataclass
 class PromptArtifact:
-    """A trained prompt matrix ``[n, d]`` and its metadata (the sidecar's content)."""
+    """Trained prompt matrices ``[n_i, d]`` (one, or an ensemble's members) and the sidecar's content.
 
-    prompt: torch.Tensor
+    ``extra_tensors`` holds, per member, what resuming training needs (a reparameterization network).
+    """
+
+    prompts: list[torch.Tensor]
     metadata: dict
-    extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    extra_tensors: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompts, torch.Tensor):
+            self.prompts = [self.prompts]
+        if isinstance(self.extra_tensors, dict):
+            self.extra_tensors = [self.extra_tensors]
+        self.extra_tensors = list(self.extra_tensors) + [{}] * (len(self.prompts) - len(self.extra_tensors))
+
+    @classmethod
+    def from_soft_prompts(cls, soft_prompts: list[SoftPrompt], metadata: dict) -> "PromptArtifact":
+        return cls(prompts=[sp.export().float().cpu().contiguous() for sp in soft_prompts], metadata=metadata,
+                   extra_tensors=[_soft_prompt_tensors(sp) for sp in soft_prompts])
 
     @classmethod
     def from_soft_prompt(cls, soft_prompt: SoftPrompt, metadata: dict) -> "PromptArtifact":
-        extra = {}
-        if soft_prompt.reparam is not None:
-            extra["reparam.input"] = soft_prompt.weight.detach().float().cpu().contiguous()
-            for key, value in soft_prompt.reparam.state_dict().items():
-                extra[f"reparam.net.{key}"] = value.detach().float().cpu().contiguous()
-        return cls(prompt=soft_prompt.export().float().cpu().contiguous(), metadata=metadata, extra_tensors=extra)
+        return cls.from_soft_prompts([soft_prompt], metadata)
+
+    @property
+    def prompt(self) -> torch.Tensor:
+        """The prompt (an ensemble's first member)."""
+        return self.prompts[0]
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.prompts) > 1
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What goes into ``prompt.safetensors``."""
+        if not self.is_ensemble:
+            return {"prompt": self.prompt.float().cpu().contiguous(), **self.extra_tensors[0]}
+        out = {}
+        for i, (prompt, extra) in enumerate(zip(self.prompts, self.extra_tensors)):
+            out[f"members.{i}.prompt"] = prompt.float().cpu().contiguous()
+            out.update({f"members.{i}.{k}": v for k, v in extra.items()})
+        return out
 
     def save(self, directory: str | Path) -> Path:
         """Write ``prompt.safetensors`` and ``prompt.json`` into ``directory`` (each atomically)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {"prompt": self.prompt.float().cpu().contiguous(), **self.extra_tensors}
+        tensors = self.tensors()
         write_with_atomic(directory / PROMPT_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "xlspt"}))
         write_json_atomic(directory / SIDECAR_FILE, {"format_version": FORMAT_VERSION, **self.metadata})
         return directory / PROMPT_FILE
@@ -71,13 +113,24 @@ class PromptArtifact:
             metadata = json.loads(sidecar_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise XlsptError(f"{sidecar_path} is not valid JSON ({exc}): re-train or restore it") from None
-        if "prompt" not in tensors or tensors["prompt"].ndim != 2:
-            raise XlsptError(f"{tensor_path} holds no [n, d] tensor named 'prompt': it is not an xlspt prompt file")
+        if not isinstance(metadata, dict):
+            raise XlsptError(f"{sidecar_path} is not a JSON object: it is not an xlspt prompt sidecar")
         for key in ("model", "model_signature", "label_words", "prompt_config"):
             if key not in metadata:
                 raise XlsptError(f"{sidecar_path} lacks {key!r}: it is not an xlspt prompt sidecar")
-        prompt = tensors.pop("prompt")
-        return cls(prompt=prompt, metadata=metadata, extra_tensors=tensors)
+        size = int(metadata.get("ensemble", {}).get("size", 1)) if isinstance(metadata.get("ensemble"), dict) else 1
+        names = ["prompt"] if size == 1 else [f"members.{i}.prompt" for i in range(size)]
+        bad = [n for n in names if n not in tensors or tensors[n].ndim != 2]
+        if bad:
+            raise XlsptError(f"{tensor_path} holds no [n, d] tensor named {bad[0]!r}: it is not an xlspt prompt file "
+                             "(or not the one its sidecar describes)")
+        if size == 1:
+            prompt = tensors.pop("prompt")
+            return cls(prompts=[prompt], metadata=metadata, extra_tensors=[tensors])
+        prompts = [tensors[f"members.{i}.prompt"] for i in range(size)]
+        extra = [{k[len(f"members.{i}.") :]: v for k, v in tensors.items()
+                  if k.startswith(f"members.{i}.") and k != f"members.{i}.prompt"} for i in range(size)]
+        return cls(prompts=prompts, metadata=metadata, extra_tensors=extra)
 
     @property
     def model_name(self) -> str:
@@ -86,6 +139,12 @@ class PromptArtifact:
     @property
     def prompt_config(self) -> PromptConfig:
         return PromptConfig(**self.metadata["prompt_config"])
+
+    def member_metadata(self, i: int) -> dict:
+        """Member ``i``'s own entries (configs, sample, history); the sidecar itself for a single prompt."""
+        if not self.is_ensemble:
+            return self.metadata
+        return {**self.metadata, **self.metadata["ensemble"]["members"][i]}
 
     def check_model(self, signature: dict, model_name: str) -> None:
         """Refuse a model whose shape differs from the one the prompt was trained with."""
@@ -99,15 +158,19 @@ class PromptArtifact:
                 f"{signature.get('hidden_size')}): pass --model {self.model_name} or a prompt trained for this model"
             )
 
-    def soft_prompt(self) -> SoftPrompt:
+    def soft_prompt(self, member: int = 0) -> SoftPrompt:
         """Rebuild the trainable module (with its network, if reparameterized) to resume training."""
-        config = self.prompt_config
-        module = SoftPrompt(config, int(self.prompt.shape[1]))
+        config = PromptConfig(**self.member_metadata(member)["prompt_config"])
+        prompt, extra = self.prompts[member], self.extra_tensors[member]
+        module = SoftPrompt(config, int(prompt.shape[1]))
         with torch.no_grad():
             if config.reparam_hidden is None:
-                module.weight.copy_(self.prompt)
+                module.weight.copy_(prompt)
             else:
-                module.weight.copy_(self.extra_tensors["reparam.input"])
-                net = {k[len("reparam.net.") :]: v for k, v in self.extra_tensors.items() if k.startswith("reparam.net.")}
+                module.weight.copy_(extra["reparam.input"])
+                net = {k[len("reparam.net.") :]: v for k, v in extra.items() if k.startswith("reparam.net.")}
                 module.reparam.load_state_dict(net)
         return module
+
+    def soft_prompts(self) -> list[SoftPrompt]:
+        return [self.soft_prompt(i) for i in range(len(self.prompts))]

@@ -4,14 +4,21 @@
 >>> model = xlspt.load_model()                      # the embedded Gemma 3 270M
 >>> data = xlspt.Sib200.resolve("../shared/sib200")
 >>> clf = xlspt.PromptClassifier.train(model, data, shots=8, prompt=xlspt.PromptConfig(length=4))
->>> clf.evaluate(data, ["fra_Latn", "swh_Latn"])   # DataFrame: language, accuracy, macro_f1, n
+>>> clf.evaluate(data, ["fra_Latn", "swh_Latn"])   # DataFrame: language, accuracy, macro_f1, n, protocol
 >>> clf.predict(["Le match s'est terminé sur un score nul."])
 ['sports']
 >>> clf.save("runs/my-prompt"); xlspt.PromptClassifier.load("runs/my-prompt")
+
+An ensemble of prompts (one per seed) with a calibration protocol (:mod:`xlspt.calibration`):
+
+>>> ens = xlspt.PromptClassifier.train(model, data, shots=8, ensemble=4)
+>>> ens.evaluate(data, ["fra_Latn"], calibration=xlspt.CalibrationConfig("unlabeled"), members=True)
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +31,9 @@ from . import __version__
 from .artifact import PromptArtifact
 from .data.sampling import FewShotSplit, sample_few_shot
 from .data.sib200 import CATEGORIES, Sib200
-from .errors import XlsptError
-from .evaluate import evaluate_languages, predict
+from .calibration import CalibrationConfig
+from .errors import ConfigError, XlsptError
+from .evaluate import Scorer, evaluate_prompts, score_texts
 from .models.loading import LoadedModel, load_model
 from .prompt import PromptConfig, SoftPrompt
 from .train import TrainConfig, TrainResult, train_prompt
@@ -40,23 +48,52 @@ def build_verbalizer(
     return Verbalizer.build(loaded.tokenizer, words, CATEGORIES, allow_first_subtoken=allow_first_subtoken)
 
 
+#: Sidecar entries that belong to one trained prompt; an ensemble keeps them per member.
+MEMBER_KEYS = ("prompt_config", "train_config", "data", "best_epoch", "best_val_loss", "history", "train_seconds", "created")
+
+
 @dataclass
 class PromptClassifier:
-    """A frozen causal LM, a verbalizer and a trained soft prompt ``[n, d]``.
+    """A frozen causal LM, a verbalizer and trained soft prompts ``[n_i, d]``: one, or an ensemble's members.
+
+    An ensemble predicts with the mean of its members' class log-probabilities; scoring all
+    members costs one pass over the text.
 
     Attributes:
-        model: the loaded model the prompt belongs to.
+        model: the loaded model the prompts belong to.
         verbalizer: label words and their token ids.
-        prompt: ``[n, d]`` prompt matrix in embedding-table space.
-        metadata: the sidecar content (configs, data sample, training history).
-        soft_prompt: the trainable module (with its reparameterization network), when known.
+        prompts: the ``[n_i, d]`` prompt matrices in embedding-table space.
+        metadata: the sidecar content (configs, data sample, training history; per member in ``ensemble``).
+        soft_prompts: the trainable modules (with their reparameterization networks), when known.
+        calibration: how scores are corrected by default (:mod:`xlspt.calibration`); saved in the sidecar.
     """
 
     model: LoadedModel
     verbalizer: Verbalizer
-    prompt: torch.Tensor
+    prompts: list[torch.Tensor]
     metadata: dict = field(default_factory=dict)
-    soft_prompt: SoftPrompt | None = None
+    soft_prompts: list[SoftPrompt] | None = None
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompts, torch.Tensor):
+            self.prompts = [self.prompts]
+        if isinstance(self.soft_prompts, SoftPrompt):
+            self.soft_prompts = [self.soft_prompts]
+
+    @property
+    def prompt(self) -> torch.Tensor:
+        """The prompt ``[n, d]`` (an ensemble's first member)."""
+        return self.prompts[0]
+
+    @property
+    def soft_prompt(self) -> SoftPrompt | None:
+        return self.soft_prompts[0] if self.soft_prompts else None
+
+    @property
+    def size(self) -> int:
+        """Number of prompts (1 for a single prompt)."""
+        return len(self.prompts)
 
     @classmethod
     def train(
@@ -71,24 +108,98 @@ class PromptClassifier:
         label_words: dict[str, str] | None = None,
         allow_first_subtoken: bool = False,
         initial: SoftPrompt | None = None,
+        sample_seed: int | None = None,
+        ensemble: int | Sequence[int] | None = None,
+        shared_sample: bool = False,
+        calibration: CalibrationConfig | None = None,
         progress: bool = True,
     ) -> "PromptClassifier":
         """Draw ``shots`` examples per class of ``train_language`` and train a prompt on them.
 
         ``initial`` continues training from a saved prompt (``PromptArtifact.soft_prompt()``).
+        ``sample_seed`` draws the examples (default: the training seed).
+        ``ensemble``: train several prompts, one per seed (``N``: the seeds ``training.seed`` to
+        ``training.seed + N - 1``; or a list of seeds), each on its own sample drawn with its seed,
+        or all on the sample of ``training.seed`` with ``shared_sample``.
         """
         prompt = initial.config if initial is not None else (prompt or PromptConfig())
         training = training or TrainConfig()
+        if ensemble is not None and not (isinstance(ensemble, int) and ensemble == 1):
+            seeds = list(range(training.seed, training.seed + ensemble)) if isinstance(ensemble, int) else list(ensemble)
+            if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+                raise ConfigError("ensemble", f"needs at least one distinct non-negative seed per member (got {ensemble})")
+            if initial is not None:
+                raise XlsptError("an ensemble trains new prompts: resume its members one at a time")
+            members = []
+            for i, seed in enumerate(seeds):
+                if progress:
+                    print(f"ensemble member {i + 1}/{len(seeds)} (seed {seed})", file=sys.stderr, flush=True)
+                members.append(cls.train(
+                    model, data, train_language=train_language, shots=shots, prompt=prompt,
+                    training=dataclasses.replace(training, seed=seed), label_words=label_words,
+                    allow_first_subtoken=allow_first_subtoken,
+                    sample_seed=training.seed if shared_sample else seed, progress=progress,
+                ))
+            return cls.ensemble_of(members, calibration=calibration)
         verbalizer = build_verbalizer(model, label_words, allow_first_subtoken)
-        examples = sample_few_shot(data, train_language, shots, training.seed)
+        sample_seed = training.seed if sample_seed is None else sample_seed
+        examples = sample_few_shot(data, train_language, shots, sample_seed)
         started = time.time()
         result: TrainResult = train_prompt(
             model, verbalizer, examples, prompt, training, initial=initial, progress=progress
         )
-        return cls.from_training(
+        clf = cls.from_training(
             model, verbalizer, data, examples, result, training, train_language=train_language, shots=shots,
-            allow_first_subtoken=allow_first_subtoken, seconds=time.time() - started,
+            allow_first_subtoken=allow_first_subtoken, seconds=time.time() - started, sample_seed=sample_seed,
         )
+        if calibration is not None:
+            clf.calibration = calibration
+        return clf
+
+    @classmethod
+    def ensemble_of(
+        cls, members: Sequence["PromptClassifier"], *, calibration: CalibrationConfig | None = None
+    ) -> "PromptClassifier":
+        """One classifier voting with the prompts of ``members`` (same model and label words)."""
+        members = list(members)
+        if not members:
+            raise XlsptError("an ensemble needs at least one prompt")
+        first = members[0]
+        for other in members[1:]:
+            if other.model is not first.model or other.verbalizer != first.verbalizer:
+                raise XlsptError("the prompts of an ensemble need the same model and label words: train them alike")
+            if (other.max_length, other.special_tokens) != (first.max_length, first.special_tokens):
+                raise XlsptError("the prompts of an ensemble need the same max_length and special_tokens")
+        entries = [m.member_entries() for m in members]
+        flat = [e for entry in entries for e in entry]
+        metadata = {k: v for k, v in first.metadata.items() if k not in (*MEMBER_KEYS, "ensemble", "calibration")}
+        metadata.update(flat[0])  # the first member's configs stand for the ensemble in summaries
+        seen = {(e.get("data", {}).get("train_language"), i) for e in flat for i in e.get("data", {}).get("train_index_ids", [])}
+        samples = {e.get("data", {}).get("sampling_seed") for e in flat}
+        metadata["ensemble"] = {
+            "size": len(flat),
+            "seeds": [e.get("train_config", {}).get("seed") for e in flat],
+            "sampling": "shared" if len(samples) == 1 else "per-member",
+            "distinct_train_examples": len(seen),
+            "members": flat,
+        }
+        prompts = [p for m in members for p in m.prompts]
+        soft = [sp for m in members for sp in (m.soft_prompts or [None] * m.size)]
+        return cls(first.model, first.verbalizer, prompts, metadata,
+                   soft if all(sp is not None for sp in soft) else None, calibration or first.calibration)
+
+    def member_entries(self) -> list[dict]:
+        """Each prompt's own sidecar entries (configs, sample, history)."""
+        if "ensemble" in self.metadata:
+            return [dict(m) for m in self.metadata["ensemble"]["members"]]
+        return [{k: self.metadata[k] for k in MEMBER_KEYS if k in self.metadata}]
+
+    def member(self, i: int) -> "PromptClassifier":
+        """Member ``i`` of an ensemble as a classifier of its own."""
+        metadata = {k: v for k, v in self.metadata.items() if k not in (*MEMBER_KEYS, "ensemble")}
+        metadata.update(self.member_entries()[i])
+        soft = [self.soft_prompts[i]] if self.soft_prompts else None
+        return PromptClassifier(self.model, self.verbalizer, [self.prompts[i]], metadata, soft, self.calibration)
 
     @classmethod
     def from_training(
@@ -104,6 +215,7 @@ class PromptClassifier:
         shots: int,
         allow_first_subtoken: bool = False,
         seconds: float = 0.0,
+        sample_seed: int | None = None,
     ) -> "PromptClassifier":
         """The classifier of a finished training, with the sidecar metadata that makes it reusable."""
         metadata = {
@@ -122,7 +234,7 @@ class PromptClassifier:
                 "train_language": train_language,
                 "shots_per_class": shots,
                 "validation_per_class": len(examples.validation) // len(CATEGORIES),
-                "sampling_seed": training.seed,
+                "sampling_seed": training.seed if sample_seed is None else sample_seed,
                 "train_index_ids": [int(i) for i in examples.train["index_id"]],
                 "validation_index_ids": [int(i) for i in examples.validation["index_id"]],
             },
@@ -131,13 +243,13 @@ class PromptClassifier:
             "history": result.history,
             "train_seconds": round(seconds, 1),
         }
-        return cls(model, verbalizer, result.prompt.export(), metadata, result.prompt)
+        return cls(model, verbalizer, [result.prompt.export()], metadata, [result.prompt])
 
     @classmethod
     def load(
         cls, path: str | Path, model: LoadedModel | str | None = None, *, dtype: str | None = None
     ) -> "PromptClassifier":
-        """Load a saved prompt.
+        """Load a saved prompt or ensemble.
 
         Args:
             model: a loaded model, a model name, or ``None`` for the one named in the sidecar.
@@ -160,8 +272,9 @@ class PromptClassifier:
                 f"the label words of this prompt map to other tokens in {model.name!r} than at training: "
                 f"pass --model {artifact.model_name}"
             )
-        prompt = artifact.prompt.to(device=model.device)
-        return cls(model, verbalizer, prompt, artifact.metadata, artifact.soft_prompt())
+        prompts = [p.to(device=model.device) for p in artifact.prompts]
+        calibration = CalibrationConfig.from_dict(artifact.metadata.get("calibration"))
+        return cls(model, verbalizer, prompts, artifact.metadata, artifact.soft_prompts(), calibration)
 
     @property
     def max_length(self) -> int:
@@ -171,28 +284,58 @@ class PromptClassifier:
     def special_tokens(self) -> str:
         return str(self.metadata.get("train_config", {}).get("special_tokens", "tokenizer"))
 
-    def predict(self, texts: Sequence[str], batch_size: int = 32, engine: str = "auto") -> list[str]:
-        """The predicted SIB-200 topic of each text."""
-        return predict(
-            self.model, self.verbalizer, self.prompt, list(texts),
-            batch_size=batch_size, max_length=self.max_length, engine=engine, special_tokens=self.special_tokens,
+    def _read_kwargs(self, batch_size: int, engine: str) -> dict:
+        return dict(batch_size=batch_size, max_length=self.max_length, engine=engine, special_tokens=self.special_tokens)
+
+    def scores(
+        self, texts: Sequence[str], *, calibration: CalibrationConfig | None = None,
+        unlabeled_texts: Sequence[str] = (), batch_size: int = 32, engine: str = "auto",
+    ) -> torch.Tensor:
+        """``[N, C]`` class log-probabilities (the ensemble's vote), calibrated by ``calibration``
+        (default: the classifier's own). ``unlabeled_texts`` serve the ``unlabeled`` protocol."""
+        return score_texts(
+            self.model, self.verbalizer, self.prompts, list(texts), calibration=calibration or self.calibration,
+            unlabeled_texts=unlabeled_texts, **self._read_kwargs(batch_size, engine),
         )
+
+    def predict(
+        self, texts: Sequence[str], batch_size: int = 32, engine: str = "auto", *,
+        calibration: CalibrationConfig | None = None, unlabeled_texts: Sequence[str] = (),
+    ) -> list[str]:
+        """The predicted class of each text."""
+        if not texts:
+            return []
+        scores = self.scores(texts, calibration=calibration, unlabeled_texts=unlabeled_texts,
+                             batch_size=batch_size, engine=engine)
+        return [self.verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
 
     def evaluate(
         self, data: Sib200, languages: Sequence[str], *, batch_size: int = 32, engine: str = "auto",
-        progress: bool = True,
+        calibration: CalibrationConfig | None = None, members: bool = False, progress: bool = True,
     ) -> pd.DataFrame:
-        """Accuracy and macro-F1 per language on the test split: columns ``language, accuracy, macro_f1, n``."""
-        return evaluate_languages(
-            self.model, self.verbalizer, self.prompt, data, languages,
-            batch_size=batch_size, max_length=self.max_length, engine=engine, progress=progress,
-            special_tokens=self.special_tokens,
+        """Accuracy and macro-F1 per language on the test split: columns ``language, accuracy, macro_f1, n, protocol``.
+
+        With ``members`` an ensemble's table gets a ``member`` column: ``ensemble`` for the vote,
+        ``0``... for each member alone (same protocol), all from one pass over the text.
+        """
+        calibration = calibration or self.calibration
+        scorers = [Scorer(tuple(range(self.size)), calibration)]
+        if members and self.size > 1:
+            scorers += [Scorer((i,), calibration) for i in range(self.size)]
+        tables = evaluate_prompts(
+            self.model, self.verbalizer, self.prompts, data, languages, scorers=scorers,
+            progress=progress, **self._read_kwargs(batch_size, engine),
         )
+        if len(tables) == 1:
+            return tables[0]
+        names = ["ensemble", *[str(i) for i in range(self.size)]]
+        return pd.concat([t.assign(member=name) for name, t in zip(names, tables)], ignore_index=True)
 
     def save(self, directory: str | Path) -> Path:
         """Write ``prompt.safetensors`` and ``prompt.json`` into ``directory``."""
-        if self.soft_prompt is not None:
-            artifact = PromptArtifact.from_soft_prompt(self.soft_prompt, self.metadata)
+        metadata = {**self.metadata, "calibration": self.calibration.to_dict()}
+        if self.soft_prompts is not None:
+            artifact = PromptArtifact.from_soft_prompts(self.soft_prompts, metadata)
         else:
-            artifact = PromptArtifact(self.prompt, self.metadata)
+            artifact = PromptArtifact(self.prompts, metadata)
         return artifact.save(directory)

@@ -24,6 +24,24 @@ def _add_langs(p: argparse.ArgumentParser, default: str = "52") -> None:
     p.add_argument("--langs", default=default, help="target languages: 52 (the study's), all, or codes such as eng_Latn,fra_Latn (default: %(default)s)")
 
 
+def _add_run_preset(p: argparse.ArgumentParser) -> None:
+    from .study.spec import RUN_PRESETS
+
+    p.add_argument("--preset", choices=RUN_PRESETS,
+                   help="start from a tuned configuration (flags given override it): quality (an ensemble of prompts with "
+                        "content-free calibration: no target-language data), quality-unlabeled (the same, calibrated on each "
+                        "language's unlabeled texts)")
+
+
+def _add_calibration(p: argparse.ArgumentParser, unlabeled: str) -> None:
+    from .calibration import Protocol
+
+    p.add_argument("--calibration", choices=[e.value for e in Protocol], default=None,
+                   help="zero-shot (the study's, no correction); content-free (protocol a: no target-language data); "
+                        f"unlabeled (protocol b: the label prior of {unlabeled}); batch (protocol b: of the texts "
+                        "classified). Default: what the prompt was saved with")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
@@ -45,6 +63,7 @@ _TRAIN_ONLY_SKIPS = ("langs", "save_model")
 _GROUPS = {
     "model and prompt": ("model", "dtype", "engine", "prompt_length", "reparam_hidden", "label_words", "allow_subword_labels", "special_tokens"),
     "data and training": ("data", "train_lang", "shots", "epochs", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr", "save_model", "langs"),
+    "ensembles and calibration": ("ensemble", "shared_sample", "calibration"),
 }
 
 
@@ -65,7 +84,7 @@ def _add_run_config(p: argparse.ArgumentParser, *, skip: tuple[str, ...] = (), t
     """
     import dataclasses
 
-    from .study.config import REFERENCE_MODEL_LR, RunConfig
+    from .study.config import ENUM_FIELDS, REFERENCE_MODEL_LR, RunConfig
 
     defaults = RunConfig()
     for group_title, names in _GROUPS.items():
@@ -86,8 +105,8 @@ def _add_run_config(p: argparse.ArgumentParser, *, skip: tuple[str, ...] = (), t
                     g.add_argument("--train-model", dest="freeze", action="store_false", default=argparse.SUPPRESS,
                                    help=argparse.SUPPRESS)
                 continue
-            if f.name in ("dtype", "engine", "special_tokens"):
-                kwargs["choices"] = [e.value for e in type(default if not isinstance(default, str) else getattr(defaults, f.name))]
+            if f.name in ENUM_FIELDS:
+                kwargs["choices"] = [e.value for e in ENUM_FIELDS[f.name]]
             elif f.type == "int":
                 kwargs["type"] = int
             elif f.type == "float":
@@ -100,14 +119,20 @@ def _add_run_config(p: argparse.ArgumentParser, *, skip: tuple[str, ...] = (), t
 
 
 def _run_config(args, base=None):
-    """The run config from the flags the user gave (over ``base``, default: RunConfig's defaults)."""
+    """The run config from the flags the user gave, over ``base``: a ``--preset``, else RunConfig's defaults
+    (the flags win, then the preset, then the defaults)."""
     from .study.config import RunConfig
+    from .study.spec import run_preset
 
+    if base is None and getattr(args, "preset", None):
+        base = run_preset(args.preset)
     given = {name: getattr(args, name) for name in RunConfig.field_names() if hasattr(args, name)}
     return (base or RunConfig()).replace(**given) if given else (base or RunConfig())
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .study.spec import PRESETS
+
     parser = argparse.ArgumentParser(
         prog="xlspt",
         description="Cross-lingual soft prompt tuning: train a prompt on English SIB-200, classify text in other languages.",
@@ -116,12 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="train a prompt on English and evaluate it on target languages")
+    _add_run_preset(p)
     _add_run_config(p)
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     _add_common(p)
 
     p = sub.add_parser("train", help="train a prompt and save it (no evaluation)")
+    _add_run_preset(p)
     _add_run_config(p, skip=_TRAIN_ONLY_SKIPS)
     p.add_argument("--resume", metavar="PATH", help="continue training from a saved prompt (its length and reparameterization network); the optimizer starts afresh")
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
@@ -130,9 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a grid of configurations into a result store (resumable)")
     p.add_argument("spec", nargs="?", metavar="SPEC.yaml", help="a YAML mapping of run settings to a value or a list of values")
-    p.add_argument("--preset", choices=("smoke", "gemma", "paper"),
+    p.add_argument("--preset", choices=PRESETS,
                    help="a built-in spec: smoke (machinery check, <20 min on 2 CPU cores), gemma (the study's grid on the "
-                        "embedded model), paper (the study's XGLM/BLOOM grid; needs the Hub)")
+                        "embedded model), paper (the study's XGLM/BLOOM grid; needs the Hub), quality and quality-unlabeled (one tuned run each)")
     p.add_argument("--store", required=True, metavar="DIR", help="result store: one folder per run, kill-safe")
     p.add_argument("--status", action="store_true", help="list what is done, running, failed and left, and exit")
     p.add_argument("--json", action="store_true", help="with --status: one JSON object of counts")
@@ -159,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     p.add_argument("--cache-states", action="store_true",
                    help="keep the text states on disk (under the cache directory) so that later evaluations of the same sentences skip the text pass")
+    p.add_argument("--vote", action="store_true", help="score the given prompts as one ensemble (mean class log-probabilities)")
+    p.add_argument("--members", action="store_true", help="also show each ensemble member's own results (same text pass)")
+    _add_calibration(p, "each language's unlabeled texts of --unlabeled-split")
+    p.add_argument("--unlabeled-split", default="dev", metavar="SPLIT",
+                   help="with --calibration unlabeled: the split whose texts (labels unused) estimate each language's prior (default: %(default)s)")
     _add_engine(p, None)
     _add_common(p)
 
@@ -167,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model to use (default: the one the prompt was trained with)")
     p.add_argument("texts", nargs="*", help="texts to classify; with none, lines are read from --file or standard input")
     p.add_argument("--file", metavar="FILE", help="read one text per line from FILE ('-' for standard input)")
+    _add_calibration(p, "the lines of --unlabeled FILE")
+    p.add_argument("--unlabeled", metavar="FILE", help="with --calibration unlabeled: unlabeled texts of the same language, one per line")
     _add_engine(p, None)
 
     p = sub.add_parser("languages", help="list the languages of the data and the study's 52")
@@ -217,7 +251,7 @@ def _quiet_libraries() -> None:
 def _load_data(args):
     from .data import Sib200
 
-    return Sib200.resolve(args.data)
+    return Sib200.resolve(getattr(args, "data", None))
 
 
 def _check_langs(args, data) -> list[str]:
@@ -286,6 +320,8 @@ def cmd_train(args) -> int:
     model = load_model(config.model, dtype=config.dtype.value)
     if args.resume:
         artifact.check_model(model.signature(), model.name)
+        if artifact.is_ensemble:
+            raise XlsptError(f"--resume {args.resume} is an ensemble of {len(artifact.prompts)} prompts: resume a single prompt")
         initial = artifact.soft_prompt()
     _say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
          f"on {model.device}); data {data.description}")
@@ -293,9 +329,15 @@ def cmd_train(args) -> int:
         model, data, train_language=config.train_lang, shots=config.shots, prompt=config.prompt_config(),
         training=config.train_config(), label_words=config.label_word_map(),
         allow_first_subtoken=config.allow_subword_labels, initial=initial, progress=not args.quiet,
+        ensemble=config.ensemble, shared_sample=config.shared_sample, calibration=config.calibration_config(),
     )
     meta = clf.metadata
-    _say(f"trained in {meta['train_seconds']:.0f} s; best epoch {meta['best_epoch']} (validation loss {meta['best_val_loss']:.3f})")
+    if clf.size > 1:
+        seconds = sum(m.get("train_seconds", 0) for m in meta["ensemble"]["members"])
+        _say(f"trained {clf.size} prompts in {seconds:.0f} s (seeds {meta['ensemble']['seeds']}, "
+             f"{meta['ensemble']['distinct_train_examples']} distinct training examples)")
+    else:
+        _say(f"trained in {meta['train_seconds']:.0f} s; best epoch {meta['best_epoch']} (validation loss {meta['best_val_loss']:.3f})")
     if args.overwrite:
         outputs.clear_files(out)
     print(clf.save(out))
@@ -303,9 +345,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .calibration import CalibrationConfig
     from .classifier import PromptClassifier
     from .errors import XlsptError
-    from .evaluate import evaluate_prompts
+    from .evaluate import Scorer, evaluate_prompts
     from .study import outputs
 
     data = _load_data(args)
@@ -316,13 +359,27 @@ def cmd_evaluate(args) -> int:
     if any(c.verbalizer != first.verbalizer or c.max_length != first.max_length
            or c.special_tokens != first.special_tokens for c in classifiers):
         raise XlsptError("these prompts use different label words, maximum lengths or tokenization: evaluate them one at a time")
+    names = list(args.prompt)
+    if args.vote and len(classifiers) > 1:
+        classifiers, names = [PromptClassifier.ensemble_of(classifiers)], [f"vote of {len(args.prompt)} prompts"]
+    prompts, scorers, labels = [], [], []
+    for name, clf in zip(names, classifiers):
+        calibration = (CalibrationConfig(args.calibration, unlabeled_split=args.unlabeled_split)
+                       if args.calibration else clf.calibration)
+        own = tuple(range(len(prompts), len(prompts) + clf.size))
+        prompts += clf.prompts
+        scorers.append(Scorer(own, calibration))
+        labels.append(name)
+        if args.members and clf.size > 1:
+            scorers += [Scorer((j,), calibration) for j in own]
+            labels += [f"{name} member {i}" for i in range(clf.size)]
     store = None
     if args.cache_states:
         from .engine.store import TextStateStore
 
         store = TextStateStore(first.model)
     all_results = evaluate_prompts(
-        first.model, first.verbalizer, [c.prompt for c in classifiers], data, langs,
+        first.model, first.verbalizer, prompts, data, langs, scorers=scorers,
         max_length=first.max_length, engine=args.engine, store=store, special_tokens=first.special_tokens,
         progress=not args.quiet,
     )
@@ -330,19 +387,26 @@ def cmd_evaluate(args) -> int:
         _say(f"text states: {store.hits} batches read from {store.root}, {store.misses} computed and stored")
     if out is not None and args.overwrite:
         outputs.clear_files(out, outputs.RESULT_FILES)
-    if len(classifiers) == 1:
-        table, text, summary = outputs.results_summary(first.metadata, all_results[0])
+    if len(all_results) == 1:
+        table, text, summary = outputs.results_summary(classifiers[0].metadata, all_results[0])
         print(table)
         if out is not None:
             outputs.write_results(out, all_results[0], text, summary)
     else:
-        text, combined, summary = outputs.comparison(list(args.prompt), [c.metadata for c in classifiers], all_results)
+        metadatas = [c.metadata for c in _owners(classifiers, scorers)]
+        text, combined, summary = outputs.comparison(labels, metadatas, all_results)
         print(text)
         if out is not None:
             outputs.write_comparison(out, text, combined, summary)
     if out is not None:
         _say(f"wrote {out / outputs.RESULTS_FILE} and {out / outputs.SUMMARY_FILE}")
     return 0
+
+
+def _owners(classifiers, scorers) -> list:
+    """The classifier each scorer's prompts belong to."""
+    owner = [c for c in classifiers for _ in c.prompts]
+    return [owner[s.members[0]] for s in scorers]
 
 
 def cmd_sweep(args) -> int:
@@ -384,27 +448,45 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from .calibration import CalibrationConfig, Protocol
     from .classifier import PromptClassifier
     from .errors import XlsptError
 
     texts = list(args.texts)
     if args.file:
-        if args.file == "-":
-            texts += sys.stdin.read().splitlines()
-        else:
-            try:
-                texts += Path(args.file).read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise XlsptError(f"cannot read --file {args.file}: {exc.__class__.__name__}: pass a UTF-8 text file") from None
+        texts += _read_lines(args.file, "--file")
     elif not texts and not sys.stdin.isatty():
         texts = sys.stdin.read().splitlines()
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
+    calibration = CalibrationConfig(args.calibration) if args.calibration else None
+    unlabeled = []
+    if args.unlabeled:
+        if args.calibration != Protocol.UNLABELED.value:
+            raise XlsptError("--unlabeled FILE is read for --calibration unlabeled only: add it, or drop --unlabeled")
+        unlabeled = [t for t in _read_lines(args.unlabeled, "--unlabeled") if t.strip()]
+    elif args.calibration == Protocol.UNLABELED.value:
+        raise XlsptError("--calibration unlabeled needs --unlabeled FILE (unlabeled texts of the same language, one per line)")
     clf = PromptClassifier.load(args.prompt, args.model, dtype=args.dtype)
-    for text, label in zip(texts, clf.predict(texts, engine=args.engine)):
+    protocol = (calibration or clf.calibration)
+    if protocol.protocol is Protocol.UNLABELED and not unlabeled:
+        raise XlsptError("this prompt calibrates with unlabeled texts: pass --unlabeled FILE, or another --calibration")
+    for text, label in zip(texts, clf.predict(texts, engine=args.engine, calibration=calibration, unlabeled_texts=unlabeled)):
         print(f"{label}\t{text}")
+    _say(f"protocol: {protocol.name}")
     return 0
+
+
+def _read_lines(path: str, option: str) -> list[str]:
+    from .errors import XlsptError
+
+    if path == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise XlsptError(f"cannot read {option} {path}: {exc.__class__.__name__}: pass a UTF-8 text file") from None
 
 
 def cmd_languages(args) -> int:

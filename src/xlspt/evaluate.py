@@ -13,28 +13,31 @@ longer text, so they are shared too. Only one batch of states is held at a time.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Sequence
 
 import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
+from . import calibration as cal
+from .calibration import CalibrationConfig, Protocol, content_free_texts
 from .data.sib200 import Sib200
 from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, NaiveEngine, batches_by_length, encode_texts
 from .engine.store import TextStateStore
+from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
 from .progress import interactive, progress_bar
 from .verbalizer import Verbalizer
 
-RESULT_COLUMNS = ["language", "accuracy", "macro_f1", "n"]
+RESULT_COLUMNS = ["language", "accuracy", "macro_f1", "n", "protocol"]
 #: Prompts of one length scored in one pass over the weights, up to this many (prompt, text) rows.
 _ROWS_PER_PASS = 256
 
 
 @torch.no_grad()
-def label_logits(
+def readout_states(
     loaded: LoadedModel,
-    verbalizer: Verbalizer,
     prompts: torch.Tensor | Sequence[torch.Tensor],
     texts: Sequence[str],
     *,
@@ -44,7 +47,7 @@ def label_logits(
     store: TextStateStore | None = None,
     special_tokens: str = "tokenizer",
 ) -> torch.Tensor:
-    """Label-word logits at the read-out position, float32 on the CPU.
+    """Final hidden states at the read-out position (what the LM head reads), float32 on the CPU.
 
     Args:
         prompts: one ``[n, d]`` prompt, or a sequence of prompts (lengths may differ).
@@ -56,35 +59,56 @@ def label_logits(
         special_tokens: ``"tokenizer"`` or ``"reference"`` (see :func:`~xlspt.engine.encode_texts`).
 
     Returns:
-        ``[N, C]`` for one prompt, ``[P, N, C]`` for a sequence of ``P`` prompts.
+        ``[N, d]`` for one prompt, ``[P, N, d]`` for a sequence of ``P`` prompts.
     """
     single = isinstance(prompts, torch.Tensor)
     prompt_list = [prompts] if single else list(prompts)
-    out = torch.empty(len(prompt_list), len(texts), len(verbalizer.labels))
+    out = torch.empty(len(prompt_list), len(texts), loaded.hidden_size)
     # Token ids per distinct prompt length; the shortest prompt leaves the longest text budget.
     ids_by_length = {n: encode_texts(loaded, texts, n, max_length, special_tokens) for n in sorted({p.shape[0] for p in prompt_list})}
     if engine == "naive" or (engine == "auto" and len(prompt_list) == 1 and store is None):
-        _naive_logits(loaded, verbalizer, prompt_list, ids_by_length, batch_size, out)
+        _naive_states(loaded, prompt_list, ids_by_length, batch_size, out)
     else:
-        _cached_logits(loaded, verbalizer, prompt_list, ids_by_length, batch_size, store, out)
+        _cached_states(loaded, prompt_list, ids_by_length, batch_size, store, out)
     return out[0] if single else out
 
 
-def _label_rows(loaded: LoadedModel, verbalizer: Verbalizer, hidden: torch.Tensor) -> torch.Tensor:
-    label_ids = torch.tensor(verbalizer.token_ids, device=hidden.device)
-    return loaded.adapter.logits(loaded.model, hidden, label_ids).float().cpu()
+@torch.no_grad()
+def states_to_logits(loaded: LoadedModel, verbalizer: Verbalizer, states: torch.Tensor) -> torch.Tensor:
+    """``[..., d]`` read-out states -> ``[..., W]`` logits of the verbalizer's label-word tokens (float32, CPU).
+
+    :meth:`Verbalizer.class_logits` turns them into class logits (the same, with one word per class).
+    """
+    label_ids = torch.tensor(verbalizer.token_ids, device=loaded.device)
+    flat = states.reshape(-1, states.shape[-1]).to(loaded.device)
+    logits = torch.cat([loaded.adapter.logits(loaded.model, chunk, label_ids).float().cpu() for chunk in flat.split(4096)])
+    return logits.view(*states.shape[:-1], len(label_ids))
 
 
-def _naive_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, out) -> None:
+def label_logits(
+    loaded: LoadedModel,
+    verbalizer: Verbalizer,
+    prompts: torch.Tensor | Sequence[torch.Tensor],
+    texts: Sequence[str],
+    **kwargs,
+) -> torch.Tensor:
+    """Label-word logits at the read-out position: ``[N, W]`` for one prompt, ``[P, N, W]`` for several.
+
+    Takes the arguments of :func:`readout_states`.
+    """
+    return states_to_logits(loaded, verbalizer, readout_states(loaded, prompts, texts, **kwargs))
+
+
+def _naive_states(loaded, prompts, ids_by_length, batch_size, out) -> None:
     """A full pass per prompt and batch (the reference path)."""
     naive = NaiveEngine(loaded)
     for j, prompt in enumerate(prompts):
         ids = ids_by_length[prompt.shape[0]]
         for batch in batches_by_length([len(x) for x in ids], batch_size):
-            out[j, batch] = _label_rows(loaded, verbalizer, naive.readout_hidden([ids[i] for i in batch], prompt))
+            out[j, batch] = naive.readout_hidden([ids[i] for i in batch], prompt).float().cpu()
 
 
-def _cached_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, store, out) -> None:
+def _cached_states(loaded, prompts, ids_by_length, batch_size, store, out) -> None:
     """Each batch's text once; then the prompts, as many as fit together in one pass.
 
     Where the model takes explicit positions, prompts of any lengths are packed into one pass,
@@ -113,7 +137,7 @@ def _cached_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, store
                     states = [s.prefix(len(ids[i])) for s, i in zip(rows, batch)]
                 else:  # a tokenizer that adds a suffix token: truncation is not a prefix, encode again
                     states = cached.encode_batch([ids[i] for i in batch])
-                out[j, batch] = _label_rows(loaded, verbalizer, cached.readout_hidden(states, prompt))
+                out[j, batch] = cached.readout_hidden(states, prompt).float().cpu()
         per_pass = max(1, _ROWS_PER_PASS // len(batch))
         for key, group in groups.items():
             for start in range(0, len(group), per_pass):
@@ -123,30 +147,102 @@ def _cached_logits(loaded, verbalizer, prompts, ids_by_length, batch_size, store
                     hidden = torch.stack(cached.readout_hidden_mixed(base_states, [prompts[j] for j in chosen], reads))
                 else:
                     hidden = cached.readout_hidden_many(base_states, torch.stack([prompts[j] for j in chosen]))
-                logits = _label_rows(loaded, verbalizer, hidden.flatten(0, 1))
                 for k, j in enumerate(chosen):
-                    out[j, batch] = logits[k * len(batch) : (k + 1) * len(batch)]
+                    out[j, batch] = hidden[k].float().cpu()
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Which prompts vote (an ensemble's members, or one prompt alone) and how their scores are calibrated."""
+
+    members: tuple[int, ...]
+    calibration: CalibrationConfig = CalibrationConfig()
+
+
+class Calibrator:
+    """Class log-probabilities of scorers, calibrated by their protocols (see :mod:`xlspt.calibration`).
+
+    Content-free priors are computed once for all prompts, from content-free inputs only.
+    """
+
+    def __init__(self, loaded: LoadedModel, verbalizer: Verbalizer, prompts: Sequence[torch.Tensor],
+                 scorers: Sequence[Scorer], **read_kwargs):
+        self.loaded, self.verbalizer, self.scorers = loaded, verbalizer, list(scorers)
+        self.content_free = None
+        settings = [s.calibration for s in self.scorers if s.calibration.protocol is Protocol.CONTENT_FREE]
+        if settings:
+            texts = content_free_texts(loaded.tokenizer, max(c.content_free_texts for c in settings))
+            self.content_free = self.log_probs(readout_states(loaded, list(prompts), texts, **read_kwargs))
+
+    @property
+    def needs_unlabeled(self) -> bool:
+        return any(s.calibration.protocol is Protocol.UNLABELED for s in self.scorers)
+
+    def log_probs(self, states: torch.Tensor) -> torch.Tensor:
+        """``[P, N, d]`` read-out states -> ``[P, N, C]`` class log-probabilities."""
+        return cal.log_probs(self.verbalizer.class_logits(states_to_logits(self.loaded, self.verbalizer, states)))
+
+    def scores(self, scorer: Scorer, scored: torch.Tensor, unlabeled: torch.Tensor | None = None) -> torch.Tensor:
+        """``[N, C]`` ensemble log-probabilities of ``scorer`` from all prompts' ``[P, N, C]`` log-probabilities.
+
+        ``unlabeled``: ``[P, M, C]`` on unlabeled text of the same language (protocol ``unlabeled``).
+        """
+        members = list(scorer.members)
+        protocol = scorer.calibration.protocol
+        prior = None
+        if protocol is Protocol.CONTENT_FREE:
+            prior = cal.log_prior(self.content_free[members])
+        elif protocol is Protocol.UNLABELED:
+            if unlabeled is None or unlabeled.shape[1] == 0:
+                raise XlsptError("calibration 'unlabeled' needs unlabeled texts of the language: give some, or use 'batch'")
+            prior = cal.log_prior(unlabeled[members])
+        elif protocol is Protocol.BATCH:
+            if scored.shape[1] < scorer.calibration.min_batch:
+                raise XlsptError(
+                    f"calibration 'batch' estimates the label prior from the texts classified, and {scored.shape[1]} "
+                    f"are too few (at least {scorer.calibration.min_batch}): classify more texts at once or use content-free")
+            prior = cal.log_prior(scored[members])
+        return cal.combine(scored[members], prior)
+
+
+def score_texts(
+    loaded: LoadedModel,
+    verbalizer: Verbalizer,
+    prompts: Sequence[torch.Tensor],
+    texts: Sequence[str],
+    *,
+    calibration: CalibrationConfig = CalibrationConfig(),
+    unlabeled_texts: Sequence[str] = (),
+    **read_kwargs,
+) -> torch.Tensor:
+    """``[N, C]`` class log-probabilities of an ensemble of ``prompts`` (one prompt: an ensemble of one).
+
+    ``unlabeled_texts`` (protocol ``unlabeled``) are read in the same pass as ``texts``.
+    """
+    scorer = Scorer(tuple(range(len(prompts))), calibration)
+    calibrator = Calibrator(loaded, verbalizer, prompts, [scorer], **read_kwargs)
+    extra = list(unlabeled_texts) if calibration.protocol is Protocol.UNLABELED else []
+    logp = calibrator.log_probs(readout_states(loaded, list(prompts), [*texts, *extra], **read_kwargs))
+    return calibrator.scores(scorer, logp[:, : len(texts)], logp[:, len(texts) :])
 
 
 def predict(
     loaded: LoadedModel,
     verbalizer: Verbalizer,
-    prompt: torch.Tensor,
+    prompts: torch.Tensor | Sequence[torch.Tensor],
     texts: Sequence[str],
     *,
-    batch_size: int = 32,
-    max_length: int = DEFAULT_MAX_LENGTH,
-    engine: str = "auto",
-    special_tokens: str = "tokenizer",
+    calibration: CalibrationConfig = CalibrationConfig(),
+    unlabeled_texts: Sequence[str] = (),
+    **read_kwargs,
 ) -> list[str]:
-    """The predicted class of each text."""
+    """The predicted class of each text (an ensemble's vote when several prompts are given)."""
     if not texts:
         return []
-    logits = label_logits(
-        loaded, verbalizer, prompt, texts, batch_size=batch_size, max_length=max_length, engine=engine,
-        special_tokens=special_tokens,
-    )
-    return [verbalizer.labels[i] for i in logits.argmax(dim=1).tolist()]
+    prompts = [prompts] if isinstance(prompts, torch.Tensor) else list(prompts)
+    scores = score_texts(loaded, verbalizer, prompts, texts, calibration=calibration,
+                         unlabeled_texts=unlabeled_texts, **read_kwargs)
+    return [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
 
 
 def score(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
@@ -163,6 +259,7 @@ def evaluate_prompts(
     data: Sib200,
     languages: Sequence[str],
     *,
+    scorers: Sequence[Scorer] | None = None,
     split: str = "test",
     batch_size: int = 32,
     max_length: int = DEFAULT_MAX_LENGTH,
@@ -171,27 +268,44 @@ def evaluate_prompts(
     special_tokens: str = "tokenizer",
     progress: bool = True,
 ) -> list[pd.DataFrame]:
-    """Per-language results of several prompts, reading each language's text once.
+    """Per-language results of several scorers (prompts alone or ensembles), reading each language's text once.
 
-    Returns one ``language, accuracy, macro_f1, n`` table per prompt, in the order given.
+    Args:
+        scorers: which prompts vote together and how they are calibrated; default: each prompt
+            alone, uncalibrated (the study's zero-shot protocol).
+
+    Returns one table per scorer, in the order given, with columns ``language, accuracy,
+    macro_f1, n, protocol``.
     """
-    rows: list[list[dict]] = [[] for _ in prompts]
+    scorers = list(scorers) if scorers is not None else [Scorer((j,)) for j in range(len(prompts))]
+    read = dict(batch_size=batch_size, max_length=max_length, engine=engine, store=store, special_tokens=special_tokens)
+    calibrator = Calibrator(loaded, verbalizer, prompts, scorers, **read)
+    for s in scorers:
+        if s.calibration.protocol is Protocol.UNLABELED and s.calibration.unlabeled_split == split:
+            raise ConfigError("unlabeled_split", f"is the split being scored ({split}): use another split's texts, or batch")
+    unlabeled_splits = {s.calibration.unlabeled_split for s in scorers if s.calibration.protocol is Protocol.UNLABELED}
+    rows: list[list[dict]] = [[] for _ in scorers]
     bar = progress_bar(languages, desc="evaluating", unit="lang", disable=not progress)
     for lang in bar:
         bar.set_postfix(lang=lang)
         frame = data.split(lang, split)
         gold = frame["category"].tolist()
-        logits = label_logits(
-            loaded, verbalizer, list(prompts), frame["text"].tolist(),
-            batch_size=batch_size, max_length=max_length, engine=engine, store=store, special_tokens=special_tokens,
-        )
-        for j in range(len(prompts)):
-            predicted = [verbalizer.labels[i] for i in logits[j].argmax(dim=1).tolist()]
-            rows[j].append({"language": lang, **score(gold, predicted, verbalizer.labels), "n": len(frame)})
+        extra = {name: data.split(lang, name)["text"].tolist() for name in sorted(unlabeled_splits)}
+        texts = frame["text"].tolist() + [t for name in sorted(extra) for t in extra[name]]
+        logp = calibrator.log_probs(readout_states(loaded, list(prompts), texts, **read))
+        unlabeled, offset = {}, len(frame)
+        for name in sorted(extra):
+            unlabeled[name] = logp[:, offset : offset + len(extra[name])]
+            offset += len(extra[name])
+        for j, scorer in enumerate(scorers):
+            scores = calibrator.scores(scorer, logp[:, : len(frame)], unlabeled.get(scorer.calibration.unlabeled_split))
+            predicted = [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
+            rows[j].append({"language": lang, **score(gold, predicted, verbalizer.labels), "n": len(frame),
+                            "protocol": scorer.calibration.name})
         if progress and not interactive() and len(languages) > 1:  # no bar in a log file: a line per language
             mean = sum(r[-1]["accuracy"] for r in rows) / len(rows)
             print(f"evaluated {lang} ({len(rows[0])}/{len(languages)}): accuracy {100 * mean:.1f}%"
-                  f"{' (mean of the prompts)' if len(rows) > 1 else ''}", file=sys.stderr, flush=True)
+                  f"{' (mean of the scorers)' if len(rows) > 1 else ''}", file=sys.stderr, flush=True)
     return [pd.DataFrame(r, columns=RESULT_COLUMNS) for r in rows]
 
 

@@ -195,7 +195,8 @@ class _PromptReadouts:
     def losses(self, verbalizer: Verbalizer, rows: Sequence[int], labels: Sequence[str], prompts) -> torch.Tensor:
         """``[P]`` mean read-out cross-entropy of each prompt on ``rows``; the LM head is read once for all."""
         hidden = torch.cat(self.hidden(rows, prompts))
-        targets = verbalizer.target_token_ids([labels[i] for i in rows]).repeat(len(prompts))
+        targets = verbalizer.target_token_ids([labels[i] for i in rows])
+        targets = targets.repeat(len(prompts), *([1] * (targets.ndim - 1)))
         return readout_cross_entropy_rows(self.engine.loaded, hidden, targets).view(len(prompts), len(rows)).mean(1)
 
 

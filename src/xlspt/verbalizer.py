@@ -1,7 +1,9 @@
-"""The verbalizer: one label word per class, each a single token of the model's vocabulary.
+"""The verbalizer: label words per class, each a single token of the model's vocabulary.
 
-Training reads the cross-entropy of the label word's token over the full vocabulary;
-prediction is the argmax over the label words' logits only.
+A class has one word (the study's) or several, written ``word1|word2``. Training reads the
+cross-entropy over the full vocabulary of the class's words together (``-log`` of the sum of
+their probabilities); prediction takes the argmax over the classes, a class's logit being the
+log-sum-exp of its words' logits.
 """
 
 from __future__ import annotations
@@ -20,13 +22,24 @@ class Verbalizer:
 
     Attributes:
         labels: class names, e.g. the seven SIB-200 categories.
-        words: one label word per class, tokenized exactly as written.
-        token_ids: the vocabulary id of each word's (single, or first) token.
+        words: the label word(s) of each class as given (``"sports"`` or ``"sports|football"``).
+        token_ids: the vocabulary id of every word's (single, or first) token, class by class.
+        word_class: the class index of each entry of ``token_ids``.
     """
 
     labels: tuple[str, ...]
     words: tuple[str, ...]
     token_ids: tuple[int, ...]
+    word_class: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.word_class:
+            object.__setattr__(self, "word_class", tuple(range(len(self.token_ids))))
+
+    @property
+    def single_words(self) -> bool:
+        """One word per class (the study's verbalizer)."""
+        return len(self.token_ids) == len(self.labels)
 
     @classmethod
     def build(
@@ -44,22 +57,31 @@ class Verbalizer:
         missing = [label for label in labels if label not in words]
         if missing:
             raise XlsptError(f"no label word for the class {missing[0]!r}: give one word per class")
-        ids = []
-        for label in labels:
-            word = words[label]
-            pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
-            if not pieces:
-                raise XlsptError(f"the label word {word!r} for {label!r} is empty after tokenization: choose another word")
-            if len(pieces) > 1 and not allow_first_subtoken:
-                shown = [tokenizer.convert_ids_to_tokens(i) for i in pieces]
-                raise XlsptError(
-                    f"the label word {word!r} for {label!r} is not a single token of this tokenizer ({shown}): "
-                    "choose another word, or pass --allow-subword-labels to use its first token"
-                )
-            ids.append(int(pieces[0]))
+        ids, owner = [], []
+        for c, label in enumerate(labels):
+            for word in words[label].split("|"):
+                pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+                if not pieces:
+                    raise XlsptError(f"the label word {word!r} for {label!r} is empty after tokenization: choose another word")
+                if len(pieces) > 1 and not allow_first_subtoken:
+                    shown = [tokenizer.convert_ids_to_tokens(i) for i in pieces]
+                    raise XlsptError(
+                        f"the label word {word!r} for {label!r} is not a single token of this tokenizer ({shown}): "
+                        "choose another word, or pass --allow-subword-labels to use its first token"
+                    )
+                ids.append(int(pieces[0]))
+                owner.append(c)
         if len(set(ids)) != len(ids):
-            raise XlsptError("two label words share the same token: give every class a distinct word")
-        return cls(labels=tuple(labels), words=tuple(words[label] for label in labels), token_ids=tuple(ids))
+            raise XlsptError("two label words share the same token: give every class distinct words")
+        return cls(labels=tuple(labels), words=tuple(words[label] for label in labels), token_ids=tuple(ids),
+                   word_class=tuple(owner))
+
+    def class_logits(self, word_logits: torch.Tensor) -> torch.Tensor:
+        """``[..., W]`` logits of the label-word tokens -> ``[..., C]`` class logits (log-sum-exp over a class's words)."""
+        if self.single_words:
+            return word_logits
+        owner = torch.tensor(self.word_class, device=word_logits.device)
+        return torch.stack([torch.logsumexp(word_logits[..., owner == c], dim=-1) for c in range(len(self.labels))], dim=-1)
 
     def label_index(self, labels) -> torch.Tensor:
         """``[B]`` class indices for a sequence of class names."""
@@ -67,16 +89,25 @@ class Verbalizer:
         return torch.tensor([position[label] for label in labels], dtype=torch.long)
 
     def target_token_ids(self, labels) -> torch.Tensor:
-        """``[B]`` vocabulary ids of the label words, the training targets."""
-        ids = torch.tensor(self.token_ids, dtype=torch.long)
-        return ids[self.label_index(labels)]
+        """The training targets: ``[B]`` vocabulary ids of the label words, or with several words per
+        class ``[B, K]`` (a class's words, padded with ``-1``)."""
+        index = self.label_index(labels)
+        if self.single_words:
+            return torch.tensor(self.token_ids, dtype=torch.long)[index]
+        per_class = [[t for t, c in zip(self.token_ids, self.word_class) if c == k] for k in range(len(self.labels))]
+        width = max(len(ids) for ids in per_class)
+        table = torch.tensor([ids + [-1] * (width - len(ids)) for ids in per_class], dtype=torch.long)
+        return table[index]
 
     def as_dict(self) -> dict[str, str]:
         return dict(zip(self.labels, self.words))
 
 
 def parse_label_words(spec: str, labels: tuple[str, ...] = CATEGORIES) -> dict[str, str]:
-    """``"geography=earth,sports=play"`` or seven comma-separated words in class order -> label -> word."""
+    """``"geography=earth,sports=play"`` or seven comma-separated words in class order -> label -> word.
+
+    A class may have several words, separated by ``|`` (``sports=sports|football``).
+    """
     parts = [p for p in spec.split(",")]
     if all("=" in p for p in parts):
         words = {}

@@ -62,8 +62,17 @@ def readout_cross_entropy(loaded: LoadedModel, hidden: torch.Tensor, targets: to
 
 
 def readout_cross_entropy_rows(loaded: LoadedModel, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``[B]`` cross-entropy of each row over the full vocabulary (several prompts' rows in one pass over the head)."""
+    """``[B]`` cross-entropy of each row over the full vocabulary (several prompts' rows in one pass over the head).
+
+    ``targets``: ``[B]`` token ids, or ``[B, K]`` several correct tokens per row (padded with ``-1``),
+    whose probabilities add up: the loss is ``-log`` of their sum.
+    """
     model, adapter = loaded.model, loaded.adapter
+    if targets.ndim == 2:
+        logits = adapter.logits(model, hidden).float()
+        targets = targets.to(logits.device)
+        chosen = logits.gather(1, targets.clamp_min(0)).masked_fill(targets < 0, -float("inf"))
+        return torch.logsumexp(logits, dim=1) - torch.logsumexp(chosen, dim=1)
     head = model.get_output_embeddings()
     plain_head = getattr(head, "bias", None) is None and getattr(model.config, "final_logit_softcapping", None) is None
     # In bfloat16 the head is half the bytes and autograd's two passes run on fast bf16 kernels;

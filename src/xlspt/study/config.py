@@ -19,6 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..calibration import CalibrationConfig, Protocol
 from ..engine import DEFAULT_MAX_LENGTH
 from ..errors import ConfigError
 from ..models.loading import EMBEDDED_DEFAULT
@@ -54,6 +55,8 @@ class SpecialTokens(str, Enum):
 
 
 REFERENCE_MODEL_LR = "reference"
+#: Closed choices among the fields, as string enums.
+ENUM_FIELDS = {"dtype": DType, "engine": Engine, "special_tokens": SpecialTokens, "calibration": Protocol}
 
 
 def _help(text: str, **extra) -> dict:
@@ -74,7 +77,7 @@ class RunConfig:
     shots: int = field(default=8, metadata=_help("training examples per class (at most 58 for SIB-200)"))
     label_words: str | None = field(default=None, metadata=_help(
         "seven label words in the order geography,science/technology,entertainment,politics,health,travel,sports, "
-        "or class=word pairs (default: the model family's)"))
+        "or class=word pairs; several words for a class as word1|word2 (default: the model family's)"))
     allow_subword_labels: bool = field(default=False, metadata=_help(
         "use the first token of a label word that is several tokens (as the reference code did)"))
     prompt_length: int = field(default=_PROMPT.length, metadata=_help("number of soft prompt vectors"))
@@ -99,6 +102,17 @@ class RunConfig:
         "target languages: 52 (the study's), all, or codes such as eng_Latn,fra_Latn"))
     save_model: bool = field(default=False, metadata=_help(
         "with freeze off, also save the trained model weights (safetensors); by default only the prompt and metrics"))
+    ensemble: int = field(default=1, metadata=_help(
+        "train this many prompts (seeds seed, seed+1, ...) that vote with their mean class log-probabilities"))
+    shared_sample: bool = field(default=False, metadata=_help(
+        "ensemble members all train on the sample of --seed (default: each member draws its own)"))
+    calibration: Protocol = field(default=Protocol.ZERO_SHOT, metadata=_help(
+        "zero-shot (the study's: no correction); content-free (protocol a: the label prior of content-free inputs "
+        "divided out, no target-language data); unlabeled (protocol b: each language's prior from its unlabeled dev "
+        "texts); batch (protocol b: from the texts classified)"))
+
+    #: Fields added after run ids were first published: left out of the canonical form at their defaults.
+    _LATER_FIELDS = ("ensemble", "shared_sample", "calibration")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -124,6 +138,9 @@ class RunConfig:
             raise ConfigError("engine", "cached needs a frozen model: use engine naive or auto with freeze off")
         if self.save_model and self.freeze:
             raise ConfigError("save_model", "only applies with freeze off (a frozen model does not change)")
+        _check_range("ensemble", self.ensemble, 1)
+        if self.ensemble > 1 and not self.freeze:
+            raise ConfigError("ensemble", "needs a frozen model (each member would train its own copy of the weights)")
         if isinstance(self.langs, str) and not self.langs.strip():
             raise ConfigError("langs", "is empty: use 52, all, or codes such as eng_Latn,fra_Latn")
 
@@ -155,6 +172,13 @@ class RunConfig:
             freeze_model=self.freeze, model_lr=self.lr if self.model_lr == REFERENCE_MODEL_LR else float(self.model_lr),
             engine=self.engine.value, special_tokens=self.special_tokens.value,
         )
+
+    def calibration_config(self) -> CalibrationConfig:
+        return CalibrationConfig(protocol=self.calibration)
+
+    def member_seeds(self) -> list[int]:
+        """The seeds of the ensemble's members (one for a single prompt)."""
+        return list(range(self.seed, self.seed + self.ensemble))
 
     def label_word_map(self) -> dict[str, str] | None:
         from ..verbalizer import parse_label_words
@@ -190,6 +214,11 @@ class RunConfig:
             out["data"] = str(Path(self.data).expanduser().resolve())
         if self.freeze:
             out["model_lr"] = None  # unused with a frozen model: two runs that differ only here are one run
+        for name in self._LATER_FIELDS:  # earlier run ids stay valid
+            if out[name] == _default_value(name):
+                del out[name]
+        if self.ensemble == 1:
+            out.pop("shared_sample", None)
         return out
 
     def run_id(self, **resolved) -> str:
@@ -204,6 +233,10 @@ class RunConfig:
             parts.insert(1, f"reparam{self.reparam_hidden}")
         if not self.freeze:
             parts.insert(0, "noMF")
+        if self.ensemble > 1:
+            parts.append(f"ens{self.ensemble}" + ("shared" if self.shared_sample else ""))
+        if self.calibration != Protocol.ZERO_SHOT:
+            parts.append(self.calibration.value)
         return "-".join(parts)
 
 
@@ -213,8 +246,8 @@ class RunConfig:
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
     """Check ``value``'s type for field ``f`` (YAML and JSON give ints for floats, strings for enums)."""
     name, kind = f.name, f.type
-    if name in ("dtype", "engine", "special_tokens"):
-        enum = {"dtype": DType, "engine": Engine, "special_tokens": SpecialTokens}[name]
+    if name in ENUM_FIELDS:
+        enum = ENUM_FIELDS[name]
         try:
             return enum(value.value if isinstance(value, Enum) else value)
         except ValueError:
@@ -255,6 +288,11 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
             raise ConfigError(name, f"must be a non-empty string (got {value!r})")
         return value
     return value
+
+
+def _default_value(name: str):
+    value = RunConfig.__dataclass_fields__[name].default
+    return value.value if isinstance(value, Enum) else value
 
 
 def _check_range(name: str, value: int, minimum: int) -> None:

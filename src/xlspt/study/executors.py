@@ -16,7 +16,7 @@ from typing import Callable
 
 from ..errors import XlsptError
 from .records import RunRecord
-from .runner import PlannedRun, Session, _sample_key, run_group
+from .runner import PlannedRun, Session, run_group, task_key
 from .store import ResultStore
 
 #: Object store of a local instance: tasks exchange configs and a few counts, not tensors.
@@ -36,8 +36,7 @@ def task_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
     """Frozen runs grouped by model and training sample; each run with the model trained alone."""
     groups: dict[tuple, list[PlannedRun]] = {}
     for run in todo:
-        key = (run.config.model, run.config.dtype.value, *_sample_key(run.config)) if run.config.freeze else (run.run_id,)
-        groups.setdefault(key, []).append(run)
+        groups.setdefault(task_key(run), []).append(run)
     return list(groups.values())
 
 

@@ -60,15 +60,40 @@ def results_summary(metadata: dict, results: pd.DataFrame) -> tuple[str, str, di
     train_lang = metadata.get("data", {}).get("train_language")
     groups = aggregate(results, train_lang)
     table = format_results_table(results, groups)
+    protocol = protocol_of(results)
+    ensemble = metadata.get("ensemble")
     header = [
         f"xlspt {__version__} - soft prompt on {metadata['model']}",
         f"prompt: {metadata['prompt_config']}",
         f"training: {metadata.get('data', {}).get('shots_per_class')} shots/class of {train_lang}, "
         f"best epoch {metadata.get('best_epoch')}, seed {metadata.get('train_config', {}).get('seed')}",
+        *([f"ensemble: {ensemble['size']} prompts (seeds {ensemble['seeds']}, {ensemble['sampling']} samples, "
+           f"{ensemble['distinct_train_examples']} distinct training examples); the table is their vote"] if ensemble else []),
         f"label words: {metadata['label_words']}",
+        f"protocol: {describe_protocol(protocol)}",
         "",
     ]
-    return table, "\n".join(header) + table + "\n", {"model": metadata["model"], "groups": groups}
+    summary = {"model": metadata["model"], "protocol": protocol, "groups": groups}
+    if ensemble:
+        summary["ensemble"] = {k: v for k, v in ensemble.items() if k != "members"}
+    return f"protocol: {describe_protocol(protocol)}\n{table}", "\n".join(header) + table + "\n", summary
+
+
+def protocol_of(results: pd.DataFrame) -> str:
+    """The one protocol of a results table (results of several protocols are never mixed in one table)."""
+    protocols = sorted(set(results["protocol"])) if "protocol" in results else ["zero-shot"]
+    if len(protocols) > 1:
+        raise XlsptError(f"results of several protocols ({', '.join(protocols)}) in one table: keep them apart")
+    return protocols[0] if protocols else "zero-shot"
+
+
+def describe_protocol(name: str) -> str:
+    """``b:unlabeled(dev)`` -> a line a reader understands."""
+    if name == "zero-shot":
+        return "zero-shot (the study's: English training data only, no correction)"
+    family = name.split(":", 1)[0]
+    what = {"a": "no target-language data", "b": "unlabeled target-language text, transductive"}.get(family, "")
+    return f"{name} (protocol {family}: {what}; not comparable with zero-shot numbers)"
 
 
 def write_run_results(out: Path, metadata: dict, results: pd.DataFrame) -> str:
@@ -83,11 +108,12 @@ def comparison(names: list[str], metadatas: list[dict], all_results: list[pd.Dat
     sections, groups = [], []
     for name, metadata, results in zip(names, metadatas, all_results):
         groups.append(aggregate(results, metadata.get("data", {}).get("train_language")))
-        sections.append(f"== {name}\n{format_results_table(results, groups[-1])}")
+        sections.append(f"== {name} [{protocol_of(results)}]\n{format_results_table(results, groups[-1])}")
     text = "\n\n".join([*sections, f"== comparison\n{format_comparison_table(list(names), groups)}"])
     combined = pd.concat([results.assign(prompt=name) for name, results in zip(names, all_results)], ignore_index=True)
     combined = combined[["prompt", *all_results[0].columns]]
-    summary = {"model": metadatas[0]["model"], "prompts": [{"prompt": n, "groups": g} for n, g in zip(names, groups)]}
+    summary = {"model": metadatas[0]["model"], "prompts": [
+        {"prompt": n, "protocol": protocol_of(r), "groups": g} for n, r, g in zip(names, all_results, groups)]}
     return text, combined, summary
 
 

@@ -54,6 +54,8 @@ class RunRecord:
         device: ``device`` (cpu, cuda:0, ...), ``dtype`` and ``name`` (CPU model or GPU name).
         notes: things a reader must know (for example that model weights were not saved).
         error: the error message of a failed run.
+        protocol: the calibration protocol of ``results`` (``zero-shot`` is the study's).
+        member_results: for an ensemble, each member's own per-language results (same protocol).
     """
 
     run_id: str
@@ -75,6 +77,8 @@ class RunRecord:
     error: str | None = None
     started: str | None = None
     finished: str | None = None
+    protocol: str = "zero-shot"
+    member_results: list[list[dict]] | None = None
     format: int = RECORD_FORMAT
 
     def to_dict(self) -> dict:

@@ -3,8 +3,10 @@
 Runs that share a model are run by one worker, which loads the model once. Within it, frozen
 runs that share a training sample (same language, shots, seed, batches, epochs) train
 together, their prompts packed into one pass over the cached text at every step
-(:func:`~xlspt.train.train_prompts`); then every finished prompt with the same label words and
-languages is scored together, one pass over each language's text for all of them. Runs with
+(:func:`~xlspt.train.train_prompts`); an ensemble run's members join those groups one by one
+(member ``i`` trains with seed ``seed + i``). Then every finished prompt with the same label
+words and languages is scored together, one pass over each language's text for all of them,
+each run reading its own prompts with its own calibration protocol. Runs with
 the model trained too (``freeze: false``) run one at a time, evaluated right after training,
 and the model's weights are restored before the next run uses it.
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,7 +26,7 @@ from ..artifact import PROMPT_FILE
 from ..classifier import PromptClassifier, build_verbalizer
 from ..data import Sib200, resolve_languages, sample_few_shot
 from ..errors import XlsptError
-from ..evaluate import evaluate_prompts
+from ..evaluate import Scorer, evaluate_prompts
 from ..models.loading import LoadedModel, load_model
 from ..train import TrainingDiverged, train_prompts
 from .config import RunConfig
@@ -81,11 +83,36 @@ def plan(config: RunConfig, session: Session, directory: Path | Callable[[str], 
     return PlannedRun(config, run_id, languages, folder)
 
 
-def _sample_key(config: RunConfig) -> tuple:
-    """Runs with equal keys draw the same examples and take the same steps: they can train together."""
-    return (config.data, config.train_lang, config.shots, config.seed, config.batch_size, config.epochs,
-            config.max_length, config.special_tokens, config.label_words, config.allow_subword_labels,
+@dataclass
+class _Member:
+    """One prompt to train: a run's only prompt, or member ``index`` of its ensemble."""
+
+    run: PlannedRun
+    index: int
+    seed: int
+    sample_seed: int
+
+
+def _members(run: PlannedRun) -> list[_Member]:
+    config = run.config
+    return [_Member(run, i, seed, config.seed if config.shared_sample else seed)
+            for i, seed in enumerate(config.member_seeds())]
+
+
+def _sample_key(member: _Member) -> tuple:
+    """Prompts with equal keys draw the same examples and take the same steps: they can train together."""
+    config = member.run.config
+    return (config.data, config.train_lang, config.shots, member.seed, member.sample_seed, config.batch_size,
+            config.epochs, config.max_length, config.special_tokens, config.label_words, config.allow_subword_labels,
             config.resolved_engine())
+
+
+def task_key(run: PlannedRun) -> tuple:
+    """Runs with equal keys are best run by one worker: frozen runs whose (first) prompts train together."""
+    config = run.config
+    if not config.freeze:
+        return (run.run_id,)
+    return (config.model, config.dtype.value, *_sample_key(_members(run)[0]))
 
 
 def _scoring_key(run: PlannedRun) -> tuple:
@@ -107,12 +134,29 @@ def run_group(
     loaded = session.model(runs[0].config)
     frozen = [r for r in runs if r.config.freeze]
     tuned = [r for r in runs if not r.config.freeze]
-    trained: list[tuple[PlannedRun, PromptClassifier, dict]] = []
-    by_sample: dict[tuple, list[PlannedRun]] = {}
+    by_sample: dict[tuple, list[_Member]] = {}
     for run in frozen:
-        by_sample.setdefault(_sample_key(run.config), []).append(run)
+        for member in _members(run):
+            by_sample.setdefault(_sample_key(member), []).append(member)
+    done: dict[str, dict[int, tuple[PromptClassifier, float]]] = {}
+    failed: set[str] = set()
     for members in by_sample.values():
-        trained += _train_together(members, loaded, session, on_record, log)
+        members = [m for m in members if m.run.run_id not in failed]
+        for member, outcome in _train_together(members, loaded, session, log):
+            if isinstance(outcome, BaseException):
+                if member.run.run_id not in failed:
+                    failed.add(member.run.run_id)
+                    on_record(_failed(member.run, outcome, loaded, time.time()))
+            else:
+                done.setdefault(member.run.run_id, {})[member.index] = outcome
+    trained: list[tuple[PlannedRun, PromptClassifier, dict]] = []
+    for run in frozen:
+        if run.run_id in failed:
+            continue
+        outcomes = [done[run.run_id][i] for i in range(run.config.ensemble)]
+        clf = PromptClassifier.ensemble_of([c for c, _ in outcomes], calibration=run.config.calibration_config())
+        clf.save(run.directory)
+        trained.append((run, clf, {"train": round(sum(t for _, t in outcomes), 2)}))
     by_scoring: dict[tuple, list] = {}
     for item in trained:
         by_scoring.setdefault(_scoring_key(item[0]), []).append(item)
@@ -122,51 +166,62 @@ def run_group(
         _run_with_model_training(run, loaded, session, on_record, log)
 
 
-def _train_together(members, loaded, session, on_record, log) -> list:
-    first = members[0].config
+def _train_together(members: list[_Member], loaded, session, log) -> list[tuple[_Member, object]]:
+    """Train prompts that share a sample and steps; each gets ``(classifier, seconds)`` or the error that stopped it."""
+    if not members:
+        return []
+    first = members[0].run.config
     started = time.time()
-    names = ", ".join(m.config.short_name() for m in members)
+    names = ", ".join(m.run.config.short_name() + (f" member {m.index}" if m.run.config.ensemble > 1 else "")
+                      for m in members)
     together = f"{len(members)} prompts together ({names})" if len(members) > 1 else f"a prompt ({names})"
     log(f"training {together} on {first.shots} examples per class of {first.train_lang}")
     try:
         data = session.data(first.data)
         verbalizer = build_verbalizer(loaded, first.label_word_map(), first.allow_subword_labels)
-        examples = sample_few_shot(data, first.train_lang, first.shots, first.seed)
-        configs = [m.config.train_config() for m in members]
-        results = train_prompts(loaded, verbalizer, examples, [m.config.prompt_config() for m in members], configs,
+        examples = sample_few_shot(data, first.train_lang, first.shots, members[0].sample_seed)
+        configs = [replace(m.run.config.train_config(), seed=m.seed) for m in members]
+        results = train_prompts(loaded, verbalizer, examples, [m.run.config.prompt_config() for m in members], configs,
                                 progress=session.progress, desc=f"training x{len(members)}")
     except Exception as exc:  # one bad group is recorded and the sweep goes on
         if session.strict:
             raise
-        for member in members:
-            on_record(_failed(member, exc, loaded, started))
-        return []
+        return [(m, exc) for m in members]
     seconds = (time.time() - started) / len(members)
     out = []
     for member, config, result in zip(members, configs, results):
         if isinstance(result, TrainingDiverged):
             if session.strict:
                 raise result
-            on_record(_failed(member, result, loaded, started))
+            out.append((member, result))
             continue
         clf = PromptClassifier.from_training(
             loaded, verbalizer, data, examples, result, config, train_language=first.train_lang, shots=first.shots,
-            allow_first_subtoken=first.allow_subword_labels, seconds=seconds,
+            allow_first_subtoken=first.allow_subword_labels, seconds=seconds, sample_seed=member.sample_seed,
         )
-        clf.save(member.directory)
-        out.append((member, clf, {"train": round(seconds, 2)}))
+        out.append((member, (clf, seconds)))
     return out
 
 
 def _evaluate_together(items, loaded, session, on_record, log) -> None:
+    """Score all runs' prompts in one text pass per language; each run votes with its own prompts and protocol."""
     run0 = items[0][0]
     started = time.time()
-    log(f"scoring {f'{len(items)} prompts together' if len(items) > 1 else 'the prompt'} on {len(run0.languages)} languages")
+    prompts, scorers, spans = [], [], []
+    for run, clf, _ in items:
+        own = tuple(range(len(prompts), len(prompts) + clf.size))
+        prompts += clf.prompts
+        spans.append((len(scorers), clf.size))
+        scorers.append(Scorer(own, clf.calibration))
+        if clf.size > 1:  # each member's own results, from the same pass
+            scorers += [Scorer((j,), clf.calibration) for j in own]
+    count = f"{len(prompts)} prompts of {len(items)} runs" if len(items) > 1 else (
+        f"the {len(prompts)} prompts of the ensemble" if len(prompts) > 1 else "the prompt")
+    log(f"scoring {count} on {len(run0.languages)} languages")
     try:
         all_results = evaluate_prompts(
-            loaded, items[0][1].verbalizer, [clf.prompt for _, clf, _ in items], session.data(run0.config.data),
-            run0.languages, max_length=run0.config.max_length, special_tokens=run0.config.special_tokens.value,
-            progress=session.progress,
+            loaded, items[0][1].verbalizer, prompts, session.data(run0.config.data), run0.languages, scorers=scorers,
+            max_length=run0.config.max_length, special_tokens=run0.config.special_tokens.value, progress=session.progress,
         )
     except Exception as exc:
         if session.strict:
@@ -175,8 +230,10 @@ def _evaluate_together(items, loaded, session, on_record, log) -> None:
             on_record(_failed(run, exc, loaded, started))
         return
     seconds = (time.time() - started) / len(items)
-    for (run, clf, timings), results in zip(items, all_results):
-        on_record(_finish(run, clf, results, loaded, {**timings, "evaluate": round(seconds, 2)}, trainable_model=0))
+    for (run, clf, timings), (at, size) in zip(items, spans):
+        members = all_results[at + 1 : at + 1 + size] if size > 1 else None
+        on_record(_finish(run, clf, all_results[at], loaded, {**timings, "evaluate": round(seconds, 2)},
+                          trainable_model=0, member_results=members))
 
 
 def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_record, log) -> None:
@@ -198,6 +255,7 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
             loaded, verbalizer, data, examples, result, config, train_language=run.config.train_lang,
             shots=run.config.shots, allow_first_subtoken=run.config.allow_subword_labels, seconds=train_seconds,
         )
+        clf.calibration = run.config.calibration_config()
         clf.save(run.directory)
         model_file = None
         if run.config.save_model:
@@ -210,6 +268,7 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
         eval_started = time.time()
         [results] = evaluate_prompts(
             loaded, verbalizer, [clf.prompt], data, run.languages, max_length=run.config.max_length,
+            scorers=[Scorer((0,), clf.calibration)],
             special_tokens=run.config.special_tokens.value, engine="naive", progress=session.progress,
         )
         timings = {"train": round(train_seconds, 2), "evaluate": round(time.time() - eval_started, 2)}
@@ -224,11 +283,14 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
 
 
 def _finish(run: PlannedRun, clf: PromptClassifier, results, loaded, timings: dict, *, trainable_model: int,
-            model_file: str | None = None) -> RunRecord:
+            model_file: str | None = None, member_results=None) -> RunRecord:
     write_run_results(run.directory, clf.metadata, results)
-    prompt_params = sum(p.numel() for p in clf.soft_prompt.parameters()) if clf.soft_prompt is not None else clf.prompt.numel()
+    if clf.soft_prompts is not None:
+        prompt_params = sum(p.numel() for sp in clf.soft_prompts for p in sp.parameters())
+    else:
+        prompt_params = sum(p.numel() for p in clf.prompts)
     stored_bytes = (run.directory / PROMPT_FILE).stat().st_size
-    stored_params = clf.prompt.numel()
+    stored_params = sum(p.numel() for p in clf.prompts)
     notes = []
     if not run.config.freeze:
         if model_file:
@@ -256,6 +318,8 @@ def _finish(run: PlannedRun, clf: PromptClassifier, results, loaded, timings: di
         device=device_info(loaded.device, loaded.dtype),
         notes=notes,
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        protocol=clf.calibration.name,
+        member_results=[m.to_dict(orient="records") for m in member_results] if member_results else None,
     )
 
 

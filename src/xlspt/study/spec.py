@@ -31,7 +31,9 @@ from .config import RunConfig
 LIST_VALUED = ("langs",)
 #: Fields whose values are only valid together with others (checked on the expanded runs).
 CROSS_CHECKED = ("engine", "save_model")
-PRESETS = ("smoke", "gemma", "paper")
+PRESETS = ("smoke", "gemma", "paper", "quality", "quality-unlabeled")
+#: Presets that are one configuration (for ``xlspt run --preset`` and ``xlspt train --preset``).
+RUN_PRESETS = ("quality", "quality-unlabeled")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ def preset_path(name: str) -> Path:
     if name not in PRESETS:
         raise XlsptError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
     return Path(str(files("xlspt.study").joinpath("presets", f"{name}.yaml")))
+
+
+def run_preset(name: str) -> RunConfig:
+    """The one configuration of a single-run preset (``quality``, ...)."""
+    spec = load_spec(preset_path(name))
+    if len(spec.runs) != 1:
+        raise XlsptError(f"preset {name!r} is a grid of {len(spec.runs)} runs: use `xlspt sweep --preset {name}`")
+    return spec.runs[0]
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:

@@ -1,0 +1,187 @@
+"""From label-word logits to class scores: prompt ensembles and the calibration protocols.
+
+A language the prompt was not trained on often collapses onto one or two labels: the prompt
+carries the topic, but each language shifts the label prior. Two kinds of correction, each
+tied to what it may look at (design.md, section 7), and every result says which produced it:
+
+- ``zero-shot`` (the study's protocol): nothing is corrected.
+- ``content-free`` (protocol a, no target-language data): the label prior the prompt gives to
+  content-free inputs (an empty text, placeholders, random token sequences) is divided out
+  (Zhao et al. 2021, "Calibrate before use").
+- ``unlabeled`` and ``batch`` (protocol b, unlabeled target-language text): each language's
+  label prior is estimated from its own unlabeled sentences, a separate sample (``unlabeled``)
+  or the texts being classified (``batch``), and divided out (batch calibration, Zhou et al.
+  2024). With ``standardize`` the read-out states are first moved, dimension by dimension, to
+  the training language's mean and spread, estimated on the same unlabeled sentences.
+
+An ensemble averages its members' (calibrated) class log-probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+
+import torch
+
+from .errors import ConfigError
+
+
+class Protocol(str, Enum):
+    """What a result was allowed to see beyond the English training data."""
+
+    ZERO_SHOT = "zero-shot"
+    CONTENT_FREE = "content-free"
+    UNLABELED = "unlabeled"
+    BATCH = "batch"
+
+    @property
+    def family(self) -> str:
+        """``study``, ``a`` (no target-language data) or ``b`` (unlabeled target-language text)."""
+        return {"zero-shot": "study", "content-free": "a", "unlabeled": "b", "batch": "b"}[self.value]
+
+    @property
+    def uses_target_text(self) -> bool:
+        return self.family == "b"
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """How class scores are corrected; the default is the study's uncorrected zero-shot read-out.
+
+    Args:
+        protocol: see :class:`Protocol`.
+        standardize: move each read-out dimension to the training language's mean and spread,
+            estimated per language on unlabeled text (protocol b only).
+        unlabeled_split: for ``unlabeled`` on a labelled dataset: the split whose texts (labels
+            unused) estimate each language's prior; never the split being scored.
+        min_batch: ``batch`` refuses fewer texts than this (a prior needs sentences to average).
+        content_free_texts: how many random token sequences ``content-free`` adds to its placeholders.
+    """
+
+    protocol: Protocol = Protocol.ZERO_SHOT
+    standardize: bool = False
+    unlabeled_split: str = "dev"
+    min_batch: int = 32
+    content_free_texts: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "protocol", Protocol(self.protocol))
+        if self.standardize and not self.protocol.uses_target_text:
+            raise ConfigError("standardize", f"needs unlabeled target text: use protocol unlabeled or batch (got {self.protocol.value})")
+        if self.min_batch < 2:
+            raise ConfigError("min_batch", f"must be at least 2 (got {self.min_batch})")
+
+    @property
+    def name(self) -> str:
+        """A short label for tables: ``zero-shot``, ``a:content-free``, ``b:unlabeled(dev)+standardize``."""
+        if self.protocol is Protocol.ZERO_SHOT:
+            return "zero-shot"
+        name = f"{self.protocol.family}:{self.protocol.value}"
+        if self.protocol is Protocol.UNLABELED:
+            name += f"({self.unlabeled_split})"
+        return name + ("+standardize" if self.standardize else "")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "protocol": self.protocol.value, "family": self.protocol.family, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "CalibrationConfig":
+        """Back from :meth:`to_dict` (a sidecar's ``calibration``); ``None``: the default."""
+        if not values:
+            return cls()
+        return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
+
+
+PLACEHOLDERS = ("", "N/A", "[MASK]", "...", "?")
+
+#: ISO 15924 codes (the ``_Latn`` of ``fra_Latn``) -> Unicode script names, for script-aware content-free inputs.
+UNICODE_SCRIPTS = {
+    "Latn": ("Latin",), "Cyrl": ("Cyrillic",), "Grek": ("Greek",), "Arab": ("Arabic",), "Hebr": ("Hebrew",),
+    "Hans": ("Han",), "Hant": ("Han",), "Jpan": ("Han", "Hiragana", "Katakana"), "Hang": ("Hangul",),
+    "Thai": ("Thai",), "Laoo": ("Lao",), "Khmr": ("Khmer",), "Mymr": ("Myanmar",), "Tibt": ("Tibetan",),
+    "Deva": ("Devanagari",), "Beng": ("Bengali",), "Guru": ("Gurmukhi",), "Gujr": ("Gujarati",),
+    "Orya": ("Oriya",), "Taml": ("Tamil",), "Telu": ("Telugu",), "Knda": ("Kannada",), "Mlym": ("Malayalam",),
+    "Sinh": ("Sinhala",), "Ethi": ("Ethiopic",), "Geor": ("Georgian",), "Armn": ("Armenian",),
+    "Tfng": ("Tifinagh",), "Olck": ("Ol_Chiki",), "Tale": ("Tai_Le",),
+}
+
+
+def script_of(language: str) -> str | None:
+    """``fra_Latn`` -> ``Latn``; ``None`` when the code names no known script."""
+    script = language.rsplit("_", 1)[-1] if "_" in language else None
+    return script if script in UNICODE_SCRIPTS else None
+
+
+def script_token_ids(tokenizer, script: str) -> list[int]:
+    """Vocabulary ids whose token is written in ``script`` only (letters and combining marks)."""
+    import regex
+
+    alternatives = "|".join(rf"\p{{Script={name}}}" for name in UNICODE_SCRIPTS[script])
+    # the script's letters and marks, and marks shared by all scripts; at least one of the script's own
+    pattern = regex.compile(rf"^[\s▁Ġ]?(?=.*(?:{alternatives}))(?:{alternatives}|\p{{Script=Inherited}})+$")
+    special = set(tokenizer.all_special_ids)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return [i for i, piece in enumerate(pieces) if i not in special and piece and pattern.match(piece)]
+
+
+def content_free_texts(tokenizer, count: int, seed: int = 0, length: int = 24, script: str | None = None) -> list[str]:
+    """Placeholders and ``count`` strings of random vocabulary tokens: inputs with no content in any language.
+
+    With ``script`` (ISO 15924, e.g. ``Orya``) the random tokens are drawn from those written in that
+    script: still no text of any language, but the script the target language is written in (its
+    code is all that is used).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    special = set(tokenizer.all_special_ids)
+    pool = torch.tensor(script_token_ids(tokenizer, script)) if script else None
+    if pool is not None and len(pool) < 2 * length:
+        pool = None  # a script the vocabulary barely covers: random tokens of any script
+    texts = list(PLACEHOLDERS)
+    while len(texts) < len(PLACEHOLDERS) + count:
+        if pool is None:
+            ids = torch.randint(0, len(tokenizer), (length,), generator=generator).tolist()
+        else:
+            ids = pool[torch.randint(0, len(pool), (length,), generator=generator)].tolist()
+        text = tokenizer.decode([i for i in ids if i not in special], skip_special_tokens=True).strip()
+        if text:
+            texts.append(text)
+    return texts
+
+
+def log_probs(class_logits: torch.Tensor) -> torch.Tensor:
+    """``[..., C]`` class logits -> class log-probabilities (over the label set)."""
+    return torch.log_softmax(class_logits.float(), dim=-1)
+
+
+def log_prior(class_log_probs: torch.Tensor) -> torch.Tensor:
+    """``[P, M, C]`` log-probabilities on ``M`` calibration inputs -> ``[P, C]`` log of the mean probability."""
+    return torch.logsumexp(class_log_probs, dim=-2) - math.log(class_log_probs.shape[-2])
+
+
+def combine(class_log_probs: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+    """``[P, N, C]`` members' log-probabilities (and their ``[P, C]`` log priors) -> ``[N, C]`` ensemble log-probabilities.
+
+    Each member's prior is divided out and its scores renormalised; the members' log-probabilities
+    are then averaged and renormalised (a normalised geometric mean of the members' distributions).
+    """
+    scores = class_log_probs if prior is None else torch.log_softmax(class_log_probs - prior[:, None, :], dim=-1)
+    return torch.log_softmax(scores.mean(dim=0), dim=-1)
+
+
+@dataclass
+class StateStatistics:
+    """Per-member mean and spread of read-out states ``[P, d]``, estimated on unlabeled text."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def of(cls, states: torch.Tensor, eps: float = 1e-6) -> "StateStatistics":
+        """``[P, M, d]`` states of ``M`` texts."""
+        return cls(states.float().mean(dim=1), states.float().std(dim=1).clamp_min(eps))
+
+    def standardize_to(self, states: torch.Tensor, reference: "StateStatistics") -> torch.Tensor:
+        """``[P, N, d]`` states of this language, moved to ``reference``'s mean and spread per dimension."""
+        return (states.float() - self.mean[:, None]) / self.std[:, None] * reference.std[:, None] + reference.mean[:, None]

@@ -1,0 +1,264 @@
+"""Prompt ensembles and the calibration protocols, on tiny models: the maths, the API, the CLI and the sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import xlspt
+from xlspt import calibration as cal
+from xlspt.calibration import CalibrationConfig, Protocol
+from xlspt.cli import main
+from xlspt.errors import ConfigError, XlsptError
+from xlspt.study import ResultStore, RunConfig
+
+LANGS = ["eng_Latn", "fra_Latn"]
+
+
+# ---------------------------------------------------------------- the maths
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays("float32", st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(2, 7)),
+              elements=st.floats(-30, 30, width=32)))
+def test_a_uniform_prior_changes_nothing(logits):
+    logp = cal.log_probs(torch.from_numpy(logits))
+    uniform = torch.full((logp.shape[0], logp.shape[2]), -math.log(logp.shape[2]))
+    torch.testing.assert_close(cal.combine(logp, uniform), cal.combine(logp))
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays("float32", st.tuples(st.integers(1, 6), st.integers(2, 7)), elements=st.floats(-30, 30, width=32)),
+       st.integers(1, 5))
+def test_an_ensemble_of_identical_members_is_the_member(logits, copies):
+    logp = cal.log_probs(torch.from_numpy(logits))
+    torch.testing.assert_close(cal.combine(logp.expand(copies, -1, -1)), logp)
+
+
+def test_dividing_out_a_prior_removes_a_constant_label_shift():
+    torch.manual_seed(0)
+    clean = torch.randn(1, 50, 7)
+    shifted = clean + torch.tensor([3.0, 0, 0, 0, 0, 0, -2.0])  # a language that leans to class 0
+    assert (shifted.argmax(-1) == 0).float().mean() > 0.5
+    fixed = cal.combine(cal.log_probs(shifted), cal.log_prior(cal.log_probs(shifted)))
+    truth = clean[0].argmax(-1)
+    before, after = (shifted[0].argmax(-1) == truth).float().mean(), (fixed.argmax(-1) == truth).float().mean()
+    assert after > before + 0.5  # 18% -> 78% of the clean argmax here
+
+
+def test_calibration_config_names_its_protocol_and_refuses_nonsense():
+    assert CalibrationConfig().name == "zero-shot"
+    assert CalibrationConfig("content-free").name == "a:content-free"
+    assert CalibrationConfig("unlabeled").name == "b:unlabeled(dev)"
+    assert CalibrationConfig("batch").to_dict()["family"] == "b"
+    assert CalibrationConfig.from_dict(CalibrationConfig("batch").to_dict()) == CalibrationConfig("batch")
+    with pytest.raises(ValueError):
+        CalibrationConfig("prior")
+    with pytest.raises(ConfigError) as info:
+        CalibrationConfig("zero-shot", standardize=True)
+    assert info.value.field == "standardize"
+
+
+def test_content_free_texts_are_seeded_and_have_no_special_tokens(tiny_models):
+    tokenizer = tiny_models["gemma3"].tokenizer
+    texts = cal.content_free_texts(tokenizer, 8, seed=3)
+    assert texts == cal.content_free_texts(tokenizer, 8, seed=3) and len(texts) == len(cal.PLACEHOLDERS) + 8
+    assert not any(tok in t for t in texts for tok in tokenizer.all_special_tokens if tok)
+
+
+# ---------------------------------------------------------------- the Python API
+
+
+@pytest.fixture(scope="module")
+def ensemble(tiny_models, data):
+    return xlspt.PromptClassifier.train(
+        tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
+        training=xlspt.TrainConfig(epochs=2), ensemble=3, progress=False,
+    )
+
+
+def test_an_ensemble_records_its_members_and_their_samples(ensemble, tiny_models, data):
+    meta = ensemble.metadata["ensemble"]
+    assert ensemble.size == 3 and meta["seeds"] == [0, 1, 2] and meta["sampling"] == "per-member"
+    own = {i for m in meta["members"] for i in m["data"]["train_index_ids"]}
+    assert meta["distinct_train_examples"] == len(own) > 14
+    shared = xlspt.PromptClassifier.train(
+        tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
+        training=xlspt.TrainConfig(epochs=2), ensemble=[0, 5], shared_sample=True, progress=False,
+    )
+    assert shared.metadata["ensemble"]["sampling"] == "shared" and shared.metadata["ensemble"]["distinct_train_examples"] == 14
+    # member 0 of both is the prompt of seed 0 alone
+    alone = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
+                                         training=xlspt.TrainConfig(epochs=2), progress=False)
+    assert torch.equal(ensemble.prompts[0], alone.prompt) and torch.equal(shared.prompts[0], alone.prompt)
+    assert not torch.equal(ensemble.prompts[1], shared.prompts[1])  # seed 1's sample against seed 0's
+
+
+def test_an_ensemble_of_one_prompt_repeated_predicts_as_the_prompt(ensemble, data):
+    one = ensemble.member(1)
+    repeated = xlspt.PromptClassifier.ensemble_of([one, one, one])
+    texts = data.split("fra_Latn", "test")["text"].tolist()[:40]
+    torch.testing.assert_close(repeated.scores(texts), one.scores(texts), rtol=1e-5, atol=1e-5)
+    assert repeated.predict(texts) == one.predict(texts)
+    pd.testing.assert_frame_equal(repeated.evaluate(data, LANGS, progress=False), one.evaluate(data, LANGS, progress=False))
+
+
+@pytest.mark.parametrize("protocol", ["zero-shot", "content-free", "unlabeled", "batch"])
+def test_a_saved_ensemble_reevaluates_exactly_with_its_protocol(ensemble, tiny_models, data, tmp_path, protocol):
+    calibration = CalibrationConfig(protocol)
+    before = ensemble.evaluate(data, LANGS, calibration=calibration, members=True, progress=False)
+    assert set(before["protocol"]) == {calibration.name}
+    assert list(before["member"].unique()) == ["ensemble", "0", "1", "2"]
+    ensemble.calibration = calibration
+    ensemble.save(tmp_path)
+    sidecar = json.loads((tmp_path / "prompt.json").read_text())
+    assert sidecar["calibration"]["name"] == calibration.name and sidecar["ensemble"]["size"] == 3
+    again = xlspt.PromptClassifier.load(tmp_path, tiny_models["gemma3"])
+    assert again.calibration == calibration and again.size == 3
+    assert all(torch.equal(a, b) for a, b in zip(again.prompts, ensemble.prompts))
+    pd.testing.assert_frame_equal(again.evaluate(data, LANGS, members=True, progress=False), before)
+    ensemble.calibration = CalibrationConfig()
+
+
+def test_calibration_on_the_batch_refuses_a_small_batch_and_unlabeled_needs_texts(ensemble):
+    with pytest.raises(XlsptError, match="too few"):
+        ensemble.predict(["one text", "another"], calibration=CalibrationConfig("batch"))
+    with pytest.raises(XlsptError, match="unlabeled texts"):
+        ensemble.predict(["one text"], calibration=CalibrationConfig("unlabeled"))
+    labels = ensemble.predict(["le match", "la science"], calibration=CalibrationConfig("unlabeled"),
+                              unlabeled_texts=["un texte", "un autre", "encore un"])
+    assert len(labels) == 2 and set(labels) <= set(xlspt.CATEGORIES)
+
+
+def test_unlabeled_calibration_never_reads_the_split_it_scores(ensemble, data):
+    with pytest.raises(ConfigError) as info:
+        ensemble.evaluate(data, LANGS, calibration=CalibrationConfig("unlabeled", unlabeled_split="test"), progress=False)
+    assert info.value.field == "unlabeled_split"
+
+
+def test_calibration_moves_a_skewed_language_off_its_favourite_label(ensemble, data):
+    zero = ensemble.evaluate(data, ["fra_Latn"], progress=False)
+    fixed = ensemble.evaluate(data, ["fra_Latn"], calibration=CalibrationConfig("batch"), progress=False)
+    texts = data.split("fra_Latn", "test")["text"].tolist()
+    counts = pd.Series(ensemble.predict(texts)).value_counts()
+    balanced = pd.Series(ensemble.predict(texts, calibration=CalibrationConfig("batch"))).value_counts()
+    assert balanced.max() <= counts.max()  # dividing out the batch's prior never concentrates the labels further
+    assert zero["protocol"][0] == "zero-shot" and fixed["protocol"][0] == "b:batch"
+
+
+# ---------------------------------------------------------------- config, CLI and sweep
+
+
+def test_new_fields_leave_earlier_run_ids_alone():
+    base = RunConfig(dtype="float32", langs="eng_Latn")
+    assert set(base.canonical()) >= {"seed", "shots"} and not {"ensemble", "calibration", "shared_sample"} & set(base.canonical())
+    assert base.run_id() != base.replace(ensemble=2).run_id() != base.replace(ensemble=2, shared_sample=True).run_id()
+    assert base.run_id() != base.replace(calibration="batch").run_id()
+    assert base.replace(ensemble=3).member_seeds() == [0, 1, 2]
+    with pytest.raises(ConfigError) as info:
+        RunConfig(ensemble=0)
+    assert info.value.field == "ensemble"
+
+
+def test_the_protocol_is_in_every_output_of_a_run(tiny_model_dirs, sib200_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--dtype", "float32",
+            "--shots", "2", "--epochs", "2", "--prompt-length", "2", "--langs", ",".join(LANGS), "--quiet",
+            "--ensemble", "2", "--calibration", "content-free", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "a:content-free (protocol a" in printed
+    assert set(pd.read_csv(out / "results.csv")["protocol"]) == {"a:content-free"}
+    assert json.loads((out / "summary.json").read_text())["protocol"] == "a:content-free"
+    assert "protocol: a:content-free" in (out / "summary.txt").read_text()
+    record = json.loads((out / "record.json").read_text())
+    assert record["protocol"] == "a:content-free" and len(record["member_results"]) == 2
+    sidecar = json.loads((out / "prompt.json").read_text())
+    assert sidecar["calibration"]["protocol"] == "content-free" and sidecar["ensemble"]["seeds"] == [0, 1]
+    # evaluate re-reads it with its protocol, or another one, and never mixes them in one table
+    assert main(["evaluate", "--prompt", str(out), "--data", str(sib200_dir), "--langs", ",".join(LANGS), "--quiet",
+                 "--out", str(tmp_path / "ev")]) == 0
+    again = pd.read_csv(tmp_path / "ev" / "results.csv")
+    pd.testing.assert_frame_equal(again, pd.read_csv(out / "results.csv"))
+    capsys.readouterr()
+    assert main(["evaluate", "--prompt", str(out), "--prompt", str(out), "--data", str(sib200_dir), "--langs", "fra_Latn",
+                 "--quiet", "--calibration", "batch", "--members"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("[b:batch]") == 6  # 2 ensembles and their 2 members each
+    assert main(["predict", "--prompt", str(out), "le match de football", "--calibration", "batch"]) == 2
+    assert "too few" in capsys.readouterr().err
+
+
+def test_predict_with_unlabeled_texts_from_a_file(tiny_model_dirs, sib200_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir), "--dtype", "float32",
+                 "--shots", "2", "--epochs", "1", "--quiet", "--ensemble", "2", "--out", str(out)]) == 0
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("\n".join(["un texte", "une autre phrase", "le gouvernement"]), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["predict", "--prompt", str(out), "le match", "--calibration", "unlabeled", "--unlabeled", str(unlabeled)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.endswith("\tle match\n") and "b:unlabeled" in captured.err
+    assert main(["predict", "--prompt", str(out), "le match", "--calibration", "unlabeled"]) == 2
+    assert "--unlabeled FILE" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir),
+                 "--out", str(tmp_path / "again")]) == 2
+    assert "ensemble" in capsys.readouterr().err
+
+
+def test_a_sweep_trains_ensemble_members_with_the_other_runs(tiny_model_dirs, sib200_dir, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"model: {tiny_model_dirs['gemma3']}\ndata: {sib200_dir}\ndtype: float32\nshots: 2\nepochs: 2\n"
+                    f"prompt_length: 2\nlangs: eng_Latn,fra_Latn\nensemble: [1, 2]\ncalibration: [zero-shot, batch]\n")
+    store = tmp_path / "store"
+    assert main(["sweep", str(spec), "--store", str(store), "--quiet"]) == 0
+    records = {(r.config.get("ensemble", 1), r.protocol): r for r in ResultStore(store).records()}
+    assert set(records) == {(1, "zero-shot"), (2, "zero-shot"), (1, "b:batch"), (2, "b:batch")}
+    # the single prompt of seed 0 is member 0 of the ensemble: the same prompt, the same results alone
+    member0 = records[(2, "zero-shot")].member_results[0]
+    assert member0 == records[(1, "zero-shot")].results
+
+
+# ---------------------------------------------------------------- several label words per class
+
+
+def test_several_label_words_per_class_add_their_probabilities(tiny_models):
+    from xlspt.engine.readout import readout_cross_entropy_rows
+
+    loaded = tiny_models["gemma3"]
+    words = {**loaded.adapter.label_words, "sports": "sports|play", "politics": "politics|government"}
+    verbalizer = xlspt.build_verbalizer(loaded, words)
+    assert not verbalizer.single_words and len(verbalizer.token_ids) == 9
+    word_logits = torch.randn(5, 9)
+    classes = verbalizer.class_logits(word_logits)
+    sports = verbalizer.labels.index("sports")
+    ids = [i for i, c in enumerate(verbalizer.word_class) if c == sports]
+    torch.testing.assert_close(classes[:, sports], torch.logsumexp(word_logits[:, ids], dim=1))
+    targets = verbalizer.target_token_ids(["sports", "health"])
+    assert targets.shape == (2, 2) and targets[1, 1] == -1
+    hidden = torch.randn(2, loaded.hidden_size)
+    losses = readout_cross_entropy_rows(loaded, hidden, targets)
+    probs = torch.softmax(loaded.adapter.logits(loaded.model, hidden).float(), dim=1)
+    expected = -torch.log(torch.stack([probs[0, targets[0]].sum(), probs[1, targets[1, 0]]]))
+    torch.testing.assert_close(losses, expected, rtol=1e-4, atol=1e-5)
+    single = xlspt.build_verbalizer(loaded, None)
+    assert single.single_words and torch.equal(single.class_logits(word_logits[:, :7]), word_logits[:, :7])
+
+
+def test_a_prompt_trains_and_reloads_with_several_words_per_class(tiny_models, data, tmp_path):
+    loaded = tiny_models["llama"]
+    words = {**loaded.adapter.label_words, "sports": "sports|play"}
+    clf = xlspt.PromptClassifier.train(loaded, data, shots=2, label_words=words, training=xlspt.TrainConfig(epochs=2),
+                                       progress=False)
+    assert clf.metadata["label_words"]["sports"] == "sports|play"
+    clf.save(tmp_path)
+    again = xlspt.PromptClassifier.load(tmp_path, loaded)
+    assert again.verbalizer == clf.verbalizer
+    pd.testing.assert_frame_equal(again.evaluate(data, LANGS, progress=False), clf.evaluate(data, LANGS, progress=False))
