@@ -92,6 +92,14 @@ def test_unknown_model_and_missing_data(tmp_path, sib200_dir, capsys):
     _fails_cleanly(["run", "--model", "no-such-model", "--data", str(sib200_dir), "--langs", "eng_Latn",
                     "--out", str(tmp_path / "o")], "unknown model 'no-such-model'", capsys, tmp_path / "o")
     _fails_cleanly(["run", "--data", str(tmp_path / "nowhere")], "does not exist", capsys)
+    _fails_cleanly(["train", "--data", str(tmp_path / "nowhere")], "does not exist", capsys)
+
+
+def test_train_without_data_reads_xlspt_data(tiny_model_dirs, sib200_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XLSPT_DATA", str(sib200_dir))
+    assert main(["train", "--model", str(tiny_model_dirs["bloom"]), "--shots", "1", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "prompt.json").is_file()
 
 
 def test_prompt_for_another_model_and_bad_prompt_files(trained_run, tiny_model_dirs, tmp_path, capsys):

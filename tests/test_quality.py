@@ -53,11 +53,21 @@ def test_dividing_out_a_prior_removes_a_constant_label_shift():
     assert after > before + 0.5  # 18% -> 78% of the clean argmax here
 
 
+def test_standardizing_to_ones_own_statistics_changes_nothing():
+    states = torch.randn(3, 40, 16) * 4 + 2
+    own = cal.StateStatistics.of(states)
+    torch.testing.assert_close(own.standardize_to(states, own), states, rtol=1e-5, atol=1e-5)
+    moved = own.standardize_to(states, cal.StateStatistics(torch.zeros(3, 16), torch.ones(3, 16)))
+    torch.testing.assert_close(moved.mean(dim=1), torch.zeros(3, 16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(moved.std(dim=1), torch.ones(3, 16), atol=1e-5, rtol=0)
+
+
 def test_calibration_config_names_its_protocol_and_refuses_nonsense():
     assert CalibrationConfig().name == "zero-shot"
     assert CalibrationConfig("content-free").name == "a:content-free"
     assert CalibrationConfig("unlabeled").name == "b:unlabeled(dev)"
     assert CalibrationConfig("batch").to_dict()["family"] == "b"
+    assert CalibrationConfig("unlabeled", standardize=True).name == "b:unlabeled(dev)+standardize"
     assert CalibrationConfig.from_dict(CalibrationConfig("batch").to_dict()) == CalibrationConfig("batch")
     with pytest.raises(ValueError):
         CalibrationConfig("prior")
@@ -110,9 +120,10 @@ def test_an_ensemble_of_one_prompt_repeated_predicts_as_the_prompt(ensemble, dat
     pd.testing.assert_frame_equal(repeated.evaluate(data, LANGS, progress=False), one.evaluate(data, LANGS, progress=False))
 
 
-@pytest.mark.parametrize("protocol", ["zero-shot", "content-free", "unlabeled", "batch"])
-def test_a_saved_ensemble_reevaluates_exactly_with_its_protocol(ensemble, tiny_models, data, tmp_path, protocol):
-    calibration = CalibrationConfig(protocol)
+@pytest.mark.parametrize("protocol,standardize", [("zero-shot", False), ("content-free", False), ("unlabeled", False),
+                                                  ("batch", False), ("unlabeled", True), ("batch", True)])
+def test_a_saved_ensemble_reevaluates_exactly_with_its_protocol(ensemble, tiny_models, data, tmp_path, protocol, standardize):
+    calibration = CalibrationConfig(protocol, standardize=standardize)
     before = ensemble.evaluate(data, LANGS, calibration=calibration, members=True, progress=False)
     assert set(before["protocol"]) == {calibration.name}
     assert list(before["member"].unique()) == ["ensemble", "0", "1", "2"]
@@ -124,7 +135,8 @@ def test_a_saved_ensemble_reevaluates_exactly_with_its_protocol(ensemble, tiny_m
     assert again.calibration == calibration and again.size == 3
     assert all(torch.equal(a, b) for a, b in zip(again.prompts, ensemble.prompts))
     pd.testing.assert_frame_equal(again.evaluate(data, LANGS, members=True, progress=False), before)
-    ensemble.calibration = CalibrationConfig()
+    assert (again.reference is not None) == standardize
+    ensemble.calibration, ensemble.reference = CalibrationConfig(), None
 
 
 def test_calibration_on_the_batch_refuses_a_small_batch_and_unlabeled_needs_texts(ensemble):
@@ -165,6 +177,9 @@ def test_new_fields_leave_earlier_run_ids_alone():
     with pytest.raises(ConfigError) as info:
         RunConfig(ensemble=0)
     assert info.value.field == "ensemble"
+    with pytest.raises(ConfigError) as info:
+        RunConfig(standardize=True)
+    assert info.value.field == "standardize"
 
 
 def test_the_protocol_is_in_every_output_of_a_run(tiny_model_dirs, sib200_dir, tmp_path, capsys):
@@ -208,6 +223,18 @@ def test_predict_with_unlabeled_texts_from_a_file(tiny_model_dirs, sib200_dir, t
     assert captured.out.endswith("\tle match\n") and "b:unlabeled" in captured.err
     assert main(["predict", "--prompt", str(out), "le match", "--calibration", "unlabeled"]) == 2
     assert "--unlabeled FILE" in capsys.readouterr().err
+    assert main(["predict", "--prompt", str(out), "le match", "--unlabeled", str(unlabeled)]) == 2
+    assert "this run uses zero-shot" in capsys.readouterr().err
+    assert main(["predict", "--prompt", str(out), "le match", "--calibration", "unlabeled", "--standardize",
+                 "--unlabeled", str(unlabeled)]) == 2
+    assert "statistics" in capsys.readouterr().err
+    standardized = tmp_path / "std"
+    assert main(["train", "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir), "--dtype", "float32",
+                 "--shots", "2", "--epochs", "1", "--quiet", "--ensemble", "2", "--calibration", "unlabeled",
+                 "--standardize", "--out", str(standardized)]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--prompt", str(standardized), "le match", "--unlabeled", str(unlabeled)]) == 0
+    assert "protocol: b:unlabeled(dev)+standardize" in capsys.readouterr().err  # the saved calibration and statistics
     assert main(["train", "--resume", str(out), "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir),
                  "--out", str(tmp_path / "again")]) == 2
     assert "ensemble" in capsys.readouterr().err
@@ -224,6 +251,15 @@ def test_a_sweep_trains_ensemble_members_with_the_other_runs(tiny_model_dirs, si
     # the single prompt of seed 0 is member 0 of the ensemble: the same prompt, the same results alone
     member0 = records[(2, "zero-shot")].member_results[0]
     assert member0 == records[(1, "zero-shot")].results
+    # the report keeps the study's analyses to zero-shot runs and puts the protocols side by side
+    from xlspt.report.study import write_report
+
+    summary = write_report(store, tmp_path / "report")
+    protocols = pd.read_csv(tmp_path / "report" / "protocols.csv")
+    assert {"transfer [zero-shot]", "transfer [b:batch]"} <= set(protocols.columns) and len(protocols) == 2
+    assert set(pd.read_csv(tmp_path / "report" / "runs.csv")["protocol"]) == {"zero-shot", "b:batch"}
+    assert len(pd.read_csv(tmp_path / "report" / "summary.csv")) == 2  # ensemble 1 and 2, zero-shot only
+    assert "## Calibrated runs" in (tmp_path / "report" / "report.md").read_text() and summary["runs"] == 4
 
 
 # ---------------------------------------------------------------- several label words per class
@@ -262,3 +298,32 @@ def test_a_prompt_trains_and_reloads_with_several_words_per_class(tiny_models, d
     again = xlspt.PromptClassifier.load(tmp_path, loaded)
     assert again.verbalizer == clf.verbalizer
     pd.testing.assert_frame_equal(again.evaluate(data, LANGS, progress=False), clf.evaluate(data, LANGS, progress=False))
+
+
+def test_run_presets_are_one_configuration_and_flags_override_them():
+    from xlspt.cli import _run_config, build_parser
+    from xlspt.study.spec import RUN_PRESETS, run_preset
+
+    for name in RUN_PRESETS:
+        config = run_preset(name)
+        assert config.ensemble > 1 and config.calibration.value != "zero-shot"
+    args = build_parser().parse_args(["run", "--preset", "quality", "--shots", "4", "--langs", "eng_Latn"])
+    config = _run_config(args)
+    assert config.shots == 4 and config.ensemble == run_preset("quality").ensemble
+    assert config.calibration == run_preset("quality").calibration
+    assert _run_config(build_parser().parse_args(["run", "--preset", "quality-unlabeled"])).calibration.value == "unlabeled"
+
+
+def test_label_words_are_chosen_on_the_training_languages_dev_split(tiny_model_dirs, sib200_dir, capsys):
+    args = ["label-words", "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir), "--dtype", "float32",
+            "--shots", "1", "--epochs", "1", "--quiet", "--candidate", "default",
+            "--candidate", "sports=sports|play,politics=politics|government,geography=earth,"
+            "science/technology=science,entertainment=entertainment,health=health,travel=travel"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 2 and all(line.split("%")[0].strip().replace(".", "").isdigit() for line in lines)
+    accuracies = [float(line.split("%")[0]) for line in lines]
+    best = lines[accuracies.index(max(accuracies))]
+    assert "best on eng_Latn dev: --label-words" in captured.err
+    assert ("sports|play" in best) == ("sports|play" in captured.err)

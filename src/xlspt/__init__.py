@@ -8,7 +8,7 @@ Cross-Lingual Transfer: When Less is More").
 __version__ = "0.1.0"
 
 from .calibration import CalibrationConfig, Protocol  # noqa: E402
-from .classifier import PromptClassifier, build_verbalizer  # noqa: E402
+from .classifier import PromptClassifier, build_verbalizer, choose_label_words  # noqa: E402
 from .data import CATEGORIES, Sib200, resolve_languages, sample_few_shot, study_languages  # noqa: E402
 from .errors import XlsptError  # noqa: E402
 from .evaluate import evaluate_languages, predict  # noqa: E402
@@ -33,6 +33,7 @@ __all__ = [
     "XlsptError",
     "aggregate",
     "build_verbalizer",
+    "choose_label_words",
     "evaluate_languages",
     "format_results_table",
     "load_model",

@@ -7,7 +7,9 @@ verbalizer, the prompt and training configs, the data sample and the package ver
 
 An ensemble of ``K`` prompts is one artifact: member ``i``'s tensors are stored under
 ``members.<i>.`` (``members.0.prompt``, ``members.0.reparam.input``, ...) and the sidecar's
-``ensemble`` entry holds each member's configs, sample and training history.
+``ensemble`` entry holds each member's configs, sample and training history. With a calibration
+that standardizes, ``reference.mean`` and ``reference.std`` (``[P, d]``) hold the training
+language's read-out statistics.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .calibration import StateStatistics
 from .errors import XlsptError
 from .files import write_json_atomic, write_with_atomic
 from .prompt import PromptConfig, SoftPrompt
@@ -48,6 +51,7 @@ class PromptArtifact:
     prompts: list[torch.Tensor]
     metadata: dict
     extra_tensors: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    reference: StateStatistics | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.prompts, torch.Tensor):
@@ -77,11 +81,15 @@ class PromptArtifact:
     def tensors(self) -> dict[str, torch.Tensor]:
         """What goes into ``prompt.safetensors``."""
         if not self.is_ensemble:
-            return {"prompt": self.prompt.float().cpu().contiguous(), **self.extra_tensors[0]}
-        out = {}
-        for i, (prompt, extra) in enumerate(zip(self.prompts, self.extra_tensors)):
-            out[f"members.{i}.prompt"] = prompt.float().cpu().contiguous()
-            out.update({f"members.{i}.{k}": v for k, v in extra.items()})
+            out = {"prompt": self.prompt.float().cpu().contiguous(), **self.extra_tensors[0]}
+        else:
+            out = {}
+            for i, (prompt, extra) in enumerate(zip(self.prompts, self.extra_tensors)):
+                out[f"members.{i}.prompt"] = prompt.float().cpu().contiguous()
+                out.update({f"members.{i}.{k}": v for k, v in extra.items()})
+        if self.reference is not None:
+            out["reference.mean"] = self.reference.mean.float().cpu().contiguous()
+            out["reference.std"] = self.reference.std.float().cpu().contiguous()
         return out
 
     def save(self, directory: str | Path) -> Path:
@@ -124,13 +132,16 @@ class PromptArtifact:
         if bad:
             raise XlsptError(f"{tensor_path} holds no [n, d] tensor named {bad[0]!r}: it is not an xlspt prompt file "
                              "(or not the one its sidecar describes)")
+        reference = None
+        if "reference.mean" in tensors and "reference.std" in tensors:
+            reference = StateStatistics(tensors.pop("reference.mean"), tensors.pop("reference.std"))
         if size == 1:
             prompt = tensors.pop("prompt")
-            return cls(prompts=[prompt], metadata=metadata, extra_tensors=[tensors])
+            return cls(prompts=[prompt], metadata=metadata, extra_tensors=[tensors], reference=reference)
         prompts = [tensors[f"members.{i}.prompt"] for i in range(size)]
         extra = [{k[len(f"members.{i}.") :]: v for k, v in tensors.items()
                   if k.startswith(f"members.{i}.") and k != f"members.{i}.prompt"} for i in range(size)]
-        return cls(prompts=prompts, metadata=metadata, extra_tensors=extra)
+        return cls(prompts=prompts, metadata=metadata, extra_tensors=extra, reference=reference)
 
     @property
     def model_name(self) -> str:

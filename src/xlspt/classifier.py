@@ -31,9 +31,9 @@ from . import __version__
 from .artifact import PromptArtifact
 from .data.sampling import FewShotSplit, sample_few_shot
 from .data.sib200 import CATEGORIES, Sib200
-from .calibration import CalibrationConfig
+from .calibration import CalibrationConfig, StateStatistics
 from .errors import ConfigError, XlsptError
-from .evaluate import Scorer, evaluate_prompts, score_texts
+from .evaluate import Scorer, evaluate_prompts, reference_statistics, score_texts
 from .models.loading import LoadedModel, load_model
 from .prompt import PromptConfig, SoftPrompt
 from .train import TrainConfig, TrainResult, train_prompt
@@ -66,6 +66,8 @@ class PromptClassifier:
         metadata: the sidecar content (configs, data sample, training history; per member in ``ensemble``).
         soft_prompts: the trainable modules (with their reparameterization networks), when known.
         calibration: how scores are corrected by default (:mod:`xlspt.calibration`); saved in the sidecar.
+        reference: the training language's read-out mean and spread per prompt (``[P, d]``), which
+            ``standardize`` moves other languages to; saved with the prompts.
     """
 
     model: LoadedModel
@@ -74,6 +76,7 @@ class PromptClassifier:
     metadata: dict = field(default_factory=dict)
     soft_prompts: list[SoftPrompt] | None = None
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    reference: StateStatistics | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.prompts, torch.Tensor):
@@ -140,7 +143,9 @@ class PromptClassifier:
                     allow_first_subtoken=allow_first_subtoken,
                     sample_seed=training.seed if shared_sample else seed, progress=progress,
                 ))
-            return cls.ensemble_of(members, calibration=calibration)
+            ensemble = cls.ensemble_of(members, calibration=calibration)
+            ensemble.fit_reference(data)
+            return ensemble
         verbalizer = build_verbalizer(model, label_words, allow_first_subtoken)
         sample_seed = training.seed if sample_seed is None else sample_seed
         examples = sample_few_shot(data, train_language, shots, sample_seed)
@@ -154,6 +159,7 @@ class PromptClassifier:
         )
         if calibration is not None:
             clf.calibration = calibration
+            clf.fit_reference(data)
         return clf
 
     @classmethod
@@ -185,8 +191,20 @@ class PromptClassifier:
         }
         prompts = [p for m in members for p in m.prompts]
         soft = [sp for m in members for sp in (m.soft_prompts or [None] * m.size)]
+        reference = None
+        if all(m.reference is not None for m in members):
+            reference = StateStatistics(torch.cat([m.reference.mean for m in members]), torch.cat([m.reference.std for m in members]))
         return cls(first.model, first.verbalizer, prompts, metadata,
-                   soft if all(sp is not None for sp in soft) else None, calibration or first.calibration)
+                   soft if all(sp is not None for sp in soft) else None, calibration or first.calibration, reference)
+
+    def fit_reference(self, data: Sib200, *, force: bool = False, batch_size: int = 32, engine: str = "auto") -> None:
+        """Estimate :attr:`reference` on the training language's unlabeled texts (the calibration's
+        ``unlabeled_split``) when the calibration standardizes (or ``force``)."""
+        if not (self.calibration.standardize or force) or (self.reference is not None and not force):
+            return
+        language = self.metadata.get("data", {}).get("train_language", "eng_Latn")
+        texts = data.split(language, self.calibration.unlabeled_split)["text"].tolist()
+        self.reference = reference_statistics(self.model, self.prompts, texts, **self._read_kwargs(batch_size, engine))
 
     def member_entries(self) -> list[dict]:
         """Each prompt's own sidecar entries (configs, sample, history)."""
@@ -199,7 +217,8 @@ class PromptClassifier:
         metadata = {k: v for k, v in self.metadata.items() if k not in (*MEMBER_KEYS, "ensemble")}
         metadata.update(self.member_entries()[i])
         soft = [self.soft_prompts[i]] if self.soft_prompts else None
-        return PromptClassifier(self.model, self.verbalizer, [self.prompts[i]], metadata, soft, self.calibration)
+        reference = self.reference and StateStatistics(self.reference.mean[i : i + 1], self.reference.std[i : i + 1])
+        return PromptClassifier(self.model, self.verbalizer, [self.prompts[i]], metadata, soft, self.calibration, reference)
 
     @classmethod
     def from_training(
@@ -274,7 +293,7 @@ class PromptClassifier:
             )
         prompts = [p.to(device=model.device) for p in artifact.prompts]
         calibration = CalibrationConfig.from_dict(artifact.metadata.get("calibration"))
-        return cls(model, verbalizer, prompts, artifact.metadata, artifact.soft_prompts(), calibration)
+        return cls(model, verbalizer, prompts, artifact.metadata, artifact.soft_prompts(), calibration, artifact.reference)
 
     @property
     def max_length(self) -> int:
@@ -295,7 +314,7 @@ class PromptClassifier:
         (default: the classifier's own). ``unlabeled_texts`` serve the ``unlabeled`` protocol."""
         return score_texts(
             self.model, self.verbalizer, self.prompts, list(texts), calibration=calibration or self.calibration,
-            unlabeled_texts=unlabeled_texts, **self._read_kwargs(batch_size, engine),
+            unlabeled_texts=unlabeled_texts, reference=self.reference, **self._read_kwargs(batch_size, engine),
         )
 
     def predict(
@@ -319,11 +338,13 @@ class PromptClassifier:
         ``0``... for each member alone (same protocol), all from one pass over the text.
         """
         calibration = calibration or self.calibration
+        if calibration.standardize and self.reference is None:
+            self.fit_reference(data, force=True, batch_size=batch_size, engine=engine)
         scorers = [Scorer(tuple(range(self.size)), calibration)]
         if members and self.size > 1:
             scorers += [Scorer((i,), calibration) for i in range(self.size)]
         tables = evaluate_prompts(
-            self.model, self.verbalizer, self.prompts, data, languages, scorers=scorers,
+            self.model, self.verbalizer, self.prompts, data, languages, scorers=scorers, reference=self.reference,
             progress=progress, **self._read_kwargs(batch_size, engine),
         )
         if len(tables) == 1:
@@ -338,4 +359,57 @@ class PromptClassifier:
             artifact = PromptArtifact.from_soft_prompts(self.soft_prompts, metadata)
         else:
             artifact = PromptArtifact(self.prompts, metadata)
+        artifact.reference = self.reference
         return artifact.save(directory)
+
+
+def stacked_reference(classifiers: Sequence[PromptClassifier]) -> StateStatistics | None:
+    """The reference statistics of several classifiers' prompts, in order (``None`` if none has any).
+
+    A classifier without statistics gets placeholder rows: its scorers must not standardize.
+    """
+    if all(c.reference is None for c in classifiers):
+        return None
+    width = classifiers[0].prompts[0].shape[1]
+    means = [c.reference.mean if c.reference is not None else torch.zeros(c.size, width) for c in classifiers]
+    stds = [c.reference.std if c.reference is not None else torch.ones(c.size, width) for c in classifiers]
+    return StateStatistics(torch.cat(means), torch.cat(stds))
+
+
+def choose_label_words(
+    model: LoadedModel,
+    data: Sib200,
+    candidates: Sequence[dict[str, str]],
+    *,
+    train_language: str = "eng_Latn",
+    shots: int = 8,
+    prompt: PromptConfig | None = None,
+    training: TrainConfig | None = None,
+    allow_first_subtoken: bool = False,
+    progress: bool = True,
+) -> tuple[dict[str, str], pd.DataFrame]:
+    """Pick the label words whose prompt classifies the training language's dev split best.
+
+    Each candidate (label -> word, or ``word1|word2`` for several) trains a prompt on the same
+    sample with the same seed; the candidates are ranked by accuracy on the whole dev split of
+    ``train_language`` (no target language is read). Returns the best candidate and a table
+    ``candidate, label_words, dev_accuracy, dev_macro_f1`` (ties go to the earlier candidate).
+    """
+    from .evaluate import score
+
+    if not candidates:
+        raise XlsptError("no label-word candidates to choose from: give at least one")
+    dev = data.split(train_language, "dev")
+    rows = []
+    for i, words in enumerate(candidates):
+        if progress:
+            print(f"label words {i + 1}/{len(candidates)}: {words}", file=sys.stderr, flush=True)
+        clf = PromptClassifier.train(model, data, train_language=train_language, shots=shots, prompt=prompt,
+                                     training=training, label_words=words, allow_first_subtoken=allow_first_subtoken,
+                                     progress=progress)
+        predicted = clf.predict(dev["text"].tolist())
+        rows.append({"candidate": i, "label_words": clf.verbalizer.as_dict(),
+                     **{f"dev_{k}": v for k, v in score(dev["category"].tolist(), predicted, clf.verbalizer.labels).items()}})
+    table = pd.DataFrame(rows)
+    best = int(table["dev_accuracy"].idxmax())
+    return dict(table.at[best, "label_words"]), table

@@ -40,6 +40,9 @@ def _add_calibration(p: argparse.ArgumentParser, unlabeled: str) -> None:
                    help="zero-shot (the study's, no correction); content-free (protocol a: no target-language data); "
                         f"unlabeled (protocol b: the label prior of {unlabeled}); batch (protocol b: of the texts "
                         "classified). Default: what the prompt was saved with")
+    p.add_argument("--standardize", action="store_true",
+                   help="with --calibration unlabeled or batch: first move each read-out dimension to the training "
+                        "language's mean and spread (saved with the prompt), estimated on the same unlabeled texts")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -63,7 +66,7 @@ _TRAIN_ONLY_SKIPS = ("langs", "save_model")
 _GROUPS = {
     "model and prompt": ("model", "dtype", "engine", "prompt_length", "reparam_hidden", "label_words", "allow_subword_labels", "special_tokens"),
     "data and training": ("data", "train_lang", "shots", "epochs", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr", "save_model", "langs"),
-    "ensembles and calibration": ("ensemble", "shared_sample", "calibration"),
+    "ensembles and calibration": ("ensemble", "shared_sample", "calibration", "standardize"),
 }
 
 
@@ -153,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="PATH", help="continue training from a saved prompt (its length and reparameterization network); the optimizer starts afresh")
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace the prompt of an earlier run in --out")
+    _add_common(p)
+
+    p = sub.add_parser("label-words", help="choose label words on the training language's dev split")
+    p.add_argument("--candidate", action="append", required=True, metavar="WORDS",
+                   help="a label-word set (as --label-words: seven words in class order or class=word pairs, "
+                        "word1|word2 for several); repeat for each candidate; 'default' is the model family's")
+    _add_run_config(p, skip=(*_TRAIN_ONLY_SKIPS, "label_words", "ensemble", "shared_sample", "calibration", "standardize"))
     _add_common(p)
 
     p = sub.add_parser("sweep", help="run a grid of configurations into a result store (resumable)")
@@ -346,7 +356,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .calibration import CalibrationConfig
-    from .classifier import PromptClassifier
+    from .classifier import PromptClassifier, stacked_reference
     from .errors import XlsptError
     from .evaluate import Scorer, evaluate_prompts
     from .study import outputs
@@ -364,8 +374,10 @@ def cmd_evaluate(args) -> int:
         classifiers, names = [PromptClassifier.ensemble_of(classifiers)], [f"vote of {len(args.prompt)} prompts"]
     prompts, scorers, labels = [], [], []
     for name, clf in zip(names, classifiers):
-        calibration = (CalibrationConfig(args.calibration, unlabeled_split=args.unlabeled_split)
+        calibration = (CalibrationConfig(args.calibration, unlabeled_split=args.unlabeled_split, standardize=args.standardize)
                        if args.calibration else clf.calibration)
+        if calibration.standardize and clf.reference is None:
+            clf.fit_reference(data, force=True)
         own = tuple(range(len(prompts), len(prompts) + clf.size))
         prompts += clf.prompts
         scorers.append(Scorer(own, calibration))
@@ -379,7 +391,7 @@ def cmd_evaluate(args) -> int:
 
         store = TextStateStore(first.model)
     all_results = evaluate_prompts(
-        first.model, first.verbalizer, prompts, data, langs, scorers=scorers,
+        first.model, first.verbalizer, prompts, data, langs, scorers=scorers, reference=stacked_reference(classifiers),
         max_length=first.max_length, engine=args.engine, store=store, special_tokens=first.special_tokens,
         progress=not args.quiet,
     )
@@ -407,6 +419,29 @@ def _owners(classifiers, scorers) -> list:
     """The classifier each scorer's prompts belong to."""
     owner = [c for c in classifiers for _ in c.prompts]
     return [owner[s.members[0]] for s in scorers]
+
+
+def cmd_label_words(args) -> int:
+    from .classifier import choose_label_words
+    from .models import load_model
+    from .verbalizer import parse_label_words
+
+    config = _run_config(args)
+    data = _load_data(args)
+    for split in ("train", "dev"):
+        data.split(config.train_lang, split)
+    candidates = [None if c == "default" else parse_label_words(c) for c in args.candidate]
+    model = load_model(config.model, dtype=config.dtype.value)
+    candidates = [c or dict(model.adapter.label_words) for c in candidates]
+    best, table = choose_label_words(
+        model, data, candidates, train_language=config.train_lang, shots=config.shots, prompt=config.prompt_config(),
+        training=config.train_config(), allow_first_subtoken=config.allow_subword_labels, progress=not args.quiet,
+    )
+    for row in table.itertuples():
+        print(f"{100 * row.dev_accuracy:5.1f}%  macro-F1 {100 * row.dev_macro_f1:5.1f}%  {json.dumps(row.label_words, ensure_ascii=False)}")
+    words = ",".join(f"{k}={v}" for k, v in best.items())
+    _say(f"best on {config.train_lang} dev: --label-words {json.dumps(words, ensure_ascii=False)}")
+    return 0
 
 
 def cmd_sweep(args) -> int:
@@ -460,18 +495,22 @@ def cmd_predict(args) -> int:
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
-    calibration = CalibrationConfig(args.calibration) if args.calibration else None
-    unlabeled = []
-    if args.unlabeled:
-        if args.calibration != Protocol.UNLABELED.value:
-            raise XlsptError("--unlabeled FILE is read for --calibration unlabeled only: add it, or drop --unlabeled")
-        unlabeled = [t for t in _read_lines(args.unlabeled, "--unlabeled") if t.strip()]
-    elif args.calibration == Protocol.UNLABELED.value:
-        raise XlsptError("--calibration unlabeled needs --unlabeled FILE (unlabeled texts of the same language, one per line)")
+    calibration = CalibrationConfig(args.calibration, standardize=args.standardize) if args.calibration else None
+    if args.standardize and not args.calibration:
+        raise XlsptError("--standardize goes with --calibration unlabeled or batch: add one")
+    unlabeled = [t for t in _read_lines(args.unlabeled, "--unlabeled") if t.strip()] if args.unlabeled else []
+    if args.unlabeled and not unlabeled:
+        raise XlsptError(f"--unlabeled {args.unlabeled} holds no text: give unlabeled texts of the language, one per line")
     clf = PromptClassifier.load(args.prompt, args.model, dtype=args.dtype)
     protocol = (calibration or clf.calibration)
     if protocol.protocol is Protocol.UNLABELED and not unlabeled:
-        raise XlsptError("this prompt calibrates with unlabeled texts: pass --unlabeled FILE, or another --calibration")
+        raise XlsptError(f"calibration {protocol.name} needs --unlabeled FILE (unlabeled texts of the same language, one per line)")
+    if unlabeled and protocol.protocol is not Protocol.UNLABELED:
+        raise XlsptError(f"--unlabeled FILE is read for --calibration unlabeled only (this run uses {protocol.name}): "
+                         "add it, or drop --unlabeled")
+    if protocol.standardize and clf.reference is None:
+        raise XlsptError("--standardize needs the training language's statistics, which this prompt was not saved with: "
+                         "train it with --standardize, or calibrate without it")
     for text, label in zip(texts, clf.predict(texts, engine=args.engine, calibration=calibration, unlabeled_texts=unlabeled)):
         print(f"{label}\t{text}")
     _say(f"protocol: {protocol.name}")
@@ -531,6 +570,7 @@ COMMANDS = {
     "run": cmd_run,
     "train": cmd_train,
     "sweep": cmd_sweep,
+    "label-words": cmd_label_words,
     "report": cmd_report,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,

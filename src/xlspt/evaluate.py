@@ -163,46 +163,64 @@ class Calibrator:
     """Class log-probabilities of scorers, calibrated by their protocols (see :mod:`xlspt.calibration`).
 
     Content-free priors are computed once for all prompts, from content-free inputs only.
+    ``reference``: the training language's read-out statistics per prompt, for ``standardize``.
     """
 
     def __init__(self, loaded: LoadedModel, verbalizer: Verbalizer, prompts: Sequence[torch.Tensor],
-                 scorers: Sequence[Scorer], **read_kwargs):
+                 scorers: Sequence[Scorer], *, reference: cal.StateStatistics | None = None, **read_kwargs):
         self.loaded, self.verbalizer, self.scorers = loaded, verbalizer, list(scorers)
+        self.reference = reference
+        if reference is None and any(s.calibration.standardize for s in self.scorers):
+            raise XlsptError("standardize needs the training language's read-out statistics: evaluate with the data "
+                             "the prompt was trained on, or calibrate without standardize")
         self.content_free = None
         settings = [s.calibration for s in self.scorers if s.calibration.protocol is Protocol.CONTENT_FREE]
         if settings:
             texts = content_free_texts(loaded.tokenizer, max(c.content_free_texts for c in settings))
             self.content_free = self.log_probs(readout_states(loaded, list(prompts), texts, **read_kwargs))
 
-    @property
-    def needs_unlabeled(self) -> bool:
-        return any(s.calibration.protocol is Protocol.UNLABELED for s in self.scorers)
-
     def log_probs(self, states: torch.Tensor) -> torch.Tensor:
         """``[P, N, d]`` read-out states -> ``[P, N, C]`` class log-probabilities."""
         return cal.log_probs(self.verbalizer.class_logits(states_to_logits(self.loaded, self.verbalizer, states)))
 
     def scores(self, scorer: Scorer, scored: torch.Tensor, unlabeled: torch.Tensor | None = None) -> torch.Tensor:
-        """``[N, C]`` ensemble log-probabilities of ``scorer`` from all prompts' ``[P, N, C]`` log-probabilities.
+        """``[N, C]`` ensemble log-probabilities of ``scorer`` from all prompts' ``[P, N, d]`` read-out states.
 
-        ``unlabeled``: ``[P, M, C]`` on unlabeled text of the same language (protocol ``unlabeled``).
+        ``unlabeled``: ``[P, M, d]`` states of unlabeled text of the same language (protocol ``unlabeled``).
         """
         members = list(scorer.members)
-        protocol = scorer.calibration.protocol
+        calibration = scorer.calibration
+        protocol = calibration.protocol
+        scored = scored[members]
+        if protocol is Protocol.UNLABELED:
+            if unlabeled is None or unlabeled.shape[1] == 0:
+                raise XlsptError("calibration 'unlabeled' needs unlabeled texts of the language: give some, or use 'batch'")
+            unlabeled = unlabeled[members]
+        elif protocol is Protocol.BATCH and scored.shape[1] < calibration.min_batch:
+            raise XlsptError(
+                f"calibration 'batch' estimates the label prior from the texts classified, and {scored.shape[1]} "
+                f"are too few (at least {calibration.min_batch}): classify more texts at once or use content-free")
+        if calibration.standardize:
+            own = cal.StateStatistics.of(unlabeled if protocol is Protocol.UNLABELED else scored)
+            reference = cal.StateStatistics(self.reference.mean[members], self.reference.std[members])
+            scored = own.standardize_to(scored, reference)
+            if unlabeled is not None and protocol is Protocol.UNLABELED:
+                unlabeled = own.standardize_to(unlabeled, reference)
+        logp = self.log_probs(scored)
         prior = None
         if protocol is Protocol.CONTENT_FREE:
             prior = cal.log_prior(self.content_free[members])
         elif protocol is Protocol.UNLABELED:
-            if unlabeled is None or unlabeled.shape[1] == 0:
-                raise XlsptError("calibration 'unlabeled' needs unlabeled texts of the language: give some, or use 'batch'")
-            prior = cal.log_prior(unlabeled[members])
+            prior = cal.log_prior(self.log_probs(unlabeled))
         elif protocol is Protocol.BATCH:
-            if scored.shape[1] < scorer.calibration.min_batch:
-                raise XlsptError(
-                    f"calibration 'batch' estimates the label prior from the texts classified, and {scored.shape[1]} "
-                    f"are too few (at least {scorer.calibration.min_batch}): classify more texts at once or use content-free")
-            prior = cal.log_prior(scored[members])
-        return cal.combine(scored[members], prior)
+            prior = cal.log_prior(logp)
+        return cal.combine(logp, prior)
+
+
+def reference_statistics(loaded: LoadedModel, prompts: Sequence[torch.Tensor], texts: Sequence[str],
+                         **read_kwargs) -> cal.StateStatistics:
+    """Read-out mean and spread ``[P, d]`` of ``prompts`` on unlabeled texts of the training language."""
+    return cal.StateStatistics.of(readout_states(loaded, list(prompts), list(texts), **read_kwargs))
 
 
 def score_texts(
@@ -213,6 +231,7 @@ def score_texts(
     *,
     calibration: CalibrationConfig = CalibrationConfig(),
     unlabeled_texts: Sequence[str] = (),
+    reference: cal.StateStatistics | None = None,
     **read_kwargs,
 ) -> torch.Tensor:
     """``[N, C]`` class log-probabilities of an ensemble of ``prompts`` (one prompt: an ensemble of one).
@@ -220,10 +239,10 @@ def score_texts(
     ``unlabeled_texts`` (protocol ``unlabeled``) are read in the same pass as ``texts``.
     """
     scorer = Scorer(tuple(range(len(prompts))), calibration)
-    calibrator = Calibrator(loaded, verbalizer, prompts, [scorer], **read_kwargs)
+    calibrator = Calibrator(loaded, verbalizer, prompts, [scorer], reference=reference, **read_kwargs)
     extra = list(unlabeled_texts) if calibration.protocol is Protocol.UNLABELED else []
-    logp = calibrator.log_probs(readout_states(loaded, list(prompts), [*texts, *extra], **read_kwargs))
-    return calibrator.scores(scorer, logp[:, : len(texts)], logp[:, len(texts) :])
+    states = readout_states(loaded, list(prompts), [*texts, *extra], **read_kwargs)
+    return calibrator.scores(scorer, states[:, : len(texts)], states[:, len(texts) :])
 
 
 def predict(
@@ -234,6 +253,7 @@ def predict(
     *,
     calibration: CalibrationConfig = CalibrationConfig(),
     unlabeled_texts: Sequence[str] = (),
+    reference: cal.StateStatistics | None = None,
     **read_kwargs,
 ) -> list[str]:
     """The predicted class of each text (an ensemble's vote when several prompts are given)."""
@@ -241,7 +261,7 @@ def predict(
         return []
     prompts = [prompts] if isinstance(prompts, torch.Tensor) else list(prompts)
     scores = score_texts(loaded, verbalizer, prompts, texts, calibration=calibration,
-                         unlabeled_texts=unlabeled_texts, **read_kwargs)
+                         unlabeled_texts=unlabeled_texts, reference=reference, **read_kwargs)
     return [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
 
 
@@ -266,6 +286,8 @@ def evaluate_prompts(
     engine: str = "auto",
     store: TextStateStore | None = None,
     special_tokens: str = "tokenizer",
+    train_language: str | None = None,
+    reference: cal.StateStatistics | None = None,
     progress: bool = True,
 ) -> list[pd.DataFrame]:
     """Per-language results of several scorers (prompts alone or ensembles), reading each language's text once.
@@ -273,13 +295,20 @@ def evaluate_prompts(
     Args:
         scorers: which prompts vote together and how they are calibrated; default: each prompt
             alone, uncalibrated (the study's zero-shot protocol).
+        train_language, reference: for scorers that ``standardize``: the reference statistics, or
+            the language whose unlabeled texts (the calibration's ``unlabeled_split``) give them.
 
     Returns one table per scorer, in the order given, with columns ``language, accuracy,
     macro_f1, n, protocol``.
     """
     scorers = list(scorers) if scorers is not None else [Scorer((j,)) for j in range(len(prompts))]
     read = dict(batch_size=batch_size, max_length=max_length, engine=engine, store=store, special_tokens=special_tokens)
-    calibrator = Calibrator(loaded, verbalizer, prompts, scorers, **read)
+    if reference is None and any(s.calibration.standardize for s in scorers):
+        if train_language is None:
+            raise ConfigError("standardize", "needs the training language (its unlabeled texts give the reference statistics)")
+        split_name = next(s.calibration.unlabeled_split for s in scorers if s.calibration.standardize)
+        reference = reference_statistics(loaded, prompts, data.split(train_language, split_name)["text"].tolist(), **read)
+    calibrator = Calibrator(loaded, verbalizer, prompts, scorers, reference=reference, **read)
     for s in scorers:
         if s.calibration.protocol is Protocol.UNLABELED and s.calibration.unlabeled_split == split:
             raise ConfigError("unlabeled_split", f"is the split being scored ({split}): use another split's texts, or batch")
@@ -292,13 +321,13 @@ def evaluate_prompts(
         gold = frame["category"].tolist()
         extra = {name: data.split(lang, name)["text"].tolist() for name in sorted(unlabeled_splits)}
         texts = frame["text"].tolist() + [t for name in sorted(extra) for t in extra[name]]
-        logp = calibrator.log_probs(readout_states(loaded, list(prompts), texts, **read))
+        states = readout_states(loaded, list(prompts), texts, **read)
         unlabeled, offset = {}, len(frame)
         for name in sorted(extra):
-            unlabeled[name] = logp[:, offset : offset + len(extra[name])]
+            unlabeled[name] = states[:, offset : offset + len(extra[name])]
             offset += len(extra[name])
         for j, scorer in enumerate(scorers):
-            scores = calibrator.scores(scorer, logp[:, : len(frame)], unlabeled.get(scorer.calibration.unlabeled_split))
+            scores = calibrator.scores(scorer, states[:, : len(frame)], unlabeled.get(scorer.calibration.unlabeled_split))
             predicted = [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
             rows[j].append({"language": lang, **score(gold, predicted, verbalizer.labels), "n": len(frame),
                             "protocol": scorer.calibration.name})

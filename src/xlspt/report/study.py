@@ -116,17 +116,40 @@ def config_columns(records: Iterable[RunRecord]) -> list[str]:
 
 
 def results_table(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per run and language: the config columns, ``run_id``, ``language``, ``accuracy``, ``macro_f1``."""
+    """One row per run and language: the config columns, ``run_id``, ``protocol``, ``language``, ``accuracy``, ``macro_f1``."""
     columns = config_columns(records)
     rows = []
     for record in records:
         config = {c: _cell(record.config.get(c)) for c in columns}
         for result in record.results:
             rows.append(
-                {**config, "run_id": record.run_id, "language": result["language"],
+                {**config, "run_id": record.run_id, "protocol": record.protocol, "language": result["language"],
                  "accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
             )
-    return pd.DataFrame(rows, columns=[*columns, "run_id", "language", "accuracy", "macro_f1"])
+    return pd.DataFrame(rows, columns=[*columns, "run_id", "protocol", "language", "accuracy", "macro_f1"])
+
+
+def protocols_table(records: list[RunRecord]) -> pd.DataFrame:
+    """Mean accuracy over languages per configuration (calibration aside), one column per protocol.
+
+    Zero-shot numbers and calibrated ones (protocols a and b) sit side by side, never averaged together.
+    """
+    columns = [c for c in config_columns(records) if c != "calibration"]
+    rows = []
+    for record in records:
+        results = pd.DataFrame(record.results)
+        if results.empty:
+            continue
+        transfer = results[results["language"] != record.config.get("train_lang", ENGLISH)]
+        rows.append({**{c: json.dumps(record.config.get(c), default=str) for c in columns},
+                     "protocol": record.protocol, "all": results["accuracy"].mean(),
+                     "transfer": transfer["accuracy"].mean() if len(transfer) else math.nan})
+    frame = pd.DataFrame(rows)
+    varying = [c for c in columns if frame[c].nunique() > 1]
+    keys = varying or ["model"]
+    table = frame.pivot_table(index=keys, columns="protocol", values=["all", "transfer"], aggfunc="mean")
+    table.columns = [f"{metric} [{protocol}]" for metric, protocol in table.columns]
+    return table.reset_index()
 
 
 # ----------------------------------------------------------------------------- naming configurations
@@ -580,6 +603,23 @@ def _failures_section(store: Store) -> list[str]:
 # ----------------------------------------------------------------------------- the report
 
 
+def _protocols_section(protocols: pd.DataFrame, count: int) -> list[str]:
+    shown = protocols.copy()
+    for column in shown.columns:
+        if "[" in column:
+            shown[column] = shown[column].map(_percent)
+    return [
+        "## Calibrated runs",
+        "",
+        f"{count} runs used a calibration protocol (a: no target-language data; b: unlabeled target-language text). "
+        "The sections above read zero-shot runs only; here the protocols sit side by side, never averaged together "
+        "(mean accuracy over all languages and over the transfer languages).",
+        "",
+        markdown_table(shown),
+        "",
+    ]
+
+
 def _write_csv(path: Path, frame: pd.DataFrame, written: list[Path]) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
     written.append(path)
@@ -610,10 +650,18 @@ def write_report(store: str | Path, out: str | Path) -> dict:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise XlsptError(f"--out {out} is a file: pass a directory for the report")
-    grid = build_grid(contents.done)
+    # The study's analyses read zero-shot results only; calibrated runs get their own side-by-side table.
+    study_runs = [r for r in contents.done if r.protocol == "zero-shot"]
+    if not study_runs:
+        raise XlsptError(f"{store} holds no zero-shot runs (only calibrated ones): the study's report needs calibration: zero-shot runs")
+    grid = build_grid(study_runs)
     written: list[Path] = []
 
     _write_csv(out / "runs.csv", results_table(contents.done), written)
+    calibrated = len(study_runs) < len(contents.done)
+    if calibrated:
+        protocols = protocols_table(contents.done)
+        _write_csv(out / "protocols.csv", protocols, written)
     _write_csv(out / "summary.csv", summary_table(grid), written)
     _write_csv(out / "languages.csv", language_table(grid), written)
     findings = findings_table(grid)
@@ -636,10 +684,12 @@ def write_report(store: str | Path, out: str | Path) -> dict:
         *_correlations_section(correlations),
         *_cost_section(grid),
         *_failures_section(contents),
+        *(_protocols_section(protocols, len(contents.done) - len(study_runs)) if calibrated else []),
         "## Files",
         "",
-        "- `runs.csv`: one row per run and language; `summary.csv`: per configuration, over seeds; "
-        "`languages.csv`: per configuration and language, over seeds; `findings.csv`; `correlations.csv`.",
+        "- `runs.csv`: one row per run and language (with its `protocol`); `summary.csv`: per configuration, over seeds; "
+        "`languages.csv`: per configuration and language, over seeds; `findings.csv`; `correlations.csv`"
+        + ("; `protocols.csv`: zero-shot and calibrated accuracy side by side." if calibrated else "."),
         "",
     ]
     write_text_atomic(out / "report.md", "\n".join(lines))

@@ -111,8 +111,12 @@ class RunConfig:
         "divided out, no target-language data); unlabeled (protocol b: each language's prior from its unlabeled dev "
         "texts); batch (protocol b: from the texts classified)"))
 
+    standardize: bool = field(default=False, metadata=_help(
+        "with calibration unlabeled or batch: first move each read-out dimension to the training language's mean and "
+        "spread, estimated per language on the same unlabeled texts"))
+
     #: Fields added after run ids were first published: left out of the canonical form at their defaults.
-    _LATER_FIELDS = ("ensemble", "shared_sample", "calibration")
+    _LATER_FIELDS = ("ensemble", "shared_sample", "calibration", "standardize")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -141,6 +145,8 @@ class RunConfig:
         _check_range("ensemble", self.ensemble, 1)
         if self.ensemble > 1 and not self.freeze:
             raise ConfigError("ensemble", "needs a frozen model (each member would train its own copy of the weights)")
+        if self.standardize and self.calibration not in (Protocol.UNLABELED, Protocol.BATCH):
+            raise ConfigError("standardize", f"needs unlabeled target text: use calibration unlabeled or batch (got {self.calibration.value})")
         if isinstance(self.langs, str) and not self.langs.strip():
             raise ConfigError("langs", "is empty: use 52, all, or codes such as eng_Latn,fra_Latn")
 
@@ -174,7 +180,7 @@ class RunConfig:
         )
 
     def calibration_config(self) -> CalibrationConfig:
-        return CalibrationConfig(protocol=self.calibration)
+        return CalibrationConfig(protocol=self.calibration, standardize=self.standardize)
 
     def member_seeds(self) -> list[int]:
         """The seeds of the ensemble's members (one for a single prompt)."""
@@ -236,7 +242,7 @@ class RunConfig:
         if self.ensemble > 1:
             parts.append(f"ens{self.ensemble}" + ("shared" if self.shared_sample else ""))
         if self.calibration != Protocol.ZERO_SHOT:
-            parts.append(self.calibration.value)
+            parts.append(self.calibration.value + ("+standardize" if self.standardize else ""))
         return "-".join(parts)
 
 

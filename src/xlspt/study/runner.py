@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..artifact import PROMPT_FILE
-from ..classifier import PromptClassifier, build_verbalizer
+from ..classifier import PromptClassifier, build_verbalizer, stacked_reference
 from ..data import Sib200, resolve_languages, sample_few_shot
 from ..errors import XlsptError
 from ..evaluate import Scorer, evaluate_prompts
@@ -155,6 +155,7 @@ def run_group(
             continue
         outcomes = [done[run.run_id][i] for i in range(run.config.ensemble)]
         clf = PromptClassifier.ensemble_of([c for c, _ in outcomes], calibration=run.config.calibration_config())
+        clf.fit_reference(session.data(run.config.data))
         clf.save(run.directory)
         trained.append((run, clf, {"train": round(sum(t for _, t in outcomes), 2)}))
     by_scoring: dict[tuple, list] = {}
@@ -218,10 +219,12 @@ def _evaluate_together(items, loaded, session, on_record, log) -> None:
     count = f"{len(prompts)} prompts of {len(items)} runs" if len(items) > 1 else (
         f"the {len(prompts)} prompts of the ensemble" if len(prompts) > 1 else "the prompt")
     log(f"scoring {count} on {len(run0.languages)} languages")
+    reference = stacked_reference([clf for _, clf, _ in items])  # each run standardizes to its own saved statistics
     try:
         all_results = evaluate_prompts(
             loaded, items[0][1].verbalizer, prompts, session.data(run0.config.data), run0.languages, scorers=scorers,
             max_length=run0.config.max_length, special_tokens=run0.config.special_tokens.value, progress=session.progress,
+            reference=reference,
         )
     except Exception as exc:
         if session.strict:
@@ -256,6 +259,7 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
             shots=run.config.shots, allow_first_subtoken=run.config.allow_subword_labels, seconds=train_seconds,
         )
         clf.calibration = run.config.calibration_config()
+        clf.fit_reference(data)
         clf.save(run.directory)
         model_file = None
         if run.config.save_model:
@@ -268,7 +272,7 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
         eval_started = time.time()
         [results] = evaluate_prompts(
             loaded, verbalizer, [clf.prompt], data, run.languages, max_length=run.config.max_length,
-            scorers=[Scorer((0,), clf.calibration)],
+            scorers=[Scorer((0,), clf.calibration)], reference=clf.reference,
             special_tokens=run.config.special_tokens.value, engine="naive", progress=session.progress,
         )
         timings = {"train": round(train_seconds, 2), "evaluate": round(time.time() - eval_started, 2)}
