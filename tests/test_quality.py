@@ -64,7 +64,8 @@ def test_standardizing_to_ones_own_statistics_changes_nothing():
 
 def test_calibration_config_names_its_protocol_and_refuses_nonsense():
     assert CalibrationConfig().name == "zero-shot"
-    assert CalibrationConfig("content-free").name == "a:content-free"
+    assert CalibrationConfig("content-free").name == "a:content-free(script)"
+    assert CalibrationConfig("content-free", by_script=False).name == "a:content-free"
     assert CalibrationConfig("unlabeled").name == "b:unlabeled(dev)"
     assert CalibrationConfig("batch").to_dict()["family"] == "b"
     assert CalibrationConfig("unlabeled", standardize=True).name == "b:unlabeled(dev)+standardize"
@@ -189,12 +190,12 @@ def test_the_protocol_is_in_every_output_of_a_run(tiny_model_dirs, sib200_dir, t
             "--ensemble", "2", "--calibration", "content-free", "--out", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "a:content-free (protocol a" in printed
-    assert set(pd.read_csv(out / "results.csv")["protocol"]) == {"a:content-free"}
-    assert json.loads((out / "summary.json").read_text())["protocol"] == "a:content-free"
-    assert "protocol: a:content-free" in (out / "summary.txt").read_text()
+    assert "a:content-free(script) (protocol a" in printed
+    assert set(pd.read_csv(out / "results.csv")["protocol"]) == {"a:content-free(script)"}
+    assert json.loads((out / "summary.json").read_text())["protocol"] == "a:content-free(script)"
+    assert "protocol: a:content-free(script)" in (out / "summary.txt").read_text()
     record = json.loads((out / "record.json").read_text())
-    assert record["protocol"] == "a:content-free" and len(record["member_results"]) == 2
+    assert record["protocol"] == "a:content-free(script)" and len(record["member_results"]) == 2
     sidecar = json.loads((out / "prompt.json").read_text())
     assert sidecar["calibration"]["protocol"] == "content-free" and sidecar["ensemble"]["seeds"] == [0, 1]
     # evaluate re-reads it with its protocol, or another one, and never mixes them in one table
@@ -327,3 +328,21 @@ def test_label_words_are_chosen_on_the_training_languages_dev_split(tiny_model_d
     best = lines[accuracies.index(max(accuracies))]
     assert "best on eng_Latn dev: --label-words" in captured.err
     assert ("sports|play" in best) == ("sports|play" in captured.err)
+
+
+def test_content_free_inputs_follow_the_languages_script(tiny_models, tmp_path):
+    from xlspt.evaluate import Calibrator, Scorer
+
+    tokenizer = tiny_models["gemma3"].tokenizer
+    assert cal.script_of("ory_Orya") == "Orya" and cal.script_of("xx") is None
+    latin = cal.content_free_texts(tokenizer, 4, script="Latn")
+    assert all(t.replace(" ", "").isalpha() for t in latin[len(cal.PLACEHOLDERS):])
+    loaded = tiny_models["gemma3"]
+    verbalizer = xlspt.build_verbalizer(loaded)
+    prompts = [torch.randn(2, loaded.hidden_size)]
+    config = CalibrationConfig("content-free")
+    calibrator = Calibrator(loaded, verbalizer, prompts, [Scorer((0,), config)], max_length=32)
+    by_script = calibrator.content_free(config, "fra_Latn")
+    anywhere = calibrator.content_free(CalibrationConfig("content-free", by_script=False), "fra_Latn")
+    assert by_script.shape == anywhere.shape and not torch.equal(by_script, anywhere)
+    assert torch.equal(calibrator.content_free(config, None), anywhere)  # no language known: any script

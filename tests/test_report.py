@@ -142,7 +142,8 @@ def test_runs_csv_has_one_row_per_run_and_language(full):
     frame = pd.read_csv(out / "runs.csv")
     assert len(frame) == 24 * len(LANGUAGES)
     config_keys = list(config(XGLM, True, 4, 0, 0))
-    assert list(frame.columns) == config_keys + ["run_id", "language", "accuracy", "macro_f1"]
+    assert list(frame.columns) == config_keys + ["run_id", "protocol", "language", "accuracy", "macro_f1"]
+    assert set(frame["protocol"]) == {"zero-shot"}
     assert frame.groupby("run_id")["language"].nunique().eq(len(LANGUAGES)).all()
     assert json.loads(frame["langs"].iloc[0]) == LANGUAGES  # lists are JSON-encoded
     row = frame[(frame["freeze"] == False) & (frame["prompt_length"] == 64) & (frame["reparam_hidden"] == 200)  # noqa: E712

@@ -58,6 +58,8 @@ class CalibrationConfig:
             unused) estimate each language's prior; never the split being scored.
         min_batch: ``batch`` refuses fewer texts than this (a prior needs sentences to average).
         content_free_texts: how many random token sequences ``content-free`` adds to its placeholders.
+        by_script: ``content-free`` draws its random tokens from those written in the target language's
+            script (named by its code, ``ory_Orya``: no text of the language is read), where the language is known.
     """
 
     protocol: Protocol = Protocol.ZERO_SHOT
@@ -65,6 +67,7 @@ class CalibrationConfig:
     unlabeled_split: str = "dev"
     min_batch: int = 32
     content_free_texts: int = 32
+    by_script: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "protocol", Protocol(self.protocol))
@@ -79,6 +82,8 @@ class CalibrationConfig:
         if self.protocol is Protocol.ZERO_SHOT:
             return "zero-shot"
         name = f"{self.protocol.family}:{self.protocol.value}"
+        if self.protocol is Protocol.CONTENT_FREE and self.by_script:
+            name += "(script)"
         if self.protocol is Protocol.UNLABELED:
             name += f"({self.unlabeled_split})"
         return name + ("+standardize" if self.standardize else "")

@@ -308,23 +308,25 @@ class PromptClassifier:
 
     def scores(
         self, texts: Sequence[str], *, calibration: CalibrationConfig | None = None,
-        unlabeled_texts: Sequence[str] = (), batch_size: int = 32, engine: str = "auto",
+        unlabeled_texts: Sequence[str] = (), language: str | None = None, batch_size: int = 32, engine: str = "auto",
     ) -> torch.Tensor:
         """``[N, C]`` class log-probabilities (the ensemble's vote), calibrated by ``calibration``
-        (default: the classifier's own). ``unlabeled_texts`` serve the ``unlabeled`` protocol."""
+        (default: the classifier's own). ``unlabeled_texts`` serve the ``unlabeled`` protocol;
+        ``language`` (e.g. ``ory_Orya``) lets ``content-free`` draw its inputs in the language's script."""
         return score_texts(
             self.model, self.verbalizer, self.prompts, list(texts), calibration=calibration or self.calibration,
-            unlabeled_texts=unlabeled_texts, reference=self.reference, **self._read_kwargs(batch_size, engine),
+            unlabeled_texts=unlabeled_texts, reference=self.reference, language=language,
+            **self._read_kwargs(batch_size, engine),
         )
 
     def predict(
         self, texts: Sequence[str], batch_size: int = 32, engine: str = "auto", *,
-        calibration: CalibrationConfig | None = None, unlabeled_texts: Sequence[str] = (),
+        calibration: CalibrationConfig | None = None, unlabeled_texts: Sequence[str] = (), language: str | None = None,
     ) -> list[str]:
         """The predicted class of each text."""
         if not texts:
             return []
-        scores = self.scores(texts, calibration=calibration, unlabeled_texts=unlabeled_texts,
+        scores = self.scores(texts, calibration=calibration, unlabeled_texts=unlabeled_texts, language=language,
                              batch_size=batch_size, engine=engine)
         return [self.verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
 

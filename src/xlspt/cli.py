@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", metavar="FILE", help="read one text per line from FILE ('-' for standard input)")
     _add_calibration(p, "the lines of --unlabeled FILE")
     p.add_argument("--unlabeled", metavar="FILE", help="with --calibration unlabeled: unlabeled texts of the same language, one per line")
+    p.add_argument("--lang", metavar="CODE", help="the texts' language (e.g. ory_Orya): content-free calibration then uses its script")
     _add_engine(p, None)
 
     p = sub.add_parser("languages", help="list the languages of the data and the study's 52")
@@ -511,7 +512,8 @@ def cmd_predict(args) -> int:
     if protocol.standardize and clf.reference is None:
         raise XlsptError("--standardize needs the training language's statistics, which this prompt was not saved with: "
                          "train it with --standardize, or calibrate without it")
-    for text, label in zip(texts, clf.predict(texts, engine=args.engine, calibration=calibration, unlabeled_texts=unlabeled)):
+    predicted = clf.predict(texts, engine=args.engine, calibration=calibration, unlabeled_texts=unlabeled, language=args.lang)
+    for text, label in zip(texts, predicted):
         print(f"{label}\t{text}")
     _say(f"protocol: {protocol.name}")
     return 0

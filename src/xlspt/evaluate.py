@@ -173,20 +173,28 @@ class Calibrator:
         if reference is None and any(s.calibration.standardize for s in self.scorers):
             raise XlsptError("standardize needs the training language's read-out statistics: evaluate with the data "
                              "the prompt was trained on, or calibrate without standardize")
-        self.content_free = None
-        settings = [s.calibration for s in self.scorers if s.calibration.protocol is Protocol.CONTENT_FREE]
-        if settings:
-            texts = content_free_texts(loaded.tokenizer, max(c.content_free_texts for c in settings))
-            self.content_free = self.log_probs(readout_states(loaded, list(prompts), texts, **read_kwargs))
+        self.prompts, self.read_kwargs = list(prompts), read_kwargs
+        self._content_free: dict[str | None, torch.Tensor] = {}  # per script (None: any script)
+
+    def content_free(self, calibration: CalibrationConfig, language: str | None) -> torch.Tensor:
+        """``[P, M, C]`` log-probabilities of content-free inputs (in ``language``'s script where asked and known)."""
+        script = cal.script_of(language) if calibration.by_script and language else None
+        key = (script, calibration.content_free_texts)
+        if key not in self._content_free:
+            texts = content_free_texts(self.loaded.tokenizer, calibration.content_free_texts, script=script)
+            self._content_free[key] = self.log_probs(readout_states(self.loaded, self.prompts, texts, **self.read_kwargs))
+        return self._content_free[key]
 
     def log_probs(self, states: torch.Tensor) -> torch.Tensor:
         """``[P, N, d]`` read-out states -> ``[P, N, C]`` class log-probabilities."""
         return cal.log_probs(self.verbalizer.class_logits(states_to_logits(self.loaded, self.verbalizer, states)))
 
-    def scores(self, scorer: Scorer, scored: torch.Tensor, unlabeled: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(self, scorer: Scorer, scored: torch.Tensor, unlabeled: torch.Tensor | None = None,
+               language: str | None = None) -> torch.Tensor:
         """``[N, C]`` ensemble log-probabilities of ``scorer`` from all prompts' ``[P, N, d]`` read-out states.
 
         ``unlabeled``: ``[P, M, d]`` states of unlabeled text of the same language (protocol ``unlabeled``).
+        ``language``: the texts' language code, if known (its script serves ``content-free``).
         """
         members = list(scorer.members)
         calibration = scorer.calibration
@@ -209,7 +217,7 @@ class Calibrator:
         logp = self.log_probs(scored)
         prior = None
         if protocol is Protocol.CONTENT_FREE:
-            prior = cal.log_prior(self.content_free[members])
+            prior = cal.log_prior(self.content_free(calibration, language)[members])
         elif protocol is Protocol.UNLABELED:
             prior = cal.log_prior(self.log_probs(unlabeled))
         elif protocol is Protocol.BATCH:
@@ -232,17 +240,19 @@ def score_texts(
     calibration: CalibrationConfig = CalibrationConfig(),
     unlabeled_texts: Sequence[str] = (),
     reference: cal.StateStatistics | None = None,
+    language: str | None = None,
     **read_kwargs,
 ) -> torch.Tensor:
     """``[N, C]`` class log-probabilities of an ensemble of ``prompts`` (one prompt: an ensemble of one).
 
-    ``unlabeled_texts`` (protocol ``unlabeled``) are read in the same pass as ``texts``.
+    ``unlabeled_texts`` (protocol ``unlabeled``) are read in the same pass as ``texts``; ``language``
+    (a code such as ``ory_Orya``) lets ``content-free`` use the language's script.
     """
     scorer = Scorer(tuple(range(len(prompts))), calibration)
     calibrator = Calibrator(loaded, verbalizer, prompts, [scorer], reference=reference, **read_kwargs)
     extra = list(unlabeled_texts) if calibration.protocol is Protocol.UNLABELED else []
     states = readout_states(loaded, list(prompts), [*texts, *extra], **read_kwargs)
-    return calibrator.scores(scorer, states[:, : len(texts)], states[:, len(texts) :])
+    return calibrator.scores(scorer, states[:, : len(texts)], states[:, len(texts) :], language)
 
 
 def predict(
@@ -254,6 +264,7 @@ def predict(
     calibration: CalibrationConfig = CalibrationConfig(),
     unlabeled_texts: Sequence[str] = (),
     reference: cal.StateStatistics | None = None,
+    language: str | None = None,
     **read_kwargs,
 ) -> list[str]:
     """The predicted class of each text (an ensemble's vote when several prompts are given)."""
@@ -261,7 +272,7 @@ def predict(
         return []
     prompts = [prompts] if isinstance(prompts, torch.Tensor) else list(prompts)
     scores = score_texts(loaded, verbalizer, prompts, texts, calibration=calibration,
-                         unlabeled_texts=unlabeled_texts, reference=reference, **read_kwargs)
+                         unlabeled_texts=unlabeled_texts, reference=reference, language=language, **read_kwargs)
     return [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
 
 
@@ -327,7 +338,7 @@ def evaluate_prompts(
             unlabeled[name] = states[:, offset : offset + len(extra[name])]
             offset += len(extra[name])
         for j, scorer in enumerate(scorers):
-            scores = calibrator.scores(scorer, states[:, : len(frame)], unlabeled.get(scorer.calibration.unlabeled_split))
+            scores = calibrator.scores(scorer, states[:, : len(frame)], unlabeled.get(scorer.calibration.unlabeled_split), lang)
             predicted = [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
             rows[j].append({"language": lang, **score(gold, predicted, verbalizer.labels), "n": len(frame),
                             "protocol": scorer.calibration.name})
