@@ -299,6 +299,7 @@ def evaluate_prompts(
     special_tokens: str = "tokenizer",
     train_language: str | None = None,
     reference: cal.StateStatistics | None = None,
+    headline: Sequence[int] | None = None,
     progress: bool = True,
 ) -> list[pd.DataFrame]:
     """Per-language results of several scorers (prompts alone or ensembles), reading each language's text once.
@@ -308,6 +309,7 @@ def evaluate_prompts(
             alone, uncalibrated (the study's zero-shot protocol).
         train_language, reference: for scorers that ``standardize``: the reference statistics, or
             the language whose unlabeled texts (the calibration's ``unlabeled_split``) give them.
+        headline: the scorers whose mean accuracy the per-language log line shows (default: all).
 
     Returns one table per scorer, in the order given, with columns ``language, accuracy,
     macro_f1, n, protocol``.
@@ -343,9 +345,10 @@ def evaluate_prompts(
             rows[j].append({"language": lang, **score(gold, predicted, verbalizer.labels), "n": len(frame),
                             "protocol": scorer.calibration.name})
         if progress and not interactive() and len(languages) > 1:  # no bar in a log file: a line per language
-            mean = sum(r[-1]["accuracy"] for r in rows) / len(rows)
+            shown = [rows[j] for j in (headline if headline is not None else range(len(rows)))]
+            mean = sum(r[-1]["accuracy"] for r in shown) / len(shown)
             print(f"evaluated {lang} ({len(rows[0])}/{len(languages)}): accuracy {100 * mean:.1f}%"
-                  f"{' (mean of the scorers)' if len(rows) > 1 else ''}", file=sys.stderr, flush=True)
+                  f"{f' (mean of {len(shown)})' if len(shown) > 1 else ''}", file=sys.stderr, flush=True)
     return [pd.DataFrame(r, columns=RESULT_COLUMNS) for r in rows]
 
 

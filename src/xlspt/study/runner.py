@@ -224,7 +224,7 @@ def _evaluate_together(items, loaded, session, on_record, log) -> None:
         all_results = evaluate_prompts(
             loaded, items[0][1].verbalizer, prompts, session.data(run0.config.data), run0.languages, scorers=scorers,
             max_length=run0.config.max_length, special_tokens=run0.config.special_tokens.value, progress=session.progress,
-            reference=reference,
+            reference=reference, headline=[at for at, _ in spans],  # each run's own vote, not its members
         )
     except Exception as exc:
         if session.strict:
