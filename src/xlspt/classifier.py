@@ -191,9 +191,7 @@ class PromptClassifier:
         }
         prompts = [p for m in members for p in m.prompts]
         soft = [sp for m in members for sp in (m.soft_prompts or [None] * m.size)]
-        reference = None
-        if all(m.reference is not None for m in members):
-            reference = StateStatistics(torch.cat([m.reference.mean for m in members]), torch.cat([m.reference.std for m in members]))
+        reference = stacked_reference(members) if all(m.reference is not None for m in members) else None
         return cls(first.model, first.verbalizer, prompts, metadata,
                    soft if all(sp is not None for sp in soft) else None, calibration or first.calibration, reference)
 

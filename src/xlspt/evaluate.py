@@ -297,7 +297,6 @@ def evaluate_prompts(
     engine: str = "auto",
     store: TextStateStore | None = None,
     special_tokens: str = "tokenizer",
-    train_language: str | None = None,
     reference: cal.StateStatistics | None = None,
     headline: Sequence[int] | None = None,
     progress: bool = True,
@@ -307,8 +306,8 @@ def evaluate_prompts(
     Args:
         scorers: which prompts vote together and how they are calibrated; default: each prompt
             alone, uncalibrated (the study's zero-shot protocol).
-        train_language, reference: for scorers that ``standardize``: the reference statistics, or
-            the language whose unlabeled texts (the calibration's ``unlabeled_split``) give them.
+        reference: for scorers that ``standardize``: the training language's statistics per prompt
+            (:func:`reference_statistics`).
         headline: the scorers whose mean accuracy the per-language log line shows (default: all).
 
     Returns one table per scorer, in the order given, with columns ``language, accuracy,
@@ -316,11 +315,6 @@ def evaluate_prompts(
     """
     scorers = list(scorers) if scorers is not None else [Scorer((j,)) for j in range(len(prompts))]
     read = dict(batch_size=batch_size, max_length=max_length, engine=engine, store=store, special_tokens=special_tokens)
-    if reference is None and any(s.calibration.standardize for s in scorers):
-        if train_language is None:
-            raise ConfigError("standardize", "needs the training language (its unlabeled texts give the reference statistics)")
-        split_name = next(s.calibration.unlabeled_split for s in scorers if s.calibration.standardize)
-        reference = reference_statistics(loaded, prompts, data.split(train_language, split_name)["text"].tolist(), **read)
     calibrator = Calibrator(loaded, verbalizer, prompts, scorers, reference=reference, **read)
     for s in scorers:
         if s.calibration.protocol is Protocol.UNLABELED and s.calibration.unlabeled_split == split:
