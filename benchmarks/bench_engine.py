@@ -179,7 +179,7 @@ def bench_training(loaded, data, slow_steps: int, with_peft: bool, rounds: int) 
     """
     verbalizer = xlspt.build_verbalizer(loaded)
     examples = sample_few_shot(data, "eng_Latn", 8, seed=0).train
-    texts, labels = examples["text"].tolist(), examples["category"].tolist()
+    texts, labels = examples["text"].tolist(), examples["label"].tolist()
     if with_peft:
         try:
             from peft import PromptTuningConfig, TaskType, get_peft_model

@@ -316,7 +316,7 @@ def phase_check(ctx: Context) -> None:
     for lang in [lang for lang in CHECK_LANGS if lang in ctx.langs] or ctx.langs[:2]:
         frame = ctx.data.split(lang, "test").iloc[:6]
         texts += frame["text"].tolist()
-        labels += frame["category"].tolist()
+        labels += frame["label"].tolist()
     texts.append(" ".join(["science"] * 300))  # truncated differently for each prompt length
     labels.append("science/technology")
     d = loaded.hidden_size
@@ -379,7 +379,7 @@ def phase_timing(ctx: Context) -> None:
     repeats = 2 if ctx.smoke else 5
     inner = 2 if ctx.smoke else 10
     train = sample_few_shot(ctx.data, "eng_Latn", 8, seed=0).train.iloc[:TRAIN_TEXTS]
-    texts, labels = train["text"].tolist(), train["category"].tolist()
+    texts, labels = train["text"].tolist(), train["label"].tolist()
     for name, loaded in (("bf16", ctx.bf16), ("fp32", ctx.fp32)):
         verbalizer = xlspt.build_verbalizer(loaded, LABEL_WORDS)
         ids = encode_texts(loaded, texts, STEP_PROMPT_LENGTH)

@@ -168,9 +168,9 @@ def main() -> None:
         test_frame, dev_frame = data.split(lang, "test"), data.split(lang, "dev")
         test[lang] = states_of(test_frame["text"].tolist(), f"{lang}.test")
         dev[lang] = states_of(dev_frame["text"].tolist(), f"{lang}.dev")
-        gold[lang] = verbalizer.label_index(test_frame["category"]).numpy()
+        gold[lang] = verbalizer.label_index(test_frame["label"]).numpy()
         if lang == "eng_Latn":
-            gold["eng_Latn.dev"] = verbalizer.label_index(dev_frame["category"]).numpy()
+            gold["eng_Latn.dev"] = verbalizer.label_index(dev_frame["label"]).numpy()
         log(f"states {lang} ({i + 1}/{len(langs)}) in {time.time() - t0:.0f} s")
     states_seconds = time.time() - started - train_seconds
 

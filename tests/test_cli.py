@@ -26,8 +26,15 @@ def trained_run(tmp_path_factory, tiny_model_dirs, sib200_dir):
 
 def test_run_writes_prompt_results_and_summary(trained_run):
     assert sorted(p.name for p in trained_run.iterdir()) == [
-        "prompt.json", "prompt.safetensors", "record.json", "results.csv", "summary.json", "summary.txt"
+        "README.md", "confusion", "per_class.csv", "prompt.json", "prompt.safetensors", "record.json", "results.csv",
+        "summary.json", "summary.txt"
     ]
+    assert sorted(p.name for p in (trained_run / "confusion").iterdir()) == ["eng_Latn.png", "swh_Latn.png"]
+    per_class = pd.read_csv(trained_run / "per_class.csv")
+    assert list(per_class.columns) == ["language", "label", "precision", "recall", "f1", "support"]
+    assert len(per_class) == 14 and per_class.groupby("language")["support"].sum().tolist() == [204, 204]
+    card = (trained_run / "README.md").read_text()
+    assert "library_name: xlspt" in card and "swh_Latn" in card
     record = json.loads((trained_run / "record.json").read_text())
     assert record["status"] == "done" and record["config"]["prompt_length"] == 2
     assert [r["language"] for r in record["results"]] == ["eng_Latn", "swh_Latn"]
@@ -48,8 +55,9 @@ def test_evaluate_reproduces_results_csv(trained_run, tmp_path, sib200_dir):
 def test_predict_from_arguments_file_and_stdin(trained_run, tmp_path, capsys, monkeypatch):
     assert main(["predict", "--prompt", str(trained_run), "The team won.", "Parliament voted."]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split("\t")[1] for line in lines] == ["The team won.", "Parliament voted."]
+    assert [line.split("\t")[-1] for line in lines] == ["The team won.", "Parliament voted."]
     assert all(line.split("\t")[0] in xlspt.CATEGORIES for line in lines)
+    assert all(1 / 7 <= float(line.split("\t")[1]) <= 1 for line in lines)
     texts = tmp_path / "texts.txt"
     texts.write_text("one\n\ntwo\n")
     assert main(["predict", "--prompt", str(trained_run / "prompt.safetensors"), "--file", str(texts)]) == 0

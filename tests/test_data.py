@@ -14,9 +14,9 @@ from xlspt.data.languages import resolve_languages
 
 def test_reads_a_split_with_its_columns_and_categories(data):
     frame = data.split("eng_Latn", "train")
-    assert list(frame.columns) == ["index_id", "category", "text"]
+    assert list(frame.columns) == ["index_id", "label", "text"]
     assert len(frame) == 701
-    assert set(frame["category"]) == set(xlspt.CATEGORIES)
+    assert set(frame["label"]) == set(xlspt.CATEGORIES)
     assert len(data.split("swh_Latn", "test")) == 204
 
 
@@ -50,8 +50,8 @@ def test_language_specs(data):
 @pytest.mark.parametrize("shots,val", [(1, 1), (8, 2), (32, 8), (58, 8)])
 def test_sampling_is_balanced_with_a_quarter_for_validation(data, shots, val):
     split = sample_few_shot(data, "eng_Latn", shots, seed=0)
-    assert split.train["category"].value_counts().to_dict() == dict.fromkeys(xlspt.CATEGORIES, shots)
-    assert split.validation["category"].value_counts().to_dict() == dict.fromkeys(xlspt.CATEGORIES, val)
+    assert split.train["label"].value_counts().to_dict() == dict.fromkeys(xlspt.CATEGORIES, shots)
+    assert split.validation["label"].value_counts().to_dict() == dict.fromkeys(xlspt.CATEGORIES, val)
 
 
 def test_sampling_is_seeded(data):
@@ -83,8 +83,8 @@ def broken_copy(tmp_path, sib200_dir):
         (lambda d: (d / "fra_Latn" / "test.tsv").write_text("id\tlabel\tsentence\n1\tsports\thi\n"), "lacks the column"),
         (lambda d: (d / "fra_Latn" / "test.tsv").write_text("index_id\tcategory\ttext\n"), "has no rows"),
         (lambda d: (d / "fra_Latn" / "test.tsv").write_text("index_id\tcategory\ttext\n1\tcooking\thi\n"), "unknown category 'cooking'"),
-        (lambda d: (d / "fra_Latn" / "test.tsv").write_text('index_id\tcategory\ttext\n1\tsports\t"open\n2\tsports\tx\ty\tz\n'), "not a valid SIB-200 TSV"),
-        (lambda d: (d / "fra_Latn" / "test.tsv").write_bytes(b"index_id\tcategory\ttext\n1\tsports\t\xff\xfe\n"), "not a valid SIB-200 TSV"),
+        (lambda d: (d / "fra_Latn" / "test.tsv").write_text('index_id\tcategory\ttext\n1\tsports\t"open\n2\tsports\tx\ty\tz\n'), "is not a valid TSV file"),
+        (lambda d: (d / "fra_Latn" / "test.tsv").write_bytes(b"index_id\tcategory\ttext\n1\tsports\t\xff\xfe\n"), "is not a valid TSV file"),
     ],
 )
 def test_bad_data_is_a_clear_error(broken_copy, damage, message):

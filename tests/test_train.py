@@ -29,7 +29,7 @@ def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny, data):
     assert clf.metadata["best_epoch"] == best["epoch"]
     examples = sample_few_shot(data, "eng_Latn", 2, seed=0)
     ids = encode_texts(tiny, examples.validation["text"].tolist(), 3)
-    kept = validation_loss(NaiveEngine(tiny), clf.verbalizer, ids, examples.validation["category"].tolist(), clf.prompt, 8)
+    kept = validation_loss(NaiveEngine(tiny), clf.verbalizer, ids, examples.validation["label"].tolist(), clf.prompt, 8)
     assert kept == pytest.approx(best["val_loss"], rel=1e-5)
 
 

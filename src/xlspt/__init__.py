@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from .calibration import CalibrationConfig, Protocol  # noqa: E402
 from .classifier import PromptClassifier, build_verbalizer, choose_label_words  # noqa: E402
-from .data import CATEGORIES, Sib200, resolve_languages, sample_few_shot, study_languages  # noqa: E402
+from .data import CATEGORIES, DataConfig, Sib200, TaskData, resolve_languages, sample_few_shot, study_languages  # noqa: E402
 from .errors import XlsptError  # noqa: E402
 from .evaluate import evaluate_languages, predict  # noqa: E402
 from .models import EMBEDDED_DEFAULT, LoadedModel, load_model  # noqa: E402
@@ -26,7 +26,9 @@ __all__ = [
     "PromptClassifier",
     "PromptConfig",
     "Protocol",
+    "DataConfig",
     "Sib200",
+    "TaskData",
     "SoftPrompt",
     "TrainConfig",
     "Verbalizer",

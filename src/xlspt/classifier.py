@@ -2,7 +2,7 @@
 
 >>> import xlspt
 >>> model = xlspt.load_model()                      # the embedded Gemma 3 270M
->>> data = xlspt.Sib200.resolve("../shared/sib200")
+>>> data = xlspt.TaskData.resolve("../shared/sib200")
 >>> clf = xlspt.PromptClassifier.train(model, data, shots=8, prompt=xlspt.PromptConfig(length=4))
 >>> clf.evaluate(data, ["fra_Latn", "swh_Latn"])   # DataFrame: language, accuracy, macro_f1, n, protocol
 >>> clf.predict(["Le match s'est terminé sur un score nul."])
@@ -30,22 +30,33 @@ import torch
 from . import __version__
 from .artifact import PromptArtifact
 from .data.sampling import FewShotSplit, sample_few_shot
-from .data.sib200 import CATEGORIES, Sib200
+from .data.sib200 import CATEGORIES
+from .data.task import TaskData
 from .calibration import CalibrationConfig, StateStatistics
 from .errors import ConfigError, XlsptError
-from .evaluate import Scorer, evaluate_prompts, reference_statistics, score_texts
+from .evaluate import Scorer, evaluate_prompts, reference_statistics, score_texts, scored_predictions
 from .models.loading import LoadedModel, load_model
 from .prompt import PromptConfig, SoftPrompt
 from .train import TrainConfig, TrainResult, train_prompt
-from .verbalizer import Verbalizer
+from .verbalizer import Verbalizer, propose_label_words
 
 
 def build_verbalizer(
-    loaded: LoadedModel, label_words: dict[str, str] | None = None, allow_first_subtoken: bool = False
+    loaded: LoadedModel, label_words: dict[str, str] | None = None, allow_first_subtoken: bool = False,
+    labels: Sequence[str] = CATEGORIES,
 ) -> Verbalizer:
-    """The user's label words, or the defaults of the model's family, checked against its tokenizer."""
-    words = label_words or loaded.adapter.label_words
-    return Verbalizer.build(loaded.tokenizer, words, CATEGORIES, allow_first_subtoken=allow_first_subtoken)
+    """The user's label words for ``labels`` (in class order), checked against the model's tokenizer.
+
+    Classes without a given word get the model family's default for SIB-200's seven topics, and
+    for any other label set a single-token word proposed from the label's name.
+    """
+    labels = tuple(labels)
+    words = dict(label_words or {})
+    if labels == CATEGORIES:
+        words = {**loaded.adapter.label_words, **words}
+    elif len(words) < len(labels):
+        words = propose_label_words(loaded.tokenizer, labels, words)
+    return Verbalizer.build(loaded.tokenizer, words, labels, allow_first_subtoken=allow_first_subtoken)
 
 
 #: Sidecar entries that belong to one trained prompt; an ensemble keeps them per member.
@@ -102,7 +113,7 @@ class PromptClassifier:
     def train(
         cls,
         model: LoadedModel,
-        data: Sib200,
+        data: TaskData,
         *,
         train_language: str = "eng_Latn",
         shots: int = 8,
@@ -146,7 +157,7 @@ class PromptClassifier:
             ensemble = cls.ensemble_of(members, calibration=calibration)
             ensemble.fit_reference(data)
             return ensemble
-        verbalizer = build_verbalizer(model, label_words, allow_first_subtoken)
+        verbalizer = build_verbalizer(model, label_words, allow_first_subtoken, data.labels(train_language))
         sample_seed = training.seed if sample_seed is None else sample_seed
         examples = sample_few_shot(data, train_language, shots, sample_seed)
         started = time.time()
@@ -195,7 +206,7 @@ class PromptClassifier:
         return cls(first.model, first.verbalizer, prompts, metadata,
                    soft if all(sp is not None for sp in soft) else None, calibration or first.calibration, reference)
 
-    def fit_reference(self, data: Sib200, *, force: bool = False, batch_size: int = 32, engine: str = "auto") -> None:
+    def fit_reference(self, data: TaskData, *, force: bool = False, batch_size: int = 32, engine: str = "auto") -> None:
         """Estimate :attr:`reference` on the training language's unlabeled texts (the calibration's
         ``unlabeled_split``) when the calibration standardizes (or ``force``)."""
         if not (self.calibration.standardize or force) or (self.reference is not None and not force):
@@ -223,7 +234,7 @@ class PromptClassifier:
         cls,
         model: LoadedModel,
         verbalizer: Verbalizer,
-        data: Sib200,
+        data: TaskData,
         examples: FewShotSplit,
         result: TrainResult,
         training: TrainConfig,
@@ -240,6 +251,7 @@ class PromptClassifier:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "model": model.name,
             "model_signature": model.signature(),
+            "labels": list(verbalizer.labels),
             "label_words": verbalizer.as_dict(),
             "label_token_ids": list(verbalizer.token_ids),
             "dtype": str(model.dtype).removeprefix("torch."),
@@ -250,7 +262,7 @@ class PromptClassifier:
                 "source": data.description,
                 "train_language": train_language,
                 "shots_per_class": shots,
-                "validation_per_class": len(examples.validation) // len(CATEGORIES),
+                "validation_per_class": len(examples.validation) // len(verbalizer.labels),
                 "sampling_seed": training.seed if sample_seed is None else sample_seed,
                 "train_index_ids": [int(i) for i in examples.train["index_id"]],
                 "validation_index_ids": [int(i) for i in examples.validation["index_id"]],
@@ -264,7 +276,8 @@ class PromptClassifier:
 
     @classmethod
     def load(
-        cls, path: str | Path, model: LoadedModel | str | None = None, *, dtype: str | None = None
+        cls, path: str | Path, model: LoadedModel | str | None = None, *, dtype: str | None = None,
+        device: str | None = None,
     ) -> "PromptClassifier":
         """Load a saved prompt or ensemble.
 
@@ -275,14 +288,16 @@ class PromptClassifier:
         """
         artifact = PromptArtifact.load(path)
         if model is None or isinstance(model, str):
-            model = load_model(model or artifact.model_name, dtype=dtype or artifact.metadata.get("dtype", "float32"))
+            model = load_model(model or artifact.model_name, dtype=dtype or artifact.metadata.get("dtype", "float32"), device=device)
         artifact.check_model(model.signature(), model.name)
         if not artifact.metadata.get("train_config", {}).get("freeze_model", True):
             raise XlsptError(
                 "this prompt was trained together with the model's weights (--train-model), which are not saved: "
                 "evaluate it in the same `xlspt run`"
             )
-        verbalizer = build_verbalizer(model, artifact.metadata["label_words"], artifact.metadata.get("allow_first_subtoken", False))
+        labels = artifact.metadata.get("labels") or list(artifact.metadata["label_words"])
+        verbalizer = build_verbalizer(model, artifact.metadata["label_words"], artifact.metadata.get("allow_first_subtoken", False),
+                                      labels)
         expected_ids = artifact.metadata.get("label_token_ids")
         if expected_ids is not None and list(verbalizer.token_ids) != list(expected_ids):
             raise XlsptError(
@@ -328,8 +343,20 @@ class PromptClassifier:
                              batch_size=batch_size, engine=engine)
         return [self.verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
 
+    def classify(
+        self, texts: Sequence[str], *, top_k: int | None = None, min_confidence: float | None = None,
+        calibration: CalibrationConfig | None = None, unlabeled_texts: Sequence[str] = (), language: str | None = None,
+        batch_size: int = 32, engine: str = "auto",
+    ) -> pd.DataFrame:
+        """Scored predictions: columns ``text, label, probability`` (over the label set), and ``top_k``
+        (the ``k`` most probable labels with their probabilities) when asked; below
+        ``min_confidence`` the label is ``"abstain"``."""
+        scores = self.scores(texts, calibration=calibration, unlabeled_texts=unlabeled_texts, language=language,
+                             batch_size=batch_size, engine=engine) if texts else torch.zeros(0, len(self.verbalizer.labels))
+        return scored_predictions(list(texts), scores, self.verbalizer.labels, top_k=top_k, min_confidence=min_confidence)
+
     def evaluate(
-        self, data: Sib200, languages: Sequence[str], *, batch_size: int = 32, engine: str = "auto",
+        self, data: TaskData, languages: Sequence[str], *, batch_size: int = 32, engine: str = "auto",
         calibration: CalibrationConfig | None = None, members: bool = False, progress: bool = True,
     ) -> pd.DataFrame:
         """Accuracy and macro-F1 per language on the test split: columns ``language, accuracy, macro_f1, n, protocol``.
@@ -351,6 +378,42 @@ class PromptClassifier:
             return tables[0]
         names = ["ensemble", *[str(i) for i in range(self.size)]]
         return pd.concat([t.assign(member=name) for name, t in zip(names, tables)], ignore_index=True)
+
+    def save_pretrained(self, directory: str | Path, results: pd.DataFrame | None = None) -> Path:
+        """:meth:`save` plus a model card (``README.md``: base model, label words, training data,
+        protocol and, given ``results``, per-language scores): a folder to share like an adapter."""
+        from .files import write_text_atomic
+        from .hub import model_card
+
+        path = self.save(directory)
+        write_text_atomic(Path(directory) / "README.md", model_card({**self.metadata, "calibration": self.calibration.to_dict()}, results))
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, model: LoadedModel | str | None = None, *, hub: str | Path | None = None,
+        revision: str | None = None, token: str | None = None, dtype: str | None = None, device: str | None = None,
+    ) -> "PromptClassifier":
+        """Load a prompt folder, or a Hub repository (``owner/name``) saved with :meth:`save_pretrained`
+        and :meth:`push_to_hub`; ``hub`` (or ``$XLSPT_HUB_DIR``) is a local folder standing in for the Hub."""
+        from .hub import resolve_pretrained
+
+        return cls.load(resolve_pretrained(name_or_path, hub=hub, revision=revision, token=token), model, dtype=dtype,
+                        device=device)
+
+    def push_to_hub(
+        self, repo_id: str, *, results: pd.DataFrame | None = None, hub: str | Path | None = None,
+        token: str | None = None, private: bool = False,
+    ) -> str:
+        """Upload the prompt with its model card to the Hub repository ``repo_id`` (created if needed), or to
+        ``hub``/``$XLSPT_HUB_DIR``, a local folder laid out like the Hub. Returns the repository's URL or path."""
+        import tempfile
+
+        from .hub import push_folder
+
+        with tempfile.TemporaryDirectory(prefix="xlspt-push-") as folder:
+            self.save_pretrained(folder, results)
+            return push_folder(folder, repo_id, hub=hub, token=token, private=private)
 
     def save(self, directory: str | Path) -> Path:
         """Write ``prompt.safetensors`` and ``prompt.json`` into ``directory``."""
@@ -378,7 +441,7 @@ def stacked_reference(classifiers: Sequence[PromptClassifier]) -> StateStatistic
 
 def choose_label_words(
     model: LoadedModel,
-    data: Sib200,
+    data: TaskData,
     candidates: Sequence[dict[str, str]],
     *,
     train_language: str = "eng_Latn",
@@ -409,7 +472,7 @@ def choose_label_words(
                                      progress=progress)
         predicted = clf.predict(dev["text"].tolist())
         rows.append({"candidate": i, "label_words": clf.verbalizer.as_dict(),
-                     **{f"dev_{k}": v for k, v in score(dev["category"].tolist(), predicted, clf.verbalizer.labels).items()}})
+                     **{f"dev_{k}": v for k, v in score(dev["label"].tolist(), predicted, clf.verbalizer.labels).items()}})
     table = pd.DataFrame(rows)
     best = int(table["dev_accuracy"].idxmax())
     return dict(table.at[best, "label_words"]), table

@@ -17,7 +17,17 @@ from typing import Sequence
 from . import __version__
 
 def _add_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", metavar="DIR", help="SIB-200 directory (<lang>/{train,dev,test}.tsv); default $XLSPT_DATA, else the Hub dataset Davlan/sib200")
+    """--data and its columns, from :class:`~xlspt.data.DataConfig` (the run commands get them from the run config)."""
+    import dataclasses
+
+    from .data import DataConfig
+
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(DataConfig)}
+    p.add_argument("--data", metavar="PATH", help=helps["source"])
+    for name in ("text_column", "label_column", "language_column", "split_column"):
+        default = getattr(DataConfig(), name)
+        p.add_argument(flag(name), dest=name, metavar="NAME", default=default,
+                       help=helps[name] + (f" (default: {default})" if default else ""))
 
 
 def _add_langs(p: argparse.ArgumentParser, default: str = "52") -> None:
@@ -45,6 +55,26 @@ def _add_calibration(p: argparse.ArgumentParser, unlabeled: str) -> None:
                         "language's mean and spread (saved with the prompt), estimated on the same unlabeled texts")
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    from .models.loading import DEVICES
+
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where the model runs: auto = a CUDA GPU, else Apple's MPS, else the CPU (default: %(default)s); recorded with the results")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice); recorded with the results")
+
+
+def _set_threads(args) -> None:
+    from .errors import XlsptError
+
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            raise XlsptError(f"--threads must be at least 1 (got {threads})")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
@@ -65,12 +95,14 @@ def _add_engine(p: argparse.ArgumentParser, dtype_default: str | None) -> None:
 _TRAIN_ONLY_SKIPS = ("langs", "save_model")
 _GROUPS = {
     "model and prompt": ("model", "dtype", "engine", "prompt_length", "reparam_hidden", "label_words", "allow_subword_labels", "special_tokens"),
-    "data and training": ("data", "train_lang", "shots", "epochs", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr", "save_model", "langs"),
+    "data and training": ("data", "text_column", "label_column", "language_column", "split_column", "train_lang", "shots", "epochs", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr", "save_model", "langs"),
     "ensembles and calibration": ("ensemble", "shared_sample", "calibration", "standardize"),
+    "method": ("method",),
 }
 
 
-_METAVARS = {"model": "NAME", "data": "DIR", "langs": "LANGS", "label_words": "WORDS", "train_lang": "LANG",
+_METAVARS = {"model": "NAME", "data": "PATH", "text_column": "NAME", "label_column": "NAME", "language_column": "NAME",
+             "split_column": "NAME", "langs": "LANGS", "label_words": "WORDS", "train_lang": "LANG",
              "reparam_hidden": "H", "model_lr": "X"}
 
 
@@ -148,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_config(p)
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    _add_device(p)
     _add_common(p)
 
     p = sub.add_parser("train", help="train a prompt and save it (no evaluation)")
@@ -156,13 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="PATH", help="continue training from a saved prompt (its length and reparameterization network); the optimizer starts afresh")
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace the prompt of an earlier run in --out")
+    _add_device(p)
     _add_common(p)
 
     p = sub.add_parser("label-words", help="choose label words on the training language's dev split")
     p.add_argument("--candidate", action="append", required=True, metavar="WORDS",
                    help="a label-word set (as --label-words: seven words in class order or class=word pairs, "
                         "word1|word2 for several); repeat for each candidate; 'default' is the model family's")
-    _add_run_config(p, skip=(*_TRAIN_ONLY_SKIPS, "label_words", "ensemble", "shared_sample", "calibration", "standardize"))
+    _add_run_config(p, skip=(*_TRAIN_ONLY_SKIPS, "label_words", "ensemble", "shared_sample", "calibration", "standardize", "method"))
     _add_common(p)
 
     p = sub.add_parser("sweep", help="run a grid of configurations into a result store (resumable)")
@@ -187,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate saved prompts on target languages")
     p.add_argument("--prompt", required=True, action="append", metavar="PATH",
-                   help="a run directory or a prompt .safetensors file; repeat to score several prompts from one pass over the text")
+                   help="a run directory, a prompt .safetensors file or a Hub repository (owner/name); repeat to score several "
+                        "prompts from one pass over the text")
     p.add_argument("--model", help="model to use (default: the one the prompt was trained with)")
     _add_langs(p)
     _add_data(p)
@@ -202,17 +237,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabeled-split", default="dev", metavar="SPLIT",
                    help="with --calibration unlabeled: the split whose texts (labels unused) estimate each language's prior (default: %(default)s)")
     _add_engine(p, None)
+    _add_device(p)
     _add_common(p)
 
     p = sub.add_parser("predict", help="classify new text with a saved prompt")
-    p.add_argument("--prompt", required=True, metavar="PATH", help="a run directory or a prompt .safetensors file")
+    p.add_argument("--prompt", required=True, metavar="PATH",
+                   help="a run directory, a prompt .safetensors file, or a Hub repository (owner/name; $XLSPT_HUB_DIR for a local hub)")
     p.add_argument("--model", help="model to use (default: the one the prompt was trained with)")
     p.add_argument("texts", nargs="*", help="texts to classify; with none, lines are read from --file or standard input")
     p.add_argument("--file", metavar="FILE", help="read one text per line from FILE ('-' for standard input)")
     _add_calibration(p, "the lines of --unlabeled FILE")
     p.add_argument("--unlabeled", metavar="FILE", help="with --calibration unlabeled: unlabeled texts of the same language, one per line")
     p.add_argument("--lang", metavar="CODE", help="the texts' language (e.g. ory_Orya): content-free calibration then uses its script")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="table: label, probability and text per line; json: one JSON object per line (text, label, "
+                        "probability, top_k); csv: a header and a row per text (default: %(default)s)")
+    p.add_argument("--top-k", type=int, metavar="K", help="also give the K most probable labels with their probabilities")
+    p.add_argument("--min-confidence", type=float, metavar="P",
+                   help="answer 'abstain' when the most probable label's probability is below P")
     _add_engine(p, None)
+    _add_device(p)
+
+    p = sub.add_parser("push", help="share a saved prompt folder on the Hugging Face Hub (or a local hub folder), with its model card")
+    p.add_argument("--prompt", required=True, metavar="DIR", help="a run directory (prompt.safetensors, prompt.json)")
+    p.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the Hub repository (created if needed)")
+    p.add_argument("--hub", metavar="DIR", help="a local folder standing in for the Hub (default: $XLSPT_HUB_DIR, else the Hub)")
+    p.add_argument("--private", action="store_true", help="create the Hub repository private")
+    p.add_argument("--token", help="Hub token (default: your `hf auth login`)")
 
     p = sub.add_parser("languages", help="list the languages of the data and the study's 52")
     _add_data(p)
@@ -259,10 +310,13 @@ def _quiet_libraries() -> None:
 # ---------------------------------------------------------------- helpers
 
 
-def _load_data(args):
-    from .data import Sib200
+def _load_data(args, language: str | None = None):
+    """The data of ``--data`` and its column flags (``language``: of a source with no languages of its own)."""
+    from .data import DataConfig, TaskData
 
-    return Sib200.resolve(getattr(args, "data", None))
+    names = ("text_column", "label_column", "language_column", "split_column")
+    options = {n: getattr(args, n) for n in names if hasattr(args, n)}
+    return TaskData.resolve(DataConfig(source=getattr(args, "data", None), **options, **({"language": language} if language else {})))
 
 
 def _check_langs(args, data) -> list[str]:
@@ -285,23 +339,28 @@ def cmd_run(args) -> int:
     from .study import outputs
     from .study.runner import Session, run_one
 
+    from .models.loading import resolve_device
+
     config = _run_config(args)
     out = outputs.prepare_out_dir(args.out, config.model, args.overwrite)
-    session = Session(progress=not args.quiet, strict=True)
+    _set_threads(args)
+    session = Session(device=resolve_device(args.device), progress=not args.quiet, strict=True, class_figures=True)
     for split in ("train", "dev"):  # read and validated now, before minutes of model loading
-        session.data(config.data).split(config.train_lang, split)
+        session.data(config).split(config.train_lang, split)
     if args.overwrite:
         outputs.clear_files(out)
     record = run_one(config, out, session)
     model = session.model(config)
+    fit = (f"best epoch {record.best_epoch} (validation loss {record.best_val_loss:.3f})"
+           if record.best_val_loss is not None else "the probe baseline")
     _say(f"model {model.name} ({model.model_type}, {str(model.dtype)[6:]} on {model.device}); "
-         f"trained in {record.timings.get('train', 0):.0f} s, best epoch {record.best_epoch} "
-         f"(validation loss {record.best_val_loss:.3f}); evaluated in {record.timings.get('evaluate', 0):.0f} s")
+         f"trained in {record.timings.get('train', 0):.0f} s, {fit}; evaluated in {record.timings.get('evaluate', 0):.0f} s")
     for note in record.notes:
         _say(f"note: {note}")
     import pandas as pd
 
-    metadata = json.loads((out / outputs.PROMPT_FILES[1]).read_text(encoding="utf-8"))
+    sidecar = outputs.PROBE_FILES[1] if config.method.value == "probe" else outputs.PROMPT_FILES[1]
+    metadata = json.loads((out / sidecar).read_text(encoding="utf-8"))
     table, _, _ = outputs.results_summary(metadata, pd.DataFrame(record.results))
     print(table)
     _say(f"wrote {out}")
@@ -310,7 +369,7 @@ def cmd_run(args) -> int:
 
 def cmd_train(args) -> int:
     from .classifier import PromptClassifier
-    from .data import resolve_languages
+    from .data import TaskData, resolve_languages
     from .errors import XlsptError
     from .models import load_model
     from .study import outputs
@@ -318,17 +377,18 @@ def cmd_train(args) -> int:
     config = _run_config(args)
     if not config.freeze:
         raise XlsptError("`xlspt train --no-freeze` would save a prompt without the model weights it needs: use `xlspt run --no-freeze`")
-    data = _load_data(args)
+    data = TaskData.resolve(config.data_config())
     resolve_languages([config.train_lang], data.languages())
     for split in ("train", "dev"):
         data.split(config.train_lang, split)
-    out = outputs.prepare_out_dir(args.out, config.model, args.overwrite, files=outputs.PROMPT_FILES)
+    out = outputs.prepare_out_dir(args.out, config.model, args.overwrite, files=(*outputs.PROMPT_FILES, *outputs.PROBE_FILES))
     initial = None
     if args.resume:
         from .artifact import PromptArtifact
 
         artifact = PromptArtifact.load(args.resume)
-    model = load_model(config.model, dtype=config.dtype.value)
+    _set_threads(args)
+    model = load_model(config.model, dtype=config.dtype.value, device=args.device)
     if args.resume:
         artifact.check_model(model.signature(), model.name)
         if artifact.is_ensemble:
@@ -336,9 +396,19 @@ def cmd_train(args) -> int:
         initial = artifact.soft_prompt()
     _say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
          f"on {model.device}); data {data.description}")
+    if config.method.value == "probe":
+        from .probe import ProbeClassifier
+
+        probe = ProbeClassifier.train(model, data, train_language=config.train_lang, shots=config.shots, seed=config.seed,
+                                      max_length=config.max_length, special_tokens=config.special_tokens.value)
+        _say(f"fitted the probe baseline in {probe.metadata['train_seconds']:.0f} s (C={probe.metadata['C']})")
+        if args.overwrite:
+            outputs.clear_files(out)
+        print(probe.save(out))
+        return 0
     clf = PromptClassifier.train(
         model, data, train_language=config.train_lang, shots=config.shots, prompt=config.prompt_config(),
-        training=config.train_config(), label_words=config.label_word_map(),
+        training=config.train_config(), label_words=config.label_word_map(data.labels(config.train_lang)),
         allow_first_subtoken=config.allow_subword_labels, initial=initial, progress=not args.quiet,
         ensemble=config.ensemble, shared_sample=config.shared_sample, calibration=config.calibration_config(),
     )
@@ -362,11 +432,17 @@ def cmd_evaluate(args) -> int:
     from .evaluate import Scorer, evaluate_prompts
     from .study import outputs
 
-    data = _load_data(args)
+    from .artifact import PromptArtifact
+
+    from .hub import resolve_pretrained
+
+    trained_on = PromptArtifact.load(resolve_pretrained(args.prompt[0])).metadata.get("data", {}).get("train_language")
+    data = _load_data(args, language=trained_on)  # a source without languages is in the prompt's training language
     langs = _check_langs(args, data)
     out = outputs.prepare_out_dir(args.out, "", args.overwrite, files=outputs.RESULT_FILES) if args.out else None
-    first = PromptClassifier.load(args.prompt[0], args.model, dtype=args.dtype)
-    classifiers = [first] + [PromptClassifier.load(p, first.model) for p in args.prompt[1:]]
+    _set_threads(args)
+    first = PromptClassifier.from_pretrained(args.prompt[0], args.model, dtype=args.dtype, device=args.device)
+    classifiers = [first] + [PromptClassifier.from_pretrained(p, first.model) for p in args.prompt[1:]]
     if any(c.verbalizer != first.verbalizer or c.max_length != first.max_length
            or c.special_tokens != first.special_tokens for c in classifiers):
         raise XlsptError("these prompts use different label words, maximum lengths or tokenization: evaluate them one at a time")
@@ -427,13 +503,17 @@ def cmd_label_words(args) -> int:
     from .models import load_model
     from .verbalizer import parse_label_words
 
+    from .classifier import build_verbalizer
+    from .data import TaskData
+
     config = _run_config(args)
-    data = _load_data(args)
+    data = TaskData.resolve(config.data_config())
     for split in ("train", "dev"):
         data.split(config.train_lang, split)
-    candidates = [None if c == "default" else parse_label_words(c) for c in args.candidate]
+    labels = data.labels(config.train_lang)
+    candidates = [None if c == "default" else parse_label_words(c, labels) for c in args.candidate]
     model = load_model(config.model, dtype=config.dtype.value)
-    candidates = [c or dict(model.adapter.label_words) for c in candidates]
+    candidates = [c or build_verbalizer(model, labels=labels).as_dict() for c in candidates]
     best, table = choose_label_words(
         model, data, candidates, train_language=config.train_lang, shots=config.shots, prompt=config.prompt_config(),
         training=config.train_config(), allow_first_subtoken=config.allow_subword_labels, progress=not args.quiet,
@@ -487,22 +567,22 @@ def cmd_predict(args) -> int:
     from .calibration import CalibrationConfig, Protocol
     from .classifier import PromptClassifier
     from .errors import XlsptError
+    from .evaluate import scored_predictions
 
-    texts = list(args.texts)
-    if args.file:
-        texts += _read_lines(args.file, "--file")
-    elif not texts and not sys.stdin.isatty():
-        texts = sys.stdin.read().splitlines()
-    texts = [t for t in texts if t.strip()]
-    if not texts:
-        raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
+    if args.top_k is not None and args.top_k < 1:
+        raise XlsptError(f"--top-k must be at least 1 (got {args.top_k})")
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise XlsptError(f"--min-confidence must be a probability between 0 and 1 (got {args.min_confidence})")
     calibration = CalibrationConfig(args.calibration, standardize=args.standardize) if args.calibration else None
     if args.standardize and not args.calibration:
         raise XlsptError("--standardize goes with --calibration unlabeled or batch: add one")
     unlabeled = [t for t in _read_lines(args.unlabeled, "--unlabeled") if t.strip()] if args.unlabeled else []
     if args.unlabeled and not unlabeled:
         raise XlsptError(f"--unlabeled {args.unlabeled} holds no text: give unlabeled texts of the language, one per line")
-    clf = PromptClassifier.load(args.prompt, args.model, dtype=args.dtype)
+    if not args.texts and not args.file and sys.stdin.isatty():
+        raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
+    _set_threads(args)
+    clf = PromptClassifier.from_pretrained(args.prompt, args.model, dtype=args.dtype, device=args.device)
     protocol = (calibration or clf.calibration)
     if protocol.protocol is Protocol.UNLABELED and not unlabeled:
         raise XlsptError(f"calibration {protocol.name} needs --unlabeled FILE (unlabeled texts of the same language, one per line)")
@@ -512,11 +592,72 @@ def cmd_predict(args) -> int:
     if protocol.standardize and clf.reference is None:
         raise XlsptError("--standardize needs the training language's statistics, which this prompt was not saved with: "
                          "train it with --standardize, or calibrate without it")
-    predicted = clf.predict(texts, engine=args.engine, calibration=calibration, unlabeled_texts=unlabeled, language=args.lang)
-    for text, label in zip(texts, predicted):
-        print(f"{label}\t{text}")
-    _say(f"protocol: {protocol.name}")
+    # Calibrating on the batch (or one prior for all) needs every text first; otherwise answers stream in chunks.
+    whole = protocol.protocol in (Protocol.BATCH, Protocol.UNLABELED)
+    writer = _PredictionWriter(args.format, args.top_k is not None)
+    count = 0
+    for chunk in _text_chunks(args, size=None if whole else PREDICT_CHUNK):
+        scores = clf.scores(chunk, calibration=calibration, unlabeled_texts=unlabeled, language=args.lang, engine=args.engine)
+        writer.write(scored_predictions(chunk, scores, clf.verbalizer.labels, top_k=args.top_k,
+                                        min_confidence=args.min_confidence))
+        count += len(chunk)
+    if not count:
+        raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
+    _say(f"protocol: {protocol.name}; {count} texts; labels {', '.join(clf.verbalizer.labels)}")
     return 0
+
+
+#: Texts scored per step when predictions stream (a batch-calibrated run reads all first).
+PREDICT_CHUNK = 64
+
+
+def _text_chunks(args, size: int | None):
+    """Non-empty texts from the arguments, ``--file`` or standard input, ``size`` at a time (all at once for ``None``)."""
+    import itertools
+
+    if args.file and args.file != "-":
+        rest = iter(_read_lines(args.file, "--file"))
+    elif args.file == "-" or not args.texts:
+        rest = (line.rstrip("\r\n") for line in sys.stdin)
+    else:
+        rest = iter(())
+    lines = itertools.chain(args.texts, rest)
+    chunk = []
+    for line in lines:
+        if line.strip():
+            chunk.append(line)
+            if size is not None and len(chunk) >= size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+class _PredictionWriter:
+    """Writes scored predictions as a table (label, probability, text), JSON Lines or CSV, flushing each chunk."""
+
+    def __init__(self, fmt: str, top_k: bool) -> None:
+        import csv
+
+        self.fmt, self.top_k = fmt, top_k
+        self.csv = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+        if self.csv is not None:
+            self.csv.writerow(["text", "label", "probability", *(["top_k"] if top_k else [])])
+
+    def write(self, table) -> None:
+        for row in table.to_dict(orient="records"):
+            if self.fmt == "json":
+                row["probability"] = round(row["probability"], 6)
+                for item in row.get("top_k", []):
+                    item["probability"] = round(item["probability"], 6)
+                print(json.dumps(row, ensure_ascii=False))
+            elif self.csv is not None:
+                top = [json.dumps([[t["label"], round(t["probability"], 6)] for t in row["top_k"]], ensure_ascii=False)] if self.top_k else []
+                self.csv.writerow([row["text"], row["label"], f"{row['probability']:.6f}", *top])
+            else:
+                top = ["  ".join(f"{t['label']}:{t['probability']:.3f}" for t in row["top_k"])] if self.top_k else []
+                print("\t".join([row["label"], f"{row['probability']:.3f}", *top, row["text"]]))
+        sys.stdout.flush()
 
 
 def _read_lines(path: str, option: str) -> list[str]:
@@ -528,6 +669,39 @@ def _read_lines(path: str, option: str) -> list[str]:
         return Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise XlsptError(f"cannot read {option} {path}: {exc.__class__.__name__}: pass a UTF-8 text file") from None
+
+
+def cmd_push(args) -> int:
+    import shutil
+    import tempfile
+
+    import pandas as pd
+
+    from .artifact import PROMPT_FILE, SIDECAR_FILE
+    from .errors import XlsptError
+    from .files import write_text_atomic
+    from .hub import model_card, push_folder
+    from .study import outputs
+
+    folder = Path(args.prompt)
+    if not (folder / PROMPT_FILE).is_file() or not (folder / SIDECAR_FILE).is_file():
+        raise XlsptError(f"--prompt {folder} is not a saved prompt folder (no {PROMPT_FILE} and {SIDECAR_FILE}): "
+                         "pass the --out folder of `xlspt run` or `xlspt train`")
+    try:
+        metadata = json.loads((folder / SIDECAR_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise XlsptError(f"{folder / SIDECAR_FILE} is not readable JSON ({exc.__class__.__name__}): save the prompt again") from None
+    results = pd.read_csv(folder / outputs.RESULTS_FILE) if (folder / outputs.RESULTS_FILE).is_file() else None
+    with tempfile.TemporaryDirectory(prefix="xlspt-push-") as staging:
+        for name in (PROMPT_FILE, SIDECAR_FILE, outputs.RESULTS_FILE, outputs.PER_CLASS_FILE, outputs.SUMMARY_FILE):
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, Path(staging) / name)
+        write_text_atomic(Path(staging) / outputs.CARD_FILE, model_card(metadata, results, repo_id=args.repo))
+        where = push_folder(staging, args.repo, hub=args.hub, token=args.token, private=args.private)
+    print(where)
+    _say(f"pushed {folder} to {args.repo}: load it with `xlspt predict --prompt {args.repo}` "
+         f"or xlspt.PromptClassifier.from_pretrained({args.repo!r})")
+    return 0
 
 
 def cmd_languages(args) -> int:
@@ -576,6 +750,7 @@ COMMANDS = {
     "report": cmd_report,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "push": cmd_push,
     "languages": cmd_languages,
     "models": cmd_models,
 }

@@ -22,12 +22,13 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from . import calibration as cal
 from .calibration import CalibrationConfig, Protocol, content_free_texts
-from .data.sib200 import Sib200
+from .data.task import TaskData
 from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, NaiveEngine, batches_by_length, encode_texts
 from .engine.store import TextStateStore
 from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
 from .progress import interactive, progress_bar
+from .report.classes import PER_CLASS_COLUMNS, confusion, per_class_rows
 from .verbalizer import Verbalizer
 
 RESULT_COLUMNS = ["language", "accuracy", "macro_f1", "n", "protocol"]
@@ -276,6 +277,35 @@ def predict(
     return [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
 
 
+ABSTAIN = "abstain"
+
+
+def scored_predictions(
+    texts: Sequence[str], scores: torch.Tensor, labels: Sequence[str], *, top_k: int | None = None,
+    min_confidence: float | None = None,
+) -> pd.DataFrame:
+    """Each text's label with its probability over the label set, from ``[N, C]`` class scores.
+
+    Columns ``text, label, probability`` and, with ``top_k``, ``top_k``: the ``k`` most probable
+    labels as ``[{"label": ..., "probability": ...}, ...]``. Below ``min_confidence`` the label is
+    ``"abstain"`` (the probability stays that of the most probable class).
+    """
+    if top_k is not None and top_k < 1:
+        raise XlsptError(f"--top-k must be at least 1 (got {top_k})")
+    if min_confidence is not None and not 0 <= min_confidence <= 1:
+        raise XlsptError(f"--min-confidence must be a probability between 0 and 1 (got {min_confidence})")
+    probs = torch.softmax(scores.float(), dim=1)  # an ensemble's mean log-probabilities are not normalized
+    best_p, best = probs.max(dim=1)
+    frame = pd.DataFrame({"text": list(texts), "label": [labels[i] for i in best.tolist()], "probability": best_p.tolist()})
+    if min_confidence is not None:
+        frame.loc[frame["probability"] < min_confidence, "label"] = ABSTAIN
+    if top_k is not None:
+        values, index = probs.topk(min(top_k, len(labels)), dim=1)
+        frame["top_k"] = [[{"label": labels[j], "probability": v} for j, v in zip(row_i, row_v)]
+                          for row_i, row_v in zip(index.tolist(), values.tolist())]
+    return frame
+
+
 def score(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
     return {
         "accuracy": float(accuracy_score(gold, predicted)),
@@ -287,7 +317,7 @@ def evaluate_prompts(
     loaded: LoadedModel,
     verbalizer: Verbalizer,
     prompts: Sequence[torch.Tensor],
-    data: Sib200,
+    data: TaskData,
     languages: Sequence[str],
     *,
     scorers: Sequence[Scorer] | None = None,
@@ -311,7 +341,9 @@ def evaluate_prompts(
         headline: the scorers whose mean accuracy the per-language log line shows (default: all).
 
     Returns one table per scorer, in the order given, with columns ``language, accuracy,
-    macro_f1, n, protocol``.
+    macro_f1, n, protocol``; its ``attrs`` hold the ``labels``, the ``per_class`` rows (precision,
+    recall, F1 and support per language and class, as :func:`per_class_table` reads them) and each
+    language's ``confusion`` counts ``[C, C]`` (gold rows, predicted columns; nested lists).
     """
     scorers = list(scorers) if scorers is not None else [Scorer((j,)) for j in range(len(prompts))]
     read = dict(batch_size=batch_size, max_length=max_length, engine=engine, store=store, special_tokens=special_tokens)
@@ -321,11 +353,17 @@ def evaluate_prompts(
             raise ConfigError("unlabeled_split", f"is the split being scored ({split}): use another split's texts, or batch")
     unlabeled_splits = {s.calibration.unlabeled_split for s in scorers if s.calibration.protocol is Protocol.UNLABELED}
     rows: list[list[dict]] = [[] for _ in scorers]
+    per_class: list[list[dict]] = [[] for _ in scorers]
+    confusions: list[dict] = [{} for _ in scorers]
     bar = progress_bar(languages, desc="evaluating", unit="lang", disable=not progress)
     for lang in bar:
         bar.set_postfix(lang=lang)
         frame = data.split(lang, split)
-        gold = frame["category"].tolist()
+        gold = frame["label"].tolist()
+        stray = sorted(set(gold) - set(verbalizer.labels))
+        if stray:
+            raise XlsptError(f"the {lang} {split} split has the label {stray[0]!r}, which the prompt was not trained on: "
+                             f"its classes are {', '.join(verbalizer.labels)}")
         extra = {name: data.split(lang, name)["text"].tolist() for name in sorted(unlabeled_splits)}
         texts = frame["text"].tolist() + [t for name in sorted(extra) for t in extra[name]]
         states = readout_states(loaded, list(prompts), texts, **read)
@@ -336,21 +374,52 @@ def evaluate_prompts(
         for j, scorer in enumerate(scorers):
             scores = calibrator.scores(scorer, states[:, : len(frame)], unlabeled.get(scorer.calibration.unlabeled_split), lang)
             predicted = [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
-            rows[j].append({"language": lang, **score(gold, predicted, verbalizer.labels), "n": len(frame),
-                            "protocol": scorer.calibration.name})
+            row, classes, matrix = language_result(lang, gold, predicted, verbalizer.labels, scorer.calibration.name)
+            rows[j].append(row)
+            per_class[j] += classes
+            confusions[j][lang] = matrix
         if progress and not interactive() and len(languages) > 1:  # no bar in a log file: a line per language
             shown = [rows[j] for j in (headline if headline is not None else range(len(rows)))]
             mean = sum(r[-1]["accuracy"] for r in shown) / len(shown)
             print(f"evaluated {lang} ({len(rows[0])}/{len(languages)}): accuracy {100 * mean:.1f}%"
                   f"{f' (mean of {len(shown)})' if len(shown) > 1 else ''}", file=sys.stderr, flush=True)
-    return [pd.DataFrame(r, columns=RESULT_COLUMNS) for r in rows]
+    return [results_table(loaded, verbalizer.labels, r, c, m) for r, c, m in zip(rows, per_class, confusions)]
+
+
+def language_result(
+    lang: str, gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str], protocol: str
+) -> tuple[dict, list[dict], list[list[int]]]:
+    """One language's row of a results table, its per-class rows and its confusion counts ``[C, C]``."""
+    row = {"language": lang, **score(gold, predicted, labels), "n": len(gold), "protocol": protocol}
+    return row, per_class_rows(gold, predicted, labels, lang), confusion(gold, predicted, labels).tolist()
+
+
+def results_table(
+    loaded: LoadedModel, labels: Sequence[str], rows: list[dict], per_class: list[dict], confusions: dict
+) -> pd.DataFrame:
+    """The per-language table (:data:`RESULT_COLUMNS`); the per-class details and the device ride along in ``attrs``
+    (not as columns: one row per language stays the schema)."""
+    from .study.records import device_info  # here: the study package imports this module
+
+    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    table.attrs.update(labels=list(labels), per_class=per_class, confusion=confusions,
+                       device=device_info(loaded.device, loaded.dtype))
+    return table
+
+
+def per_class_table(results: pd.DataFrame) -> pd.DataFrame | None:
+    """The per-class scores that came with an :func:`evaluate_prompts` table (``None`` if it has none)."""
+    rows = results.attrs.get("per_class")
+    if rows is None:
+        return None
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=PER_CLASS_COLUMNS)
 
 
 def evaluate_languages(
     loaded: LoadedModel,
     verbalizer: Verbalizer,
     prompt: torch.Tensor,
-    data: Sib200,
+    data: TaskData,
     languages: Sequence[str],
     **kwargs,
 ) -> pd.DataFrame:

@@ -281,8 +281,8 @@ def train_prompts(
     engine = make_engine(loaded, first.engine, model_trains=model_trains, encode_batch_size=first.eval_batch_size)
     train_set = _PromptReadouts(engine, loaded, examples.train["text"].tolist(), lengths, first)
     val_set = _PromptReadouts(engine, loaded, examples.validation["text"].tolist(), lengths, first)
-    train_labels = examples.train["category"].tolist()
-    val_labels = examples.validation["category"].tolist()
+    train_labels = examples.train["label"].tolist()
+    val_labels = examples.validation["label"].tolist()
 
     steps_per_epoch = math.ceil(len(train_set) / first.batch_size)
     total_steps = steps_per_epoch * first.epochs

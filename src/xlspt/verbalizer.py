@@ -69,6 +69,8 @@ class Verbalizer:
                         f"the label word {word!r} for {label!r} is not a single token of this tokenizer ({shown}): "
                         "choose another word, or pass --allow-subword-labels to use its first token"
                     )
+                if tokenizer.unk_token_id is not None and pieces[0] == tokenizer.unk_token_id:
+                    raise XlsptError(f"the label word {word!r} for {label!r} is not in this tokenizer's vocabulary: choose another word")
                 ids.append(int(pieces[0]))
                 owner.append(c)
         if len(set(ids)) != len(ids):
@@ -104,22 +106,76 @@ class Verbalizer:
 
 
 def parse_label_words(spec: str, labels: tuple[str, ...] = CATEGORIES) -> dict[str, str]:
-    """``"geography=earth,sports=play"`` or seven comma-separated words in class order -> label -> word.
+    """``"geography=earth,sports=play"`` or one comma-separated word per class in class order -> label -> word.
 
-    A class may have several words, separated by ``|`` (``sports=sports|football``).
+    A class may have several words, separated by ``|`` (``sports=sports|football``). Pairs may
+    name only some classes: the others keep their default (or proposed) words.
     """
     parts = [p for p in spec.split(",")]
     if all("=" in p for p in parts):
-        words = {}
+        words: dict[str, str] = {}
         for part in parts:
-            label, word = part.split("=", 1)
-            if label.strip() not in labels:
-                raise XlsptError(f"unknown class {label.strip()!r} in --label-words: classes are {', '.join(labels)}")
-            words[label.strip()] = word
+            label, word = (x.strip() for x in part.split("=", 1))
+            if label not in labels:
+                raise XlsptError(f"unknown class {label!r} in --label-words: classes are {', '.join(labels)}")
+            if label in words:
+                raise XlsptError(f"the class {label!r} is given twice in --label-words: give each class once (word1|word2 for several words)")
+            words[label] = _check_word(word, label)
         return words
     if len(parts) != len(labels):
         raise XlsptError(
             f"--label-words needs {len(labels)} words in the class order {', '.join(labels)} "
             f"(or class=word pairs); got {len(parts)}"
         )
-    return dict(zip(labels, parts))
+    return {label: _check_word(word, label) for label, word in zip(labels, parts)}
+
+
+def _check_word(word: str, label: str) -> str:
+    if not word.strip() or any(not w.strip() for w in word.split("|")):
+        raise XlsptError(f"the label word for {label!r} in --label-words is empty: give a word (class=word)")
+    return word
+
+
+def propose_label_words(tokenizer, labels: tuple[str, ...], given: dict[str, str] | None = None) -> dict[str, str]:
+    """Label words for classes without one: a single token of ``tokenizer`` made from each label's name.
+
+    Tried in order: the label with a leading space and without, lower-cased, then each of its
+    words (``billing_issue`` -> ``billing``, ``issue``). A word another class already has is
+    skipped. A label with no single-token word is an error that names what was tried and the
+    single-token pieces it could use instead.
+    """
+    import regex
+
+    words = dict(given or {})
+    taken = {_first_id(tokenizer, w) for word in words.values() for w in word.split("|")}
+    for label in labels:
+        if label in words:
+            continue
+        pieces = [w for w in regex.split(r"[^\p{L}\p{N}]+", label) if w]
+        bases = list(dict.fromkeys([label, label.lower(), *pieces, *(w.lower() for w in pieces)]))
+        candidates = [c for base in bases for c in (f" {base}", base)]
+        chosen = None
+        for candidate in candidates:
+            ids = tokenizer(candidate, add_special_tokens=False)["input_ids"]
+            if len(ids) == 1 and ids[0] not in taken and ids[0] != tokenizer.unk_token_id:
+                chosen = candidate
+                break
+        if chosen is None:
+            options = []
+            for base in bases:
+                first = tokenizer.convert_ids_to_tokens(tokenizer(f" {base}", add_special_tokens=False)["input_ids"][:1])
+                options += [tokenizer.convert_tokens_to_string(first)] if first else []
+            options = [o for o in dict.fromkeys(options) if o.strip()]
+            raise XlsptError(
+                f"no single-token label word for the class {label!r} (tried {', '.join(repr(c) for c in candidates[:6])}): "
+                f"pass --label-words {label}=WORD with a one-token word"
+                + (f"; single-token candidates: {', '.join(repr(o) for o in options[:5])}" if options else "")
+            )
+        words[label] = chosen
+        taken.add(_first_id(tokenizer, chosen))
+    return words
+
+
+def _first_id(tokenizer, word: str) -> int | None:
+    ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+    return ids[0] if ids else None

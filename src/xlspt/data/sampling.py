@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..errors import XlsptError
-from .sib200 import Sib200
+from .task import TaskData
 
 
 @dataclass(frozen=True)
@@ -26,31 +26,46 @@ class FewShotSplit:
 
 
 def balance(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Undersample every category to the size of the rarest one."""
-    per_class = int(frame["category"].value_counts().min())
+    """Undersample every class to the size of the rarest one."""
+    per_class = int(frame["label"].value_counts().min())
     return _per_class(frame, per_class, seed)
 
 
 def _per_class(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    return frame.groupby("category", group_keys=False, sort=True).sample(n=n, random_state=seed).reset_index(drop=True)
+    return frame.groupby("label", group_keys=False, sort=True).sample(n=n, random_state=seed).reset_index(drop=True)
 
 
 def validation_shots(shots: int, available: int) -> int:
     return min(math.ceil(shots / 4), available)
 
 
-def sample_few_shot(data: Sib200, lang: str, shots: int, seed: int) -> FewShotSplit:
-    """Draw ``shots`` training and ``ceil(shots/4)`` validation examples per class of ``lang``."""
+def sample_few_shot(data: TaskData, lang: str, shots: int, seed: int) -> FewShotSplit:
+    """Draw ``shots`` training and ``ceil(shots/4)`` validation examples per class of ``lang``.
+
+    Any number of classes (two or more) works; a class with fewer than ``shots`` training
+    examples, or none in the dev split, is refused with the largest ``shots`` that works.
+    """
     if shots < 1:
         raise XlsptError(f"--shots must be at least 1 (got {shots})")
-    train = balance(data.split(lang, "train"), seed)
-    dev = balance(data.split(lang, "dev"), seed)
-    n_classes = train["category"].nunique()
-    available = len(train) // n_classes
+    labels = data.labels(lang)
+    train_all, dev_all = data.split(lang, "train"), data.split(lang, "dev")
+    counts = train_all["label"].value_counts()
+    rarest = min(labels, key=lambda label: (int(counts.get(label, 0)), labels.index(label)))
+    available = int(counts.get(rarest, 0))
     if shots > available:
         raise XlsptError(
-            f"--shots {shots} is more than the {available} examples per class of the balanced {lang} train split: "
-            f"use --shots {available} or fewer"
+            f"--shots {shots} is more than the {available} examples of the class {rarest!r} in the {lang} train split "
+            f"(the balanced pool has {available} per class): use --shots {available} or fewer"
         )
-    val_per_class = validation_shots(shots, len(dev) // dev["category"].nunique())
+    stray = sorted(set(dev_all["label"]) - set(labels))
+    if stray:
+        raise XlsptError(f"the {lang} dev split has the label {stray[0]!r}, which its train split lacks: "
+                         f"the classes are {', '.join(labels)}")
+    missing = [label for label in labels if label not in set(dev_all["label"])]
+    if missing:
+        raise XlsptError(f"the {lang} dev split has no example of the class {missing[0]!r}: "
+                         "validation needs every class; add one, or let xlspt split a single file")
+    train = balance(train_all, seed)
+    dev = balance(dev_all, seed)
+    val_per_class = validation_shots(shots, len(dev) // len(labels))
     return FewShotSplit(train=_per_class(train, shots, seed), validation=_per_class(dev, val_per_class, seed))

@@ -152,6 +152,51 @@ def protocols_table(records: list[RunRecord]) -> pd.DataFrame:
     return table.reset_index()
 
 
+def baseline_table(records: list[RunRecord]) -> pd.DataFrame:
+    """Soft prompts against the probe baseline (single zero-shot runs): per model and shots, each method's mean
+    accuracy over languages (all, and transfer: without the training language), averaged over seeds, and the
+    number of languages where the prompts' seed-mean accuracy beats the probe's."""
+    rows = []
+    for record in records:
+        for result in record.results:
+            rows.append({"model": record.config.get("model"), "shots": record.config.get("shots"),
+                         "method": record.config.get("method", "prompt"), "seed": record.config.get("seed"),
+                         "language": result["language"], "accuracy": result["accuracy"],
+                         "transfer": result["language"] != record.config.get("train_lang", ENGLISH)})
+    frame = pd.DataFrame(rows)
+    out = []
+    for (model, shots), group in frame.groupby(["model", "shots"], sort=True):
+        by_language = group.groupby(["method", "language"])["accuracy"].mean().unstack("method")
+        if not {"prompt", "probe"} <= set(by_language.columns):
+            continue
+        row = {"model": model, "shots": shots}
+        for method in ("prompt", "probe"):
+            runs = group[group["method"] == method]
+            per_seed = runs.groupby("seed")["accuracy"].mean()
+            row[f"{method}_all"] = per_seed.mean()
+            row[f"{method}_transfer"] = runs[runs["transfer"]].groupby("seed")["accuracy"].mean().mean()
+            row[f"{method}_seeds"] = len(per_seed)
+        row["prompt_minus_probe"] = row["prompt_all"] - row["probe_all"]
+        both = by_language.dropna(subset=["prompt", "probe"])
+        row["languages_prompt_better"] = int((both["prompt"] > both["probe"]).sum())
+        row["languages"] = len(both)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _baseline_section(table: pd.DataFrame) -> list[str]:
+    lines = ["## Soft prompts against the probe baseline", "",
+             "The probe is a logistic regression on the frozen model's read-out state of text + EOS (no prompt), "
+             "fitted on the same k-shot sample. Mean accuracy over languages, averaged over seeds.", "",
+             "| model | shots | prompt | probe | prompt - probe | transfer: prompt | transfer: probe | languages where the prompt wins |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in table.itertuples():
+        lines.append(f"| {row.model} | {row.shots} | {100 * row.prompt_all:.1f}% | {100 * row.probe_all:.1f}% | "
+                     f"{100 * row.prompt_minus_probe:+.1f} | {100 * row.prompt_transfer:.1f}% | {100 * row.probe_transfer:.1f}% | "
+                     f"{row.languages_prompt_better}/{row.languages} |")
+    return [*lines, ""] if len(table) else [*lines[:4], "(no model and shots with both methods)", ""]
+
+
 # ----------------------------------------------------------------------------- naming configurations
 
 
@@ -651,14 +696,18 @@ def write_report(store: str | Path, out: str | Path) -> dict:
     if out.exists() and not out.is_dir():
         raise XlsptError(f"--out {out} is a file: pass a directory for the report")
     # The study's analyses read zero-shot results only; calibrated runs get their own side-by-side table.
-    study_runs = [r for r in contents.done if r.protocol == "zero-shot"]
+    study_runs = [r for r in contents.done if r.protocol == "zero-shot" and r.config.get("method", "prompt") == "prompt"]
+    probes = [r for r in contents.done if r.config.get("method") == "probe"]
     if not study_runs:
         raise XlsptError(f"{store} holds no zero-shot runs (only calibrated ones): the study's report needs calibration: zero-shot runs")
     grid = build_grid(study_runs)
     written: list[Path] = []
 
     _write_csv(out / "runs.csv", results_table(contents.done), written)
-    calibrated = len(study_runs) < len(contents.done)
+    calibrated = len(study_runs) + len(probes) < len(contents.done)
+    if probes:
+        baseline = baseline_table([r for r in contents.done if r.protocol == "zero-shot" and r.config.get("ensemble", 1) == 1])
+        _write_csv(out / "baseline.csv", baseline, written)
     if calibrated:
         protocols = protocols_table(contents.done)
         _write_csv(out / "protocols.csv", protocols, written)
@@ -684,12 +733,14 @@ def write_report(store: str | Path, out: str | Path) -> dict:
         *_correlations_section(correlations),
         *_cost_section(grid),
         *_failures_section(contents),
-        *(_protocols_section(protocols, len(contents.done) - len(study_runs)) if calibrated else []),
+        *(_protocols_section(protocols, len(contents.done) - len(study_runs) - len(probes)) if calibrated else []),
+        *(_baseline_section(baseline) if probes else []),
         "## Files",
         "",
         "- `runs.csv`: one row per run and language (with its `protocol`); `summary.csv`: per configuration, over seeds; "
         "`languages.csv`: per configuration and language, over seeds; `findings.csv`; `correlations.csv`"
-        + ("; `protocols.csv`: zero-shot and calibrated accuracy side by side." if calibrated else "."),
+        + ("; `protocols.csv`: zero-shot and calibrated accuracy side by side" if calibrated else "")
+        + ("; `baseline.csv`: soft prompts against the probe baseline." if probes else "."),
         "",
     ]
     write_text_atomic(out / "report.md", "\n".join(lines))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..calibration import CalibrationConfig, Protocol
+from ..data.task import DataConfig
 from ..engine import DEFAULT_MAX_LENGTH
 from ..errors import ConfigError
 from ..models.loading import EMBEDDED_DEFAULT
@@ -46,6 +47,13 @@ class Engine(str, Enum):
     NAIVE = "naive"
 
 
+class Method(str, Enum):
+    """What is trained: a soft ``prompt`` or the frozen-feature ``probe`` baseline."""
+
+    PROMPT = "prompt"
+    PROBE = "probe"
+
+
 class SpecialTokens(str, Enum):
     """How text is tokenized: ``tokenizer`` adds the tokenizer's own special tokens (XGLM's leading
     ``</s>``); ``reference`` adds none, as the study's reference code did (Gemma keeps the BOS it needs)."""
@@ -56,7 +64,7 @@ class SpecialTokens(str, Enum):
 
 REFERENCE_MODEL_LR = "reference"
 #: Closed choices among the fields, as string enums.
-ENUM_FIELDS = {"dtype": DType, "engine": Engine, "special_tokens": SpecialTokens, "calibration": Protocol}
+ENUM_FIELDS = {"dtype": DType, "engine": Engine, "special_tokens": SpecialTokens, "calibration": Protocol, "method": Method}
 
 
 def _help(text: str, **extra) -> dict:
@@ -72,12 +80,20 @@ class RunConfig:
     dtype: DType = field(default=DType.AUTO, metadata=_help(
         "model weights: auto = bfloat16 where a measured bf16 matmul is faster (a GPU, AMX or AVX-512 BF16 CPUs), else float32"))
     data: str | None = field(default=None, metadata=_help(
-        "SIB-200 directory (<lang>/{train,dev,test}.tsv); default $XLSPT_DATA, else the Hub dataset Davlan/sib200"))
+        "SIB-200 directory (<lang>/{train,dev,test}.tsv), a CSV/TSV/JSONL file or a directory of them, or "
+        "hf:DATASET[:CONFIG]; default $XLSPT_DATA, else the Hub dataset Davlan/sib200"))
+    text_column: str = field(default="text", metadata=_help("the data's text column"))
+    label_column: str = field(default="label", metadata=_help("the data's label column (SIB-200's category is found too)"))
+    language_column: str | None = field(default=None, metadata=_help(
+        "a column naming each row's language (default: a folder or file per language, else all rows are train_lang)"))
+    split_column: str | None = field(default=None, metadata=_help(
+        "a column naming each row's split: train, dev (or validation), test (default: split files, else a seeded "
+        "70/10/20 split stratified by label)"))
     train_lang: str = field(default="eng_Latn", metadata=_help("language of the training examples"))
     shots: int = field(default=8, metadata=_help("training examples per class (at most 58 for SIB-200)"))
     label_words: str | None = field(default=None, metadata=_help(
-        "seven label words in the order geography,science/technology,entertainment,politics,health,travel,sports, "
-        "or class=word pairs; several words for a class as word1|word2 (default: the model family's)"))
+        "class=word pairs (geography=earth,sports=play), or one word per class in class order; several words for a "
+        "class as word1|word2 (default: the model family's for SIB-200, else a single-token word made from each label)"))
     allow_subword_labels: bool = field(default=False, metadata=_help(
         "use the first token of a label word that is several tokens (as the reference code did)"))
     prompt_length: int = field(default=_PROMPT.length, metadata=_help("number of soft prompt vectors"))
@@ -115,8 +131,13 @@ class RunConfig:
         "with calibration unlabeled or batch: first move each read-out dimension to the training language's mean and "
         "spread, estimated per language on the same unlabeled texts"))
 
+    method: Method = field(default=Method.PROMPT, metadata=_help(
+        "prompt: a soft prompt (the study's method); probe: the baseline, a logistic regression on the frozen model's "
+        "read-out state of text + EOS (no prompt), trained on the same examples"))
+
     #: Fields added after run ids were first published: left out of the canonical form at their defaults.
-    _LATER_FIELDS = ("ensemble", "shared_sample", "calibration", "standardize")
+    _LATER_FIELDS = ("ensemble", "shared_sample", "calibration", "standardize", "text_column", "label_column",
+                     "language_column", "split_column", "method")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -147,6 +168,9 @@ class RunConfig:
             raise ConfigError("ensemble", "needs a frozen model (each member would train its own copy of the weights)")
         if self.standardize and self.calibration not in (Protocol.UNLABELED, Protocol.BATCH):
             raise ConfigError("standardize", f"needs unlabeled target text: use calibration unlabeled or batch (got {self.calibration.value})")
+        if self.method is Method.PROBE and (self.ensemble > 1 or self.calibration is not Protocol.ZERO_SHOT or not self.freeze):
+            raise ConfigError("method", "probe is the plain baseline: use it without ensemble, calibration or --no-freeze")
+        self.data_config()  # checks the column names
         if isinstance(self.langs, str) and not self.langs.strip():
             raise ConfigError("langs", "is empty: use 52, all, or codes such as eng_Latn,fra_Latn")
 
@@ -179,6 +203,10 @@ class RunConfig:
             engine=self.engine.value, special_tokens=self.special_tokens.value,
         )
 
+    def data_config(self) -> DataConfig:
+        return DataConfig(source=self.data, text_column=self.text_column, label_column=self.label_column,
+                          language_column=self.language_column, split_column=self.split_column, language=self.train_lang)
+
     def calibration_config(self) -> CalibrationConfig:
         return CalibrationConfig(protocol=self.calibration, standardize=self.standardize)
 
@@ -186,10 +214,12 @@ class RunConfig:
         """The seeds of the ensemble's members (one for a single prompt)."""
         return list(range(self.seed, self.seed + self.ensemble))
 
-    def label_word_map(self) -> dict[str, str] | None:
+    def label_word_map(self, labels: tuple[str, ...] | None = None) -> dict[str, str] | None:
+        """The label words given, for the classes ``labels`` (default: SIB-200's seven)."""
+        from ..data.sib200 import CATEGORIES
         from ..verbalizer import parse_label_words
 
-        return parse_label_words(self.label_words) if self.label_words else None
+        return parse_label_words(self.label_words, tuple(labels or CATEGORIES)) if self.label_words else None
 
     def resolved_dtype(self, device: str | None = None) -> str:
         from ..models.loading import resolve_device, resolve_dtype
@@ -243,6 +273,8 @@ class RunConfig:
             parts.append(f"ens{self.ensemble}" + ("shared" if self.shared_sample else ""))
         if self.calibration != Protocol.ZERO_SHOT:
             parts.append(self.calibration.value + ("+standardize" if self.standardize else ""))
+        if self.method is Method.PROBE:
+            parts = ["probe", f"{self.shots}shot", f"seed{self.seed}"]
         return "-".join(parts)
 
 

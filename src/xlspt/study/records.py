@@ -112,7 +112,8 @@ def device_info(device, dtype) -> dict[str, str]:
         name = torch.cuda.get_device_name(torch.device(device))
     else:
         name = _cpu_name()
-    return {"device": device, "dtype": str(dtype).removeprefix("torch."), "name": name}
+    return {"device": device, "dtype": str(dtype).removeprefix("torch."), "name": name,
+            "threads": torch.get_num_threads() if device == "cpu" else None}
 
 
 def _cpu_name() -> str:

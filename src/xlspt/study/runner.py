@@ -24,12 +24,12 @@ from typing import Callable, Sequence
 
 from ..artifact import PROMPT_FILE
 from ..classifier import PromptClassifier, build_verbalizer, stacked_reference
-from ..data import Sib200, resolve_languages, sample_few_shot
+from ..data import DataConfig, TaskData, resolve_languages, sample_few_shot
 from ..errors import XlsptError
 from ..evaluate import Scorer, evaluate_prompts
 from ..models.loading import LoadedModel, load_model
 from ..train import TrainingDiverged, train_prompts
-from .config import RunConfig
+from .config import Method, RunConfig
 from .outputs import MODEL_FILE, write_run_results
 from .records import RunRecord, RunStatus, device_info, library_versions
 
@@ -51,19 +51,20 @@ class Session:
     device: str | None = None
     progress: bool = True
     strict: bool = False
+    class_figures: bool = False  # a confusion-matrix PNG per language in the run folder (`xlspt run`; not in sweeps)
     _data: dict = field(default_factory=dict)
     _model: tuple | None = None
 
-    def data(self, source: str | None) -> Sib200:
+    def data(self, config: RunConfig | DataConfig) -> TaskData:
+        """The data a run reads (read once per session): ``config``'s data source and columns."""
+        source = config.data_config() if isinstance(config, RunConfig) else config
         if source not in self._data:
-            self._data[source] = Sib200.resolve(source)
+            self._data[source] = TaskData.resolve(source)
         return self._data[source]
 
-    def languages(self, source: str | None) -> list[str]:
+    def languages(self, config: RunConfig) -> list[str]:
         """The data's language codes, listed once (a Hub dataset asks the Hub)."""
-        if ("languages", source) not in self._data:
-            self._data[("languages", source)] = self.data(source).languages()
-        return self._data[("languages", source)]
+        return self.data(config).languages()
 
     def model(self, config: RunConfig) -> LoadedModel:
         key = (config.model, config.resolved_dtype(self.device), self.device)
@@ -75,7 +76,7 @@ class Session:
 
 def plan(config: RunConfig, session: Session, directory: Path | Callable[[str], Path]) -> PlannedRun:
     """Check the run's data cheaply (languages, splits) and give it its id and folder."""
-    available = session.languages(config.data)
+    available = session.languages(config)
     resolve_languages([config.train_lang], available)
     languages = resolve_languages(config.langs if isinstance(config.langs, str) else list(config.langs), available)
     run_id = config.run_id(dtype=config.resolved_dtype(session.device), languages=languages)
@@ -102,7 +103,7 @@ def _members(run: PlannedRun) -> list[_Member]:
 def _sample_key(member: _Member) -> tuple:
     """Prompts with equal keys draw the same examples and take the same steps: they can train together."""
     config = member.run.config
-    return (config.data, config.train_lang, config.shots, member.seed, member.sample_seed, config.batch_size,
+    return (config.data_config(), config.train_lang, config.shots, member.seed, member.sample_seed, config.batch_size,
             config.epochs, config.max_length, config.special_tokens, config.label_words, config.allow_subword_labels,
             config.resolved_engine())
 
@@ -117,7 +118,7 @@ def task_key(run: PlannedRun) -> tuple:
 
 def _scoring_key(run: PlannedRun) -> tuple:
     c = run.config
-    return (c.data, c.label_words, c.allow_subword_labels, c.max_length, c.special_tokens, tuple(run.languages))
+    return (c.data_config(), c.label_words, c.allow_subword_labels, c.max_length, c.special_tokens, tuple(run.languages))
 
 
 def run_group(
@@ -132,7 +133,8 @@ def run_group(
     if not runs:
         return
     loaded = session.model(runs[0].config)
-    frozen = [r for r in runs if r.config.freeze]
+    probes = [r for r in runs if r.config.method is Method.PROBE]
+    frozen = [r for r in runs if r.config.freeze and r.config.method is Method.PROMPT]
     tuned = [r for r in runs if not r.config.freeze]
     by_sample: dict[tuple, list[_Member]] = {}
     for run in frozen:
@@ -155,7 +157,7 @@ def run_group(
             continue
         outcomes = [done[run.run_id][i] for i in range(run.config.ensemble)]
         clf = PromptClassifier.ensemble_of([c for c, _ in outcomes], calibration=run.config.calibration_config())
-        clf.fit_reference(session.data(run.config.data))
+        clf.fit_reference(session.data(run.config))
         clf.save(run.directory)
         trained.append((run, clf, {"train": round(sum(t for _, t in outcomes), 2)}))
     by_scoring: dict[tuple, list] = {}
@@ -165,6 +167,71 @@ def run_group(
         _evaluate_together(items, loaded, session, on_record, log)
     for run in tuned:
         _run_with_model_training(run, loaded, session, on_record, log)
+    by_reading: dict[tuple, list[PlannedRun]] = {}
+    for run in probes:
+        by_reading.setdefault(_scoring_key(run), []).append(run)
+    for group in by_reading.values():
+        _run_probes(group, loaded, session, on_record, log)
+
+
+def _run_probes(runs: list[PlannedRun], loaded, session, on_record, log) -> None:
+    """Fit the probe baselines of runs that read text alike, then score them together (one text pass per language)."""
+    from ..probe import PROBE_FILE, ProbeClassifier, eos_states, evaluate_probes
+
+    first = runs[0].config
+    started = time.time()
+    seen: dict[str, object] = {}  # read-out states by text: samples of different seeds overlap
+
+    def features(texts):
+        missing = [t for t in dict.fromkeys(texts) if t not in seen]
+        if missing:
+            for text, state in zip(missing, eos_states(loaded, missing, max_length=first.max_length,
+                                                        special_tokens=first.special_tokens.value)):
+                seen[text] = state
+        import numpy as np
+
+        return np.stack([seen[t] for t in texts])
+
+    fitted = []
+    for run in runs:
+        c = run.config
+        log(f"fitting the probe baseline ({c.short_name()}) on {c.shots} examples per class of {c.train_lang}")
+        try:
+            probe = ProbeClassifier.train(loaded, session.data(c), train_language=c.train_lang, shots=c.shots, seed=c.seed,
+                                          max_length=c.max_length, special_tokens=c.special_tokens.value, features=features)
+            probe.save(run.directory)
+            fitted.append((run, probe))
+        except Exception as exc:
+            if session.strict:
+                raise
+            on_record(_failed(run, exc, loaded, started))
+    if not fitted:
+        return
+    train_seconds = (time.time() - started) / len(fitted)
+    log(f"scoring {len(fitted)} probe(s) on {len(runs[0].languages)} languages")
+    eval_started = time.time()
+    try:
+        tables = evaluate_probes([p for _, p in fitted], session.data(first), runs[0].languages, progress=session.progress)
+    except Exception as exc:
+        if session.strict:
+            raise
+        for run, _ in fitted:
+            on_record(_failed(run, exc, loaded, started))
+        return
+    seconds = (time.time() - eval_started) / len(fitted)
+    for (run, probe), results in zip(fitted, tables):
+        write_run_results(run.directory, probe.metadata, results, figures=session.class_figures)
+        timings = {"train": round(train_seconds, 2), "evaluate": round(seconds, 2)}
+        on_record(RunRecord(
+            run_id=run.run_id, status=RunStatus.DONE.value, config=_canonical(run, loaded),
+            results=results.to_dict(orient="records"), trainable_parameters=int(probe.coef.size + probe.intercept.size),
+            stored_parameters=int(probe.coef.size + probe.intercept.size + probe.mean.size + probe.scale.size),
+            stored_bytes=int((run.directory / PROBE_FILE).stat().st_size), prompt_file=f"{run.directory.name}/{PROBE_FILE}",
+            timings={**timings, "total": round(sum(timings.values()), 2)}, versions=library_versions(),
+            device=device_info(loaded.device, loaded.dtype), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            protocol="zero-shot", notes=[f"probe baseline: logistic regression with C={probe.metadata['C']} "
+                                         "(chosen on the validation examples)"],
+        ))
 
 
 def _train_together(members: list[_Member], loaded, session, log) -> list[tuple[_Member, object]]:
@@ -178,8 +245,9 @@ def _train_together(members: list[_Member], loaded, session, log) -> list[tuple[
     together = f"{len(members)} prompts together ({names})" if len(members) > 1 else f"a prompt ({names})"
     log(f"training {together} on {first.shots} examples per class of {first.train_lang}")
     try:
-        data = session.data(first.data)
-        verbalizer = build_verbalizer(loaded, first.label_word_map(), first.allow_subword_labels)
+        data = session.data(first)
+        verbalizer = build_verbalizer(loaded, first.label_word_map(data.labels(first.train_lang)), first.allow_subword_labels,
+                                      data.labels(first.train_lang))
         examples = sample_few_shot(data, first.train_lang, first.shots, members[0].sample_seed)
         configs = [replace(m.run.config.train_config(), seed=m.seed) for m in members]
         results = train_prompts(loaded, verbalizer, examples, [m.run.config.prompt_config() for m in members], configs,
@@ -222,7 +290,7 @@ def _evaluate_together(items, loaded, session, on_record, log) -> None:
     reference = stacked_reference([clf for _, clf, _ in items])  # each run standardizes to its own saved statistics
     try:
         all_results = evaluate_prompts(
-            loaded, items[0][1].verbalizer, prompts, session.data(run0.config.data), run0.languages, scorers=scorers,
+            loaded, items[0][1].verbalizer, prompts, session.data(run0.config), run0.languages, scorers=scorers,
             max_length=run0.config.max_length, special_tokens=run0.config.special_tokens.value, progress=session.progress,
             reference=reference, headline=[at for at, _ in spans],  # each run's own vote, not its members
         )
@@ -236,7 +304,7 @@ def _evaluate_together(items, loaded, session, on_record, log) -> None:
     for (run, clf, timings), (at, size) in zip(items, spans):
         members = all_results[at + 1 : at + 1 + size] if size > 1 else None
         on_record(_finish(run, clf, all_results[at], loaded, {**timings, "evaluate": round(seconds, 2)},
-                          trainable_model=0, member_results=members))
+                          trainable_model=0, member_results=members, figures=session.class_figures))
 
 
 def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_record, log) -> None:
@@ -245,8 +313,9 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
     started = time.time()
     original = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
     try:
-        data = session.data(run.config.data)
-        verbalizer = build_verbalizer(loaded, run.config.label_word_map(), run.config.allow_subword_labels)
+        data = session.data(run.config)
+        labels = data.labels(run.config.train_lang)
+        verbalizer = build_verbalizer(loaded, run.config.label_word_map(labels), run.config.allow_subword_labels, labels)
         examples = sample_few_shot(data, run.config.train_lang, run.config.shots, run.config.seed)
         config = run.config.train_config()
         [result] = train_prompts(loaded, verbalizer, examples, [run.config.prompt_config()], [config],
@@ -277,7 +346,8 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
         )
         timings = {"train": round(train_seconds, 2), "evaluate": round(time.time() - eval_started, 2)}
         model_params = sum(p.numel() for p in loaded.model.parameters())
-        on_record(_finish(run, clf, results, loaded, timings, trainable_model=model_params, model_file=model_file))
+        on_record(_finish(run, clf, results, loaded, timings, trainable_model=model_params, model_file=model_file,
+                          figures=session.class_figures))
     except Exception as exc:
         if session.strict:
             raise
@@ -287,8 +357,9 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
 
 
 def _finish(run: PlannedRun, clf: PromptClassifier, results, loaded, timings: dict, *, trainable_model: int,
-            model_file: str | None = None, member_results=None) -> RunRecord:
-    write_run_results(run.directory, clf.metadata, results)
+            model_file: str | None = None, member_results=None, figures: bool = False) -> RunRecord:
+    write_run_results(run.directory, {**clf.metadata, "calibration": clf.calibration.to_dict()}, results,
+                      figures=figures)
     if clf.soft_prompts is not None:
         prompt_params = sum(p.numel() for sp in clf.soft_prompts for p in sp.parameters())
     else:

@@ -1,0 +1,403 @@
+"""Labelled data of any task: SIB-200, or the user's own CSV, TSV or JSON Lines files, or a Hub dataset.
+
+Every source is read into the same form: per language and split (``train``, ``dev``, ``test``)
+a table with the columns ``index_id``, ``label`` and ``text``. What the user names in
+:class:`DataConfig` says where each of those comes from:
+
+- text and label columns (``text_column``, ``label_column``; SIB-200's ``category`` is found
+  when the label column is left at ``label``);
+- languages: one folder or file per language (``<root>/<lang>/...``, ``<root>/<lang>.csv``), a
+  language column, or else the whole source is one language (``language``, the training
+  language by default);
+- splits: separate files (``train``, ``dev`` or ``validation``, ``test``), a split column, or
+  else a seeded split stratified by label (70/10/20 %, SIB-200's proportions) of each language.
+
+SIB-200's own files (columns ``index_id, category, text``) keep its seven categories in the
+study's order and refuse any other category; other data keeps its own labels, sorted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ConfigError, XlsptError
+from .sib200 import CATEGORIES
+
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+#: Other names of a split, in files, split columns and Hub datasets.
+SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
+EXTENSIONS = (".tsv", ".csv", ".jsonl")
+DATA_ENV = "XLSPT_DATA"
+HUB_DATASET = "Davlan/sib200"
+COLUMNS = ("index_id", "label", "text")
+_SIB200_LABEL = "category"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where labelled data comes from and how to read it."""
+
+    source: str | None = field(default=None, metadata={"help": (
+        "a SIB-200-style directory (<lang>/{train,dev,test}.tsv), a CSV/TSV/JSONL file or a directory of them, "
+        "or hf:DATASET[:CONFIG]; default $XLSPT_DATA, else the Hub dataset Davlan/sib200")})
+    text_column: str = field(default="text", metadata={"help": "the column holding the text"})
+    label_column: str = field(default="label", metadata={"help": "the column holding the label (SIB-200's category is found too)"})
+    language_column: str | None = field(default=None, metadata={"help": "a column naming each row's language"})
+    split_column: str | None = field(default=None, metadata={"help": "a column naming each row's split (train, dev/validation, test)"})
+    language: str = field(default="eng_Latn", metadata={"help": "the language of a source with no language column or folders"})
+    split_seed: int = field(default=0, metadata={"help": "seeds the stratified split of a source without splits"})
+    split_fractions: tuple[float, float, float] = field(default=(0.7, 0.1, 0.2), metadata={
+        "help": "train, dev and test shares of that split"})
+
+    def __post_init__(self) -> None:
+        for name in ("text_column", "label_column"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ConfigError(name, "must name a column")
+        if self.language_column is not None and self.language_column == self.split_column:
+            raise ConfigError("split_column", "is the language column too: name two different columns")
+        if len(self.split_fractions) != 3 or min(self.split_fractions) <= 0 or abs(sum(self.split_fractions) - 1) > 1e-6:
+            raise ConfigError("split_fractions", f"must be three positive shares summing to 1 (got {self.split_fractions})")
+
+
+class TaskData:
+    """Labelled data read through a :class:`DataConfig`; splits are read once and kept in memory."""
+
+    def __init__(self, config: DataConfig | None = None) -> None:
+        self.config = config or DataConfig()
+        source = self.config.source
+        self.hub_dataset: str | None = None
+        self.hub_config: str | None = None
+        self.root: Path | None = None
+        if source is None or source == "":
+            self.hub_dataset = HUB_DATASET
+        elif source.startswith("hf:"):
+            name, _, config_name = source[3:].partition(":") if not Path(source[3:]).exists() else (source[3:], "", "")
+            self.hub_dataset, self.hub_config = name, config_name or None
+        else:
+            self.root = Path(source).expanduser()
+            if not self.root.exists():
+                raise XlsptError(
+                    f"data {str(self.root)!r} does not exist: pass --data with a SIB-200 directory, a CSV/TSV/JSONL "
+                    "file or a directory of them (or unset XLSPT_DATA to use the Hub)"
+                )
+        self._languages: list[str] | None = None
+        self._frames: dict[str, dict[str, pd.DataFrame]] = {}
+        self._whole: pd.DataFrame | dict[str, pd.DataFrame] | None = None
+        self.sib200_format: bool | None = None
+        self._config_languages = False  # a Hub dataset with one config per language (SIB-200's layout)
+
+    @classmethod
+    def resolve(cls, data: "str | os.PathLike | DataConfig | None" = None, **options) -> "TaskData":
+        """``data`` (a path, ``hf:ID`` or a :class:`DataConfig`), else ``$XLSPT_DATA``, else the Hub's SIB-200.
+
+        ``options`` are further :class:`DataConfig` fields (``label_column="topic"``...).
+        """
+        if isinstance(data, DataConfig):
+            if data.source is None and os.environ.get(DATA_ENV):
+                data = dataclasses.replace(data, source=os.environ[DATA_ENV])
+            return cls(dataclasses.replace(data, **options) if options else data)
+        source = data if data is not None else os.environ.get(DATA_ENV)
+        return cls(DataConfig(source=str(source) if source not in (None, "") else None, **options))
+
+    @property
+    def description(self) -> str:
+        if self.root is not None:
+            return str(self.root)
+        return f"hf:{self.hub_dataset}" + (f":{self.hub_config}" if self.hub_config else "")
+
+    # ------------------------------------------------------------ the public reading interface
+
+    def languages(self) -> list[str]:
+        """Every language code this source holds, sorted."""
+        if self._languages is None:
+            self._languages = sorted(self._list_languages())
+            if not self._languages:
+                raise XlsptError(f"no data found in {self.description}: expected CSV, TSV or JSONL files (or SIB-200's layout)")
+        return self._languages
+
+    def split(self, lang: str, split: str) -> pd.DataFrame:
+        """The rows of one split as a DataFrame with columns ``index_id, label, text``."""
+        if split not in SPLITS:
+            raise XlsptError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+        if lang not in self._frames:
+            if lang not in self.languages():
+                raise XlsptError(f"unknown language {lang!r} in {self.description} (`xlspt languages --data ...` lists them)")
+            self._frames[lang] = {}
+        frames = self._frames[lang]
+        if split not in frames:
+            frames.update(self._read_language(lang, split))
+            if split not in frames:
+                raise XlsptError(f"missing split: {self.description} has no {split} split for {lang}; give it a "
+                                 f"{split} file, rows with that value in the split column, or one file to split")
+        return frames[split]
+
+    def labels(self, language: str | None = None) -> tuple[str, ...]:
+        """The class order: SIB-200's seven categories, or the sorted labels of ``language``'s train split."""
+        frame = self.split(language or self.config.language, "train")
+        if self.sib200_format:
+            return CATEGORIES
+        labels = tuple(sorted(frame["label"].unique()))
+        if len(labels) < 2:
+            raise XlsptError(f"the {language or self.config.language} train split of {self.description} has one class only "
+                             f"({labels[0]!r}): a classifier needs at least two labels")
+        return labels
+
+    # ------------------------------------------------------------ sources
+
+    def _list_languages(self) -> list[str]:
+        if self.root is None:
+            return self._hub_languages()
+        if self.config.language_column:
+            whole = self._whole_table()
+            tables = whole.values() if isinstance(whole, dict) else [whole]
+            return sorted({lang for table in tables for lang in table[self.config.language_column]})
+        layout, entries = self._layout()
+        if layout in ("folders", "files"):
+            return list(entries)
+        return [self.config.language]
+
+    def _layout(self) -> tuple[str, dict[str, Path]]:
+        """``folders`` (a folder per language), ``files`` (a file per language), ``splits`` (split files) or ``file``."""
+        root = self.root
+        assert root is not None
+        if root.is_file():
+            return "file", {"": root}
+        folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+        files = {p.stem: p for p in _data_files(root)}
+        if folders and not self.config.language_column:
+            return "folders", folders
+        if files and all(stem.lower() in SPLIT_ALIASES for stem in files):
+            return "splits", files
+        if files and not self.config.language_column:
+            return "files", files
+        if len(files) == 1:
+            return "file", files
+        raise XlsptError(f"{root} holds neither language folders nor CSV/TSV/JSONL files of one dataset: "
+                         "use <lang>/{train,dev,test}.tsv, {train,dev,test}.csv, <lang>.csv, or one file")
+
+    def _read_language(self, lang: str, split: str) -> dict[str, pd.DataFrame]:
+        """The splits of one language that reading ``split`` yields (some sources yield all three at once)."""
+        if self.root is None:
+            return self._hub_splits(lang, split)
+        if self.config.language_column:
+            whole = self._whole_table()
+            table = whole if isinstance(whole, pd.DataFrame) else None
+            if table is not None:
+                return self._split_table(table[table[self.config.language_column] == lang], f"{self.description} ({lang})")
+            return self._complete({s: self._clean(t[t[self.config.language_column] == lang], f"{self.description}/{s} ({lang})")
+                                   for s, t in whole.items()}, f"{self.description} ({lang})")
+        layout, entries = self._layout()
+        if layout == "file":
+            return self._split_table(self._read_file(next(iter(entries.values()))), str(self.root))
+        if layout == "files":
+            return self._split_table(self._read_file(entries[lang]), str(entries[lang]))
+        folder = entries[lang] if layout == "folders" else self.root
+        files = {SPLIT_ALIASES.get(p.stem.lower()): p for p in _data_files(folder)}
+        if any(name is not None for name in files):
+            return self._complete({s: self._clean(self._read_file(path), str(path)) for s, path in files.items() if s}, str(folder))
+        if len(files) == 1:  # one file of all splits
+            path = next(iter(files.values()))
+            return self._split_table(self._read_file(path), str(path))
+        if not files:
+            raise XlsptError(f"missing split: no {split}.tsv (or .csv, .jsonl) in {folder}")
+        raise XlsptError(f"{folder} holds several data files none of which is named train, dev or test: "
+                         "name them by split, or keep one file with a split column")
+
+    def _complete(self, splits: dict[str, pd.DataFrame], where: str) -> dict[str, pd.DataFrame]:
+        """Splits read from files or a Hub dataset; a missing dev split is carved out of train (seeded, stratified)."""
+        if "dev" in splits or "train" not in splits:
+            return splits
+        train_share, dev_share = self.config.split_fractions[:2]
+        carved = _stratified_split(splits["train"], {"train": train_share, "dev": dev_share}, self.config.split_seed, where)
+        return {**splits, **carved}
+
+    def _whole_table(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """All rows of a source with a language column: one table, or one per split file."""
+        if self._whole is None:
+            layout, entries = self._layout()
+            if layout == "splits":
+                self._whole = {SPLIT_ALIASES[stem.lower()]: self._read_file(p) for stem, p in entries.items()}
+                tables = list(self._whole.values())
+            else:
+                self._whole = self._read_file(next(iter(entries.values())))
+                tables = [self._whole]
+            for table in tables:
+                _require_columns(table, [self.config.language_column], self.description, "--language-column")
+                table[self.config.language_column] = table[self.config.language_column].astype(str).str.strip()
+        return self._whole
+
+    def _read_file(self, path: Path) -> pd.DataFrame:
+        suffix = path.suffix.lower()
+        try:
+            if suffix == ".jsonl":
+                frame = pd.read_json(path, lines=True, dtype=False)
+            else:
+                frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise XlsptError(f"{path} is empty: it needs a header ({self.config.text_column}, "
+                             f"{self.config.label_column}) and rows") from None
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            kind = {".jsonl": "JSON Lines file", ".csv": "CSV file"}.get(suffix, "TSV file")
+            raise XlsptError(f"{path} is not a valid {kind} ({first[:160]}): fix the file (UTF-8, with a header)") from None
+        frame.columns = [str(c).strip() for c in frame.columns]
+        frame["_row"] = range(len(frame))
+        return frame
+
+    def _split_table(self, table: pd.DataFrame, where: str) -> dict[str, pd.DataFrame]:
+        """A table of all splits: by its split column, else a seeded split stratified by label."""
+        column = self.config.split_column
+        if column:
+            _require_columns(table, [column], where, "--split-column")
+            names = table[column].astype(str).str.strip().str.lower()
+            unknown = sorted(set(names) - set(SPLIT_ALIASES))
+            if unknown:
+                raise XlsptError(f"{where} has the split {unknown[0]!r} in column {column!r}: use train, dev (or validation) and test")
+            names = names.map(SPLIT_ALIASES)
+            return self._complete({s: self._clean(table[names == s], f"{where} ({s})") for s in SPLITS if (names == s).any()}, where)
+        clean = self._clean(table, where)
+        return _stratified_split(clean, dict(zip(SPLITS, self.config.split_fractions)), self.config.split_seed, where)
+
+    def _clean(self, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+        """Map the source's columns to ``index_id, label, text`` and check every row."""
+        text, label = self.config.text_column, self.config.label_column
+        if label not in frame.columns and label == "label" and _SIB200_LABEL in frame.columns:
+            label = _SIB200_LABEL
+        _require_columns(frame, [text, label], where, None)
+        sib200 = label == _SIB200_LABEL and "index_id" in frame.columns
+        self.sib200_format = sib200 if self.sib200_format is None else self.sib200_format and sib200
+        if frame.empty:
+            raise XlsptError(f"{where} has no rows: it needs at least one labelled text")
+        index = frame["index_id"] if "index_id" in frame.columns else frame.get("_row", pd.Series(range(len(frame)), index=frame.index))
+        out = pd.DataFrame({
+            "index_id": pd.to_numeric(index, errors="coerce"),
+            "label": frame[label].map(_as_label),
+            "text": frame[text].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)),
+        })
+        if out["index_id"].isna().any():
+            out["index_id"] = frame["_row"].to_numpy() if "_row" in frame.columns else range(len(frame))
+        out["index_id"] = out["index_id"].astype(int)
+        empty_label = out["label"] == ""
+        if empty_label.any():
+            raise XlsptError(f"{where} has an empty label in row {_row_number(out, empty_label)}: fill or remove it")
+        if sib200:
+            unknown = sorted(set(out["label"]) - set(CATEGORIES))
+            if unknown:
+                raise XlsptError(f"{where} has the unknown category {unknown[0]!r}: SIB-200 categories are {', '.join(CATEGORIES)}")
+        empty = out["text"].str.strip() == ""
+        if empty.any():
+            raise XlsptError(f"{where} has an empty text in row {_row_number(out, empty)}: fill or remove it")
+        return out.reset_index(drop=True)
+
+    # ------------------------------------------------------------ the Hugging Face Hub
+
+    def _hub_languages(self) -> list[str]:
+        import datasets
+
+        if self.config.language_column:
+            table = self._hub_load(None, "train")
+            _require_columns(table, [self.config.language_column], self.description, "--language-column")
+            return sorted(set(table[self.config.language_column].astype(str).str.strip()))
+        if self.hub_config:
+            return [self.config.language]
+        try:
+            configs = datasets.get_dataset_config_names(self.hub_dataset)
+        except Exception as exc:  # network, auth, missing repo: one clear line
+            raise XlsptError(f"could not list the configs of the Hub dataset {self.hub_dataset!r} ({exc.__class__.__name__}): "
+                             "pass --data with a local copy") from exc
+        self._config_languages = bool(configs) and configs != ["default"]
+        return list(configs) if self._config_languages else [self.config.language]
+
+    def _hub_splits(self, lang: str, split: str) -> dict[str, pd.DataFrame]:
+        config = self.hub_config or (lang if self._config_languages else None)
+        tables = {name: self._hub_load(config, name) for name in SPLITS}
+        if self.config.language_column:
+            tables = {name: t[t[self.config.language_column].astype(str).str.strip() == lang] if t is not None else None
+                      for name, t in tables.items()}
+        where = f"{self.description}/{lang}"
+        if tables["train"] is not None and tables["dev"] is None and tables["test"] is None:
+            return self._split_table(tables["train"], where)  # one split only: split it like a single file
+        return self._complete({name: self._clean(t, f"{where}/{name}") for name, t in tables.items() if t is not None}, where)
+
+    def _hub_load(self, config: str | None, split: str) -> pd.DataFrame | None:
+        import datasets
+
+        names = [n for n, s in SPLIT_ALIASES.items() if s == split]
+        for name in names:
+            try:
+                ds = datasets.load_dataset(self.hub_dataset, config, split=name)
+            except ValueError as exc:
+                text = str(exc).lower()
+                if "split" in text and ("unknown" in text or "should be one of" in text or "not found" in text):
+                    continue
+                if "config" in text:
+                    raise XlsptError(f"unknown language or config {config!r} in the Hub dataset {self.hub_dataset!r}") from None
+                raise XlsptError(f"could not load {config or ''} {split} from {self.hub_dataset!r}: {str(exc).splitlines()[0]}") from None
+            except Exception as exc:
+                raise XlsptError(
+                    f"could not load {split} from the Hub dataset {self.hub_dataset!r} ({exc.__class__.__name__}): "
+                    "pass --data with a local copy"
+                ) from exc
+            frame = ds.to_pandas()
+            frame["_row"] = range(len(frame))
+            return frame
+        return None
+
+
+def _data_files(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")]
+
+
+def _require_columns(frame: pd.DataFrame, columns, where: str, option: str | None) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        shown = ", ".join(c for c in frame.columns if c != "_row")
+        fix = option or ("--text-column" if missing[0] == columns[0] else "--label-column")
+        raise XlsptError(f"{where} lacks the column {missing[0]!r} (it has: {shown}): pass {fix} NAME")
+
+
+def _as_label(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _row_number(frame: pd.DataFrame, mask: pd.Series) -> int:
+    return int(mask.to_numpy().nonzero()[0][0]) + 2  # 1-based, after the header
+
+
+def _stratified_split(frame: pd.DataFrame, shares: dict[str, float], seed: int, where: str) -> dict[str, pd.DataFrame]:
+    """Split ``frame`` into the named parts (``{"train": 0.7, "dev": 0.1, "test": 0.2}``), label by label, seeded.
+
+    Every label keeps at least one row in every part; the first part takes the rest.
+    """
+    names = list(shares)
+    total = sum(shares.values())
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
+    for label, rows in frame.groupby("label", sort=True):
+        rows = rows.sample(frac=1.0, random_state=seed)
+        if len(rows) < len(names):
+            raise XlsptError(f"{where}: the label {label!r} has {len(rows)} row(s), too few to split into "
+                             f"{', '.join(names)}: add rows, or give split files or a split column")
+        sizes = {name: max(1, round(len(rows) * shares[name] / total)) for name in names[1:]}
+        sizes[names[0]] = len(rows) - sum(sizes.values())
+        while sizes[names[0]] < 1:  # tiny classes: take back from the largest other part
+            largest = max(names[1:], key=sizes.get)
+            sizes[largest] -= 1
+            sizes[names[0]] += 1
+        start = 0
+        for name in names:
+            parts[name].append(rows.iloc[start : start + sizes[name]])
+            start += sizes[name]
+    return {name: pd.concat(p).sort_values("index_id").reset_index(drop=True) for name, p in parts.items()}
+
+
+#: SIB-200 is read like any other data; the name stays for the study's code and users' scripts.
+Sib200 = TaskData

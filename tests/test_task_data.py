@@ -1,0 +1,222 @@
+"""Any labelled data: CSV, TSV and JSON Lines files and folders, Hub datasets, split and language columns,
+seeded stratified splits, any label set with proposed or given label words, and their clear refusals."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import xlspt
+from xlspt.data import DataConfig, TaskData, sample_few_shot
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "coarse_topics.py"
+
+
+@pytest.fixture(scope="module")
+def coarse(sib200_dir) -> pd.DataFrame:
+    """SIB-200 English, French and Swahili relabelled to three coarse topics (the README's example task)."""
+    spec = importlib.util.spec_from_file_location("coarse_topics", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make(sib200_dir)
+
+
+@pytest.fixture
+def tiny_gemma3(tiny_models):
+    return tiny_models["gemma3"]
+
+
+def _columns(**extra) -> dict:
+    return dict(text_column="sentence", label_column="topic", **extra)
+
+
+def test_one_csv_with_language_and_split_columns(tmp_path, coarse):
+    coarse.to_csv(tmp_path / "coarse.csv", index=False)
+    data = TaskData.resolve(tmp_path / "coarse.csv", **_columns(language_column="lang", split_column="split"))
+    assert data.languages() == ["eng_Latn", "fra_Latn", "swh_Latn"]
+    assert data.labels("eng_Latn") == ("leisure", "science", "world")
+    test = data.split("swh_Latn", "test")
+    assert list(test.columns) == ["index_id", "label", "text"] and len(test) == 204
+    expected = coarse[(coarse["lang"] == "swh_Latn") & (coarse["split"] == "test")]
+    assert test["text"].tolist() == expected["sentence"].tolist()
+    assert test["label"].tolist() == expected["topic"].tolist()
+    assert not data.sib200_format
+
+
+def test_split_files_with_a_language_column(tmp_path, coarse):
+    for split in ("train", "dev", "test"):
+        coarse[coarse["split"] == split].drop(columns="split").to_json(tmp_path / f"{split}.jsonl", orient="records",
+                                                                       lines=True, force_ascii=False)
+    data = TaskData.resolve(tmp_path, **_columns(language_column="lang"))
+    assert data.languages() == ["eng_Latn", "fra_Latn", "swh_Latn"]
+    assert len(data.split("fra_Latn", "dev")) == 99
+
+
+def test_a_file_per_language_is_split_seeded_and_stratified(tmp_path, coarse):
+    for lang, rows in coarse.groupby("lang"):
+        rows.drop(columns=["lang", "split"]).to_csv(tmp_path / f"{lang}.tsv", sep="\t", index=False)
+    data = TaskData.resolve(tmp_path, **_columns())
+    again = TaskData.resolve(tmp_path, **_columns())
+    assert data.languages() == ["eng_Latn", "fra_Latn", "swh_Latn"]
+    parts = {s: data.split("eng_Latn", s) for s in ("train", "dev", "test")}
+    assert sum(len(p) for p in parts.values()) == 1004
+    ids = [set(p["index_id"]) for p in parts.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    shares = {s: p["label"].value_counts(normalize=True) for s, p in parts.items()}
+    for label in ("leisure", "science", "world"):  # stratified: every split keeps the label shares
+        assert abs(shares["train"][label] - shares["test"][label]) < 0.02
+    assert abs(len(parts["test"]) / 1004 - 0.2) < 0.01
+    pd.testing.assert_frame_equal(parts["test"], again.split("eng_Latn", "test"))
+    other = TaskData.resolve(DataConfig(source=str(tmp_path), split_seed=1, **_columns()))
+    assert set(other.split("eng_Latn", "test")["index_id"]) != set(parts["test"]["index_id"])
+
+
+def test_one_file_without_languages_is_the_training_language(tmp_path, coarse):
+    english = coarse[coarse["lang"] == "eng_Latn"].rename(columns={"sentence": "text", "topic": "label"})
+    english[["text", "label"]].to_csv(tmp_path / "tickets.csv", index=False)
+    data = TaskData.resolve(tmp_path / "tickets.csv", language="deu_Latn")
+    assert data.languages() == ["deu_Latn"]
+    split = sample_few_shot(data, "deu_Latn", 4, seed=0)
+    assert split.train["label"].value_counts().to_dict() == {"leisure": 4, "science": 4, "world": 4}
+
+
+def test_sib200_layout_in_csv_and_a_missing_dev_split_carved_from_train(tmp_path, sib200_dir):
+    for lang in ("eng_Latn", "fra_Latn"):
+        (tmp_path / lang).mkdir()
+        for split in ("train", "test"):
+            frame = pd.read_csv(sib200_dir / lang / f"{split}.tsv", sep="\t", dtype=str, keep_default_na=False)
+            frame.to_csv(tmp_path / lang / f"{split}.csv", index=False)
+    data = TaskData.resolve(tmp_path)
+    assert data.labels() == xlspt.CATEGORIES and data.sib200_format
+    train, dev = data.split("eng_Latn", "train"), data.split("eng_Latn", "dev")
+    assert len(train) + len(dev) == 701 and not set(train["index_id"]) & set(dev["index_id"])
+    assert set(dev["label"]) == set(xlspt.CATEGORIES)
+
+
+def test_hub_dataset_with_one_config_and_splits_through_a_local_copy(tmp_path, coarse, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for split in ("train", "test"):
+        coarse[coarse["split"] == split].drop(columns="split").to_csv(repo / f"{split}.csv", index=False)
+    data = TaskData.resolve(f"hf:{repo}", **_columns(language_column="lang"))
+    assert data.languages() == ["eng_Latn", "fra_Latn", "swh_Latn"]
+    assert len(data.split("swh_Latn", "test")) == 204
+    assert len(data.split("eng_Latn", "train")) + len(data.split("eng_Latn", "dev")) == 701
+
+
+def test_any_number_of_classes_is_sampled_balanced_and_short_classes_are_refused(tmp_path):
+    rows = [{"text": f"text {label} {i}", "label": label} for label, n in (("a", 12), ("b", 12), ("c", 5)) for i in range(n)]
+    pd.DataFrame(rows).to_csv(tmp_path / "d.csv", index=False)
+    data = TaskData.resolve(tmp_path / "d.csv", split_column=None)
+    few = sample_few_shot(data, "eng_Latn", 2, seed=0)
+    assert few.train["label"].value_counts().to_dict() == {"a": 2, "b": 2, "c": 2}
+    with pytest.raises(xlspt.XlsptError, match="class 'c' .* use --shots 3 or fewer"):
+        sample_few_shot(data, "eng_Latn", 5, seed=0)
+
+
+@pytest.mark.parametrize(
+    "frame,options,message",
+    [
+        (pd.DataFrame({"sentence": ["a", "b"], "label": ["x", "y"]}), {}, "lacks the column 'text' .* pass --text-column"),
+        (pd.DataFrame({"text": ["a", "b"], "topic": ["x", "y"]}), {}, "lacks the column 'label' .* pass --label-column"),
+        (pd.DataFrame({"text": ["a"] * 6, "label": ["x"] * 6, "split": ["train", "train", "dev", "dev", "test", "test"]}),
+         {"split_column": "split"}, "one class only"),
+        (pd.DataFrame({"text": ["a", "b", "c"], "label": ["x", "", "y"]}), {}, "empty label in row 3"),
+        (pd.DataFrame({"text": ["a", " ", "c"], "label": ["x", "y", "x"]}), {}, "empty text in row 3"),
+        (pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"], "split": ["train", "holdout"]}), {"split_column": "split"},
+         "the split 'holdout'"),
+        (pd.DataFrame({"text": ["a", "b", "c", "d"], "label": ["x", "x", "x", "y"]}), {}, "label 'y' has 1 row"),
+    ],
+)
+def test_bad_task_data_is_one_clear_line(tmp_path, frame, options, message):
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(xlspt.XlsptError, match=message):
+        data = TaskData.resolve(tmp_path / "d.csv", **options)
+        data.labels()
+
+
+def test_unreadable_files(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"text": "a", "label": "x"}\n{broken\n')
+    with pytest.raises(xlspt.XlsptError, match="not a valid JSON Lines file"):
+        TaskData.resolve(tmp_path / "bad.jsonl").split("eng_Latn", "train")
+    (tmp_path / "latin1.csv").write_bytes("text,label\ncaf\xe9,x\n".encode("latin-1"))
+    with pytest.raises(xlspt.XlsptError, match="not a valid CSV file"):
+        TaskData.resolve(tmp_path / "latin1.csv").split("eng_Latn", "train")
+    with pytest.raises(xlspt.XlsptError, match="does not exist"):
+        TaskData.resolve(tmp_path / "nothing.csv")
+
+
+# ---------------------------------------------------------------- label words for any label set
+
+
+def test_label_words_are_proposed_from_label_names(tiny_gemma3):
+    from xlspt.verbalizer import propose_label_words
+
+    tok = tiny_gemma3.tokenizer
+    words = propose_label_words(tok, ("Sports", "health_news", "politics"))
+    assert {k: v.strip() for k, v in words.items()} == {"Sports": "Sports", "health_news": "health", "politics": "politics"}
+    verbalizer = xlspt.build_verbalizer(tiny_gemma3, labels=("Sports", "health_news", "politics"))
+    assert verbalizer.labels == ("Sports", "health_news", "politics") and len(set(verbalizer.token_ids)) == 3
+    given = xlspt.build_verbalizer(tiny_gemma3, {"Sports": "play"}, labels=("Sports", "politics"))
+    assert given.as_dict()["Sports"] == "play"
+
+
+def test_a_label_without_a_single_token_word_names_candidates(tiny_gemma3):
+    from xlspt.verbalizer import propose_label_words
+
+    with pytest.raises(xlspt.XlsptError, match=r"no single-token label word for the class 'zzqx-wvy'.*--label-words zzqx-wvy=WORD"):
+        propose_label_words(tiny_gemma3.tokenizer, ("sports", "zzqx-wvy"))
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("a=x,a=y", "given twice"),
+        ("a=,b=y", "is empty"),
+        ("c=x", "unknown class 'c'"),
+        ("x,y,z", "needs 2 words"),
+    ],
+)
+def test_bad_label_words(spec, message):
+    from xlspt.verbalizer import parse_label_words
+
+    with pytest.raises(xlspt.XlsptError, match=message):
+        parse_label_words(spec, ("a", "b"))
+
+
+def test_a_label_word_of_several_tokens_is_refused(tiny_gemma3):
+    with pytest.raises(xlspt.XlsptError, match="not a single token"):
+        xlspt.build_verbalizer(tiny_gemma3, {"a": "sports politics", "b": "health"}, labels=("a", "b"))
+
+
+def test_any_label_set_trains_saves_and_reloads_with_its_class_order(tmp_path, tiny_gemma3, coarse):
+    english = coarse[coarse["lang"] == "eng_Latn"]
+    english.to_csv(tmp_path / "en.csv", index=False)
+    data = TaskData.resolve(tmp_path / "en.csv", **_columns(split_column="split"))
+    clf = xlspt.PromptClassifier.train(tiny_gemma3, data, shots=2, prompt=xlspt.PromptConfig(length=2), label_words={"leisure": "fun"},
+                                       training=xlspt.TrainConfig(epochs=1), progress=False)
+    assert clf.verbalizer.labels == ("leisure", "science", "world")
+    assert clf.verbalizer.as_dict() == {"leisure": "fun", "science": " science", "world": " world"}
+    clf.save(tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "prompt.json").read_text())
+    assert meta["labels"] == ["leisure", "science", "world"]
+    again = xlspt.PromptClassifier.load(tmp_path / "run", tiny_gemma3)
+    assert again.verbalizer == clf.verbalizer
+    texts = data.split("eng_Latn", "test")["text"].tolist()[:5]
+    table = again.classify(texts, top_k=2)
+    assert list(table.columns) == ["text", "label", "probability", "top_k"]
+    assert table["label"].tolist() == clf.predict(texts)
+    assert all(0 < p <= 1 for p in table["probability"]) and all(len(k) == 2 for k in table["top_k"])
+    assert all(row["top_k"][0]["label"] == row["label"] for _, row in table.iterrows())
+    abstained = again.classify(texts, min_confidence=1.0)
+    assert set(abstained["label"]) == {"abstain"}
+    results = again.evaluate(data, ["eng_Latn"], progress=False)
+    assert results.loc[0, "n"] == len(data.split("eng_Latn", "test"))
+    shutil.rmtree(tmp_path / "run")
