@@ -93,3 +93,15 @@ def test_report_sets_prompts_against_the_probe(tmp_path, tiny_model_dirs, sib200
         assert baseline.loc[0, f"{method}_all"] == pytest.approx(mean)
     text = (report / "report.md").read_text()
     assert "Soft prompts against the probe baseline" in text
+
+
+def test_predict_with_a_probe_folder(tmp_path, tiny_model_dirs, sib200_dir, capsys):
+    out = tmp_path / "probe-run"
+    assert main(["train", "--method", "probe", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir),
+                 "--shots", "2", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--prompt", str(out), "--format", "json", "--top-k", "3", "the team won", "parliament voted"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == ["the team won", "parliament voted"]
+    assert all(r["label"] in xlspt.CATEGORIES and len(r["top_k"]) == 3 and r["top_k"][0]["label"] == r["label"] for r in rows)
+    assert main(["predict", "--prompt", str(out), "--calibration", "batch", "x"]) == 2

@@ -220,3 +220,104 @@ def test_any_label_set_trains_saves_and_reloads_with_its_class_order(tmp_path, t
     results = again.evaluate(data, ["eng_Latn"], progress=False)
     assert results.loc[0, "n"] == len(data.split("eng_Latn", "test"))
     shutil.rmtree(tmp_path / "run")
+
+
+# ---------------------------------------------------------------- the command line on a task of one's own
+
+
+@pytest.fixture(scope="module")
+def coarse_run(tmp_path_factory, coarse, tiny_model_dirs):
+    """`xlspt run` on the coarse-topic CSV (own column names, three classes, two target languages)."""
+    from xlspt.cli import main
+
+    root = tmp_path_factory.mktemp("coarse")
+    coarse.to_csv(root / "coarse.csv", index=False)
+    out = root / "run"
+    code = main(["run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(root / "coarse.csv"),
+                 "--text-column", "sentence", "--label-column", "topic", "--language-column", "lang",
+                 "--split-column", "split", "--label-words", "leisure=fun", "--langs", "all", "--shots", "2",
+                 "--epochs", "1", "--prompt-length", "2", "--out", str(out), "--quiet"])
+    assert code == 0
+    return root
+
+
+def test_run_on_an_own_csv_task(coarse_run):
+    out = coarse_run / "run"
+    results = pd.read_csv(out / "results.csv")
+    assert results["language"].tolist() == ["eng_Latn", "fra_Latn", "swh_Latn"] and set(results["n"]) == {204}
+    per_class = pd.read_csv(out / "per_class.csv")
+    assert per_class["label"].tolist()[:3] == ["leisure", "science", "world"]
+    assert sorted(p.name for p in (out / "confusion").iterdir()) == ["eng_Latn.png", "fra_Latn.png", "swh_Latn.png"]
+    meta = json.loads((out / "prompt.json").read_text())
+    assert meta["labels"] == ["leisure", "science", "world"] and meta["label_words"]["leisure"] == "fun"
+    summary = (out / "summary.txt").read_text()
+    assert "chance: 33.3%" in summary
+
+
+def test_languages_without_known_facts_get_no_pretraining_groups():
+    table = pd.DataFrame({"language": ["en", "sw"], "accuracy": [0.8, 0.5], "macro_f1": [0.8, 0.5], "n": [10, 10]})
+    assert set(xlspt.aggregate(table, "en")) == {"all", "transfer"}
+
+
+def test_scored_predictions_as_json_csv_and_abstentions(coarse_run, capsys):
+    from xlspt.cli import main
+
+    out = coarse_run / "run"
+    assert main(["predict", "--prompt", str(out), "--format", "json", "--top-k", "2", "the team won", "parliament voted"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [set(r) for r in rows] == [{"text", "label", "probability", "top_k"}] * 2
+    assert all(r["label"] in ("leisure", "science", "world") and 1 / 3 <= r["probability"] <= 1 for r in rows)
+    assert all(r["top_k"][0] == {"label": r["label"], "probability": r["probability"]} for r in rows)
+    assert main(["predict", "--prompt", str(out), "--format", "csv", "--min-confidence", "1.0", "a, \"quoted\" text"]) == 0
+    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert table.columns.tolist() == ["text", "label", "probability"]
+    assert table["text"].tolist() == ['a, "quoted" text'] and table["label"].tolist() == ["abstain"]
+    for bad, message in ((["--top-k", "0"], "--top-k must be at least 1"), (["--min-confidence", "2"], "between 0 and 1")):
+        assert main(["predict", "--prompt", str(out), *bad, "x"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_push_to_a_local_hub_and_load_back(coarse_run, tmp_path, monkeypatch, capsys, tiny_model_dirs):
+    from xlspt.cli import main
+
+    hub = tmp_path / "hub"
+    assert main(["push", "--prompt", str(coarse_run / "run"), "--repo", "me/coarse-topics", "--hub", str(hub)]) == 0
+    repo = hub / "me" / "coarse-topics"
+    assert {"prompt.safetensors", "prompt.json", "README.md", "results.csv"} <= {p.name for p in repo.iterdir()}
+    card = (repo / "README.md").read_text()
+    assert "from_pretrained(\"me/coarse-topics\")" in card and "leisure" in card and "swh_Latn" in card
+    capsys.readouterr()
+    monkeypatch.setenv("XLSPT_HUB_DIR", str(hub))
+    assert main(["predict", "--prompt", "me/coarse-topics", "--format", "json", "the team won"]) == 0
+    from_hub = json.loads(capsys.readouterr().out)
+    assert main(["predict", "--prompt", str(coarse_run / "run"), "--format", "json", "the team won"]) == 0
+    assert json.loads(capsys.readouterr().out) == from_hub
+    clf = xlspt.PromptClassifier.from_pretrained("me/coarse-topics", str(tiny_model_dirs["gemma3"]))
+    assert clf.verbalizer.labels == ("leisure", "science", "world")
+    folder = tmp_path / "saved"
+    clf.save_pretrained(folder)
+    assert (folder / "README.md").is_file()
+    url = clf.push_to_hub("me/again", hub=hub)
+    assert Path(url) == hub / "me" / "again" and (hub / "me" / "again" / "prompt.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--label-column", "nope"], "lacks the column 'nope'"),
+        (["--label-words", "leisure=fun,leisure=play"], "given twice"),
+        (["--label-words", "leisure=sports politics"], "not a single token"),
+        (["--label-words", "cooking=fun"], "unknown class 'cooking'"),
+        (["--langs", "deu_Latn"], "unknown language 'deu_Latn'"),
+    ],
+)
+def test_bad_input_for_an_own_task_is_one_line(coarse_run, tiny_model_dirs, tmp_path, capsys, extra, message):
+    from xlspt.cli import main
+
+    args = ["run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(coarse_run / "coarse.csv"),
+            "--text-column", "sentence", "--label-column", "topic", "--language-column", "lang",
+            "--split-column", "split", "--langs", "all", "--shots", "2", "--epochs", "1", "--out", str(tmp_path / "x"), "--quiet"]
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not (tmp_path / "x").exists()

@@ -347,6 +347,7 @@ def cmd_run(args) -> int:
     session = Session(device=resolve_device(args.device), progress=not args.quiet, strict=True, class_figures=True)
     for split in ("train", "dev"):  # read and validated now, before minutes of model loading
         session.data(config).split(config.train_lang, split)
+    config.label_word_map(session.data(config).labels(config.train_lang))
     if args.overwrite:
         outputs.clear_files(out)
     record = run_one(config, out, session)
@@ -567,7 +568,6 @@ def cmd_predict(args) -> int:
     from .calibration import CalibrationConfig, Protocol
     from .classifier import PromptClassifier
     from .errors import XlsptError
-    from .evaluate import scored_predictions
 
     if args.top_k is not None and args.top_k < 1:
         raise XlsptError(f"--top-k must be at least 1 (got {args.top_k})")
@@ -582,6 +582,19 @@ def cmd_predict(args) -> int:
     if not args.texts and not args.file and sys.stdin.isatty():
         raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
     _set_threads(args)
+    from .probe import PROBE_SIDECAR, ProbeClassifier
+
+    if (Path(args.prompt) / PROBE_SIDECAR).is_file():  # the probe baseline of `xlspt run --method probe`
+        if calibration is not None or unlabeled:
+            raise XlsptError("the probe baseline takes no calibration: drop --calibration and --unlabeled")
+        from .models import load_model
+
+        meta = json.loads((Path(args.prompt) / PROBE_SIDECAR).read_text(encoding="utf-8"))
+        probe = ProbeClassifier.load(args.prompt, load_model(args.model or meta["model"], dtype=args.dtype or meta.get("dtype", "float32"),
+                                                             device=args.device))
+        count = _stream_predictions(args, probe.scores, probe.labels, PREDICT_CHUNK)
+        _say(f"probe baseline; {count} texts; labels {', '.join(probe.labels)}")
+        return 0
     clf = PromptClassifier.from_pretrained(args.prompt, args.model, dtype=args.dtype, device=args.device)
     protocol = (calibration or clf.calibration)
     if protocol.protocol is Protocol.UNLABELED and not unlabeled:
@@ -594,21 +607,29 @@ def cmd_predict(args) -> int:
                          "train it with --standardize, or calibrate without it")
     # Calibrating on the batch (or one prior for all) needs every text first; otherwise answers stream in chunks.
     whole = protocol.protocol in (Protocol.BATCH, Protocol.UNLABELED)
-    writer = _PredictionWriter(args.format, args.top_k is not None)
-    count = 0
-    for chunk in _text_chunks(args, size=None if whole else PREDICT_CHUNK):
-        scores = clf.scores(chunk, calibration=calibration, unlabeled_texts=unlabeled, language=args.lang, engine=args.engine)
-        writer.write(scored_predictions(chunk, scores, clf.verbalizer.labels, top_k=args.top_k,
-                                        min_confidence=args.min_confidence))
-        count += len(chunk)
-    if not count:
-        raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
+    scores = lambda chunk: clf.scores(chunk, calibration=calibration, unlabeled_texts=unlabeled,  # noqa: E731
+                                      language=args.lang, engine=args.engine)
+    count = _stream_predictions(args, scores, clf.verbalizer.labels, None if whole else PREDICT_CHUNK)
     _say(f"protocol: {protocol.name}; {count} texts; labels {', '.join(clf.verbalizer.labels)}")
     return 0
 
 
 #: Texts scored per step when predictions stream (a batch-calibrated run reads all first).
 PREDICT_CHUNK = 64
+
+
+def _stream_predictions(args, scores, labels, chunk_size: int | None) -> int:
+    """Score the texts ``chunk_size`` at a time with ``scores`` (texts -> ``[N, C]``) and write each chunk's answers."""
+    from .errors import XlsptError
+    from .evaluate import scored_predictions
+
+    writer, count = _PredictionWriter(args.format, args.top_k is not None), 0
+    for chunk in _text_chunks(args, size=chunk_size):
+        writer.write(scored_predictions(chunk, scores(chunk), labels, top_k=args.top_k, min_confidence=args.min_confidence))
+        count += len(chunk)
+    if not count:
+        raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
+    return count
 
 
 def _text_chunks(args, size: int | None):

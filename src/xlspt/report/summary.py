@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..data.languages import language_info, study_languages
 
+#: The study's report is about SIB-200's seven topics.
 CHANCE_SIB200 = 1 / 7
 
 
@@ -47,8 +48,9 @@ def aggregate(results: pd.DataFrame, train_language: str | None = "eng_Latn") ->
     }
 
 
-def format_results_table(results: pd.DataFrame, groups: dict[str, dict] | None = None) -> str:
-    """A plain-text table: one row per language (accuracy and macro-F1 in %), then the group means."""
+def format_results_table(results: pd.DataFrame, groups: dict[str, dict] | None = None, n_classes: int = 7) -> str:
+    """A plain-text table: one row per language (accuracy and macro-F1 in %), then the group means and
+    chance (one in ``n_classes``: SIB-200 has 7)."""
     lines = [f"{'language':<10} {'name':<22} {'accuracy':>9} {'macro-F1':>9} {'n':>5}"]
     lines.append("-" * len(lines[0]))
     for row in results.itertuples(index=False):
@@ -61,7 +63,7 @@ def format_results_table(results: pd.DataFrame, groups: dict[str, dict] | None =
             label = f"mean {name} ({acc['n_languages']})"
             spread = f"   ±{100 * acc['stderr']:.1f} (s.e.)" if acc["n_languages"] > 1 else ""
             lines.append(f"{label:<33} {100 * acc['mean']:>8.1f}% {100 * f1['mean']:>8.1f}%{spread}")
-    lines.append(f"chance: {100 * CHANCE_SIB200:.1f}%")
+    lines.append(f"chance: {100 / n_classes:.1f}%")
     return "\n".join(lines)
 
 

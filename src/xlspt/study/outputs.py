@@ -80,7 +80,7 @@ def results_summary(metadata: dict, results: pd.DataFrame) -> tuple[str, str, di
     """The printed table, the ``summary.txt`` text and the ``summary.json`` content of one prompt's results."""
     train_lang = metadata.get("data", {}).get("train_language")
     groups = aggregate(results, train_lang)
-    table = format_results_table(results, groups)
+    table = format_results_table(results, groups, n_classes_of(metadata))
     protocol = protocol_of(results)
     ensemble = metadata.get("ensemble")
     probe = metadata.get("method") == "probe"
@@ -103,6 +103,11 @@ def results_summary(metadata: dict, results: pd.DataFrame) -> tuple[str, str, di
     if ensemble:
         summary["ensemble"] = {k: v for k, v in ensemble.items() if k != "members"}
     return f"protocol: {describe_protocol(protocol)}\n{table}", "\n".join(header) + table + "\n", summary
+
+
+def n_classes_of(metadata: dict) -> int:
+    """The number of classes a prompt or probe was trained on (sidecars before any-task data: SIB-200's 7)."""
+    return len(metadata.get("labels") or metadata.get("label_words") or range(7))
 
 
 def describe_device(device: dict) -> str:
@@ -143,7 +148,7 @@ def comparison(names: list[str], metadatas: list[dict], all_results: list[pd.Dat
     sections, groups = [], []
     for name, metadata, results in zip(names, metadatas, all_results):
         groups.append(aggregate(results, metadata.get("data", {}).get("train_language")))
-        sections.append(f"== {name} [{protocol_of(results)}]\n{format_results_table(results, groups[-1])}")
+        sections.append(f"== {name} [{protocol_of(results)}]\n{format_results_table(results, groups[-1], n_classes_of(metadata))}")
     text = "\n\n".join([*sections, f"== comparison\n{format_comparison_table(list(names), groups)}"])
     combined = pd.concat([results.assign(prompt=name) for name, results in zip(names, all_results)], ignore_index=True)
     combined = combined[["prompt", *all_results[0].columns]]

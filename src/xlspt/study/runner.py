@@ -243,12 +243,12 @@ def _train_together(members: list[_Member], loaded, session, log) -> list[tuple[
     names = ", ".join(m.run.config.short_name() + (f" member {m.index}" if m.run.config.ensemble > 1 else "")
                       for m in members)
     together = f"{len(members)} prompts together ({names})" if len(members) > 1 else f"a prompt ({names})"
-    log(f"training {together} on {first.shots} examples per class of {first.train_lang}")
     try:
         data = session.data(first)
         verbalizer = build_verbalizer(loaded, first.label_word_map(data.labels(first.train_lang)), first.allow_subword_labels,
                                       data.labels(first.train_lang))
         examples = sample_few_shot(data, first.train_lang, first.shots, members[0].sample_seed)
+        log(f"training {together} on {first.shots} examples per class of {first.train_lang}")
         configs = [replace(m.run.config.train_config(), seed=m.seed) for m in members]
         results = train_prompts(loaded, verbalizer, examples, [m.run.config.prompt_config() for m in members], configs,
                                 progress=session.progress, desc=f"training x{len(members)}")
