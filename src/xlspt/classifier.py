@@ -182,6 +182,9 @@ class PromptClassifier:
         if not members:
             raise XlsptError("an ensemble needs at least one prompt")
         first = members[0]
+        if len(members) == 1 and first.size == 1:  # one prompt stays a single prompt, not an ensemble of one
+            return cls(first.model, first.verbalizer, list(first.prompts), dict(first.metadata), first.soft_prompts,
+                       calibration or first.calibration, first.reference)
         for other in members[1:]:
             if other.model is not first.model or other.verbalizer != first.verbalizer:
                 raise XlsptError("the prompts of an ensemble need the same model and label words: train them alike")

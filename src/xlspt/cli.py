@@ -481,7 +481,7 @@ def cmd_evaluate(args) -> int:
         table, text, summary = outputs.results_summary(classifiers[0].metadata, all_results[0])
         print(table)
         if out is not None:
-            outputs.write_results(out, all_results[0], text, summary)
+            outputs.write_results(out, all_results[0], text, summary, figures=True)
     else:
         metadatas = [c.metadata for c in _owners(classifiers, scorers)]
         text, combined, summary = outputs.comparison(labels, metadatas, all_results)

@@ -75,7 +75,7 @@ def model_card(metadata: dict, results: pd.DataFrame | None = None, *, repo_id: 
            f"This is {kind} ({length} vectors{' each' if ensemble else ''}) trained with "
            "xlspt for a **frozen** causal language model. The input is laid out as "
            "`text + prompt vectors + EOS`; the class is read from the logits of the label words at the last "
-           "position. The prompt only works with the base model below, unchanged (same weights and tokenizer).", ""]
+           "prompt vector (the position before EOS). The prompt only works with the base model below, unchanged (same weights and tokenizer).", ""]
     signature = metadata.get("model_signature") or {}
     out += ["## Base model", "", f"- name: `{model}`" + (f" (Hub: `{hub_model}`)" if hub_model != model else ""),
             f"- dtype at training: {metadata.get('dtype', 'unknown')}"]

@@ -112,7 +112,7 @@ def n_classes_of(metadata: dict) -> int:
 
 def describe_device(device: dict) -> str:
     """``{"device": "cpu", "name": ..., "threads": 2, "dtype": ...}`` -> ``cpu (AMD EPYC, 2 threads, bfloat16)``."""
-    details = [device.get("name"), f"{device['threads']} threads" if device.get("threads") else None, device.get("dtype")]
+    details = [device.get("name"), f"{device['threads']} thread{'s' if device['threads'] > 1 else ''}" if device.get("threads") else None, device.get("dtype")]
     return f"{device.get('device')} ({', '.join(d for d in details if d)})"
 
 
