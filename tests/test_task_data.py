@@ -133,6 +133,8 @@ def test_any_number_of_classes_is_sampled_balanced_and_short_classes_are_refused
         (pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"], "split": ["train", "holdout"]}), {"split_column": "split"},
          "the split 'holdout'"),
         (pd.DataFrame({"text": ["a", "b", "c", "d"], "label": ["x", "x", "x", "y"]}), {}, "label 'y' has 1 row"),
+        (pd.DataFrame({"text": list("abcdef"), "label": ["Sports", "sports", "x", "Sports", "sports", "x"],
+                       "split": ["train"] * 3 + ["dev"] * 3}), {"split_column": "split"}, "differ only in case"),
     ],
 )
 def test_bad_task_data_is_one_clear_line(tmp_path, frame, options, message):
@@ -230,13 +232,17 @@ def coarse_run(tmp_path_factory, coarse, tiny_model_dirs):
     """`xlspt run` on the coarse-topic CSV (own column names, three classes, two target languages)."""
     from xlspt.cli import main
 
+    import torch
+
+    threads = torch.get_num_threads()  # --threads sets the whole process's; give the other tests theirs back
     root = tmp_path_factory.mktemp("coarse")
     coarse.to_csv(root / "coarse.csv", index=False)
     out = root / "run"
     code = main(["run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(root / "coarse.csv"),
                  "--text-column", "sentence", "--label-column", "topic", "--language-column", "lang",
                  "--split-column", "split", "--label-words", "leisure=fun", "--langs", "all", "--shots", "2",
-                 "--epochs", "1", "--prompt-length", "2", "--out", str(out), "--quiet"])
+                 "--epochs", "1", "--prompt-length", "2", "--threads", "1", "--device", "cpu", "--out", str(out), "--quiet"])
+    torch.set_num_threads(threads)
     assert code == 0
     return root
 
@@ -252,6 +258,22 @@ def test_run_on_an_own_csv_task(coarse_run):
     assert meta["labels"] == ["leisure", "science", "world"] and meta["label_words"]["leisure"] == "fun"
     summary = (out / "summary.txt").read_text()
     assert "chance: 33.3%" in summary
+    record = json.loads((out / "record.json").read_text())
+    assert record["device"]["device"] == "cpu" and record["device"]["threads"] == 1
+    assert json.loads((out / "summary.json").read_text())["device"]["threads"] == 1
+
+
+def test_devices_that_are_not_there_are_refused(monkeypatch):
+    import torch
+
+    from xlspt.models.loading import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") in ("cpu", "mps") and resolve_device("cpu") == "cpu"
+    with pytest.raises(xlspt.XlsptError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(xlspt.XlsptError, match="unknown --device 'tpu'"):
+        resolve_device("tpu")
 
 
 def test_languages_without_known_facts_get_no_pretraining_groups():

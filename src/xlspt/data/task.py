@@ -142,6 +142,12 @@ class TaskData:
         if self.sib200_format:
             return CATEGORIES
         labels = tuple(sorted(frame["label"].unique()))
+        folded: dict[str, str] = {}
+        for label in labels:
+            other = folded.setdefault(label.casefold(), label)
+            if other != label:
+                raise XlsptError(f"the labels {other!r} and {label!r} of {self.description} differ only in case: "
+                                 "make them one label (or rename one) in the data")
         if len(labels) < 2:
             raise XlsptError(f"the {language or self.config.language} train split of {self.description} has one class only "
                              f"({labels[0]!r}): a classifier needs at least two labels")
