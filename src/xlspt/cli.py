@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="xlspt",
-        description="Cross-lingual soft prompt tuning: train a prompt on English SIB-200, classify text in other languages.",
+        description="Cross-lingual soft prompt tuning: train a prompt on English examples (SIB-200 or your own data), classify text in other languages.",
     )
     parser.add_argument("--version", action="version", version=f"xlspt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
