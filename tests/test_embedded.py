@@ -61,3 +61,28 @@ def test_a_trained_prompt_classifies_english_well_above_chance(gemma, data, tmp_
     clf.save(tmp_path)
     again = xlspt.PromptClassifier.load(tmp_path, gemma).evaluate(data, ["eng_Latn"], progress=False)
     assert again.equals(results)
+
+
+def test_an_own_csv_task_trains_predicts_and_travels_through_a_local_hub(gemma, sib200_dir, tmp_path):
+    """The README's own-task example on the embedded model: three coarse classes, own column names."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("coarse_topics", Path(__file__).resolve().parents[1] / "examples" / "coarse_topics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.make(sib200_dir).to_csv(tmp_path / "coarse.csv", index=False)
+    data = xlspt.TaskData.resolve(tmp_path / "coarse.csv", text_column="sentence", label_column="topic",
+                                  language_column="lang", split_column="split")
+    clf = xlspt.PromptClassifier.train(gemma, data, shots=8, progress=False)  # the defaults: 20 epochs
+    assert clf.verbalizer.as_dict() == {"leisure": " leisure", "science": " science", "world": " world"}
+    results = clf.evaluate(data, ["eng_Latn", "fra_Latn", "swh_Latn"], progress=False)
+    assert results.loc[0, "accuracy"] >= 0.45, f"English accuracy {results.loc[0, 'accuracy']:.3f}; chance is 0.333"
+    texts = data.split("fra_Latn", "test")["text"].tolist()[:8]
+    scored = clf.classify(texts, top_k=3)
+    assert scored["label"].tolist() == clf.predict(texts)
+    assert all(abs(sum(t["probability"] for t in row) - 1) < 1e-4 for row in scored["top_k"])
+    clf.push_to_hub("me/coarse", results=results, hub=tmp_path / "hub")
+    again = xlspt.PromptClassifier.from_pretrained("me/coarse", gemma, hub=tmp_path / "hub")
+    assert again.classify(texts, top_k=3).equals(scored)
+    assert "| swh_Latn |" in (tmp_path / "hub" / "me" / "coarse" / "README.md").read_text()
