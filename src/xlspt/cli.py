@@ -16,6 +16,8 @@ from typing import Sequence
 
 from . import __version__
 
+DEBUG_ENV = "XLSPT_DEBUG"
+
 def _add_data(p: argparse.ArgumentParser) -> None:
     """--data and its columns, from :class:`~xlspt.data.DataConfig` (the run commands get them from the run config)."""
     import dataclasses
@@ -270,7 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", action="store_true", help="only the study's 52 target languages (no data needed)")
 
     sub.add_parser("models", help="list the embedded model, the study's models and the supported architectures")
+    debug_help = f"show the traceback of an unexpected error (or set {DEBUG_ENV}=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    for command in sub.choices.values():  # also after the command: `xlspt run ... --debug`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (``finally`` blocks, atomic writes)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,7 +292,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .errors import ConfigError, XlsptError
 
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     _quiet_libraries()
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:  # the library names the config field; the user typed its flag
@@ -288,11 +309,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: nothing half-written was left (files are only ever written whole)", file=sys.stderr)
+        print("interrupted: what was finished is kept; nothing half-written was left", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated: what was finished is kept; nothing half-written was left", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except Exception as exc:  # a bug of ours or a library's: one line, the traceback only when asked
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(f"error: unexpected {exc.__class__.__name__}{': ' + first if first else ''} "
+              f"(a bug: rerun with --debug or {DEBUG_ENV}=1 for the traceback, and report it)", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _quiet_libraries() -> None:
@@ -407,12 +441,33 @@ def cmd_train(args) -> int:
             outputs.clear_files(out)
         print(probe.save(out))
         return 0
-    clf = PromptClassifier.train(
-        model, data, train_language=config.train_lang, shots=config.shots, prompt=config.prompt_config(),
-        training=config.train_config(), label_words=config.label_word_map(data.labels(config.train_lang)),
-        allow_first_subtoken=config.allow_subword_labels, initial=initial, progress=not args.quiet,
-        ensemble=config.ensemble, shared_sample=config.shared_sample, calibration=config.calibration_config(),
-    )
+    from .train import TrainingDiverged
+
+    try:
+        clf = PromptClassifier.train(
+            model, data, train_language=config.train_lang, shots=config.shots, prompt=config.prompt_config(),
+            training=config.train_config(), label_words=config.label_word_map(data.labels(config.train_lang)),
+            allow_first_subtoken=config.allow_subword_labels, initial=initial, progress=not args.quiet,
+            ensemble=config.ensemble, shared_sample=config.shared_sample, calibration=config.calibration_config(),
+        )
+    except TrainingDiverged as exc:
+        if exc.best is None or config.ensemble > 1:
+            raise
+        from .classifier import build_verbalizer
+        from .data import sample_few_shot
+
+        verbalizer = build_verbalizer(model, config.label_word_map(data.labels(config.train_lang)),
+                                      config.allow_subword_labels, data.labels(config.train_lang))
+        kept = PromptClassifier.from_training(
+            model, verbalizer, data, sample_few_shot(data, config.train_lang, config.shots, config.seed), exc.best,
+            config.train_config(), train_language=config.train_lang, shots=config.shots,
+            allow_first_subtoken=config.allow_subword_labels)
+        kept.metadata["diverged"] = str(exc)
+        if args.overwrite:
+            outputs.clear_files(out)
+        kept.save(out)
+        raise XlsptError(f"{exc}; the best prompt before that (epoch {exc.best.best_epoch}, validation loss "
+                         f"{exc.best.best_val_loss:.3f}) is kept in {out}") from None
     meta = clf.metadata
     if clf.size > 1:
         seconds = sum(m.get("train_seconds", 0) for m in meta["ensemble"]["members"])

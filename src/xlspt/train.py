@@ -104,7 +104,14 @@ class TrainConfig:
 
 
 class TrainingDiverged(XlsptError):
-    """The training loss or the prompt became NaN or infinite."""
+    """The training loss or the prompt became NaN or infinite.
+
+    ``best`` is the prompt of the best epoch before that (its weights restored), when one finished.
+    """
+
+    def __init__(self, message: str, best: "TrainResult | None" = None):
+        super().__init__(message)
+        self.best = best
 
 
 @dataclass
@@ -308,6 +315,7 @@ def train_prompts(
     try:
         for epoch in range(1, first.epochs + 1):
             running = [0.0] * len(prompts)
+            grad_norms: list[list[float]] = [[] for _ in prompts]
             seen = 0
             for step, batch in enumerate(shuffled_batches(len(train_set), first.batch_size, shuffle), 1):
                 while True:
@@ -334,6 +342,8 @@ def train_prompts(
                 if masters is not None:
                     masters.take_grads()
                 for p, loss in zip(active, losses.tolist()):
+                    grads = [t.grad for t in prompts[p].parameters() if t.grad is not None]
+                    grad_norms[p].append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0)
                     optimizers[p].step()
                     schedulers[p].step()
                     running[p] += loss * len(batch)
@@ -354,7 +364,9 @@ def train_prompts(
                     rows = list(range(start, min(start + first.eval_batch_size, len(val_set))))
                     totals += val_set.losses(verbalizer, rows, val_labels, [prompts[p]() for p in active]).float().cpu() * len(rows)
             for p, val in zip(active, (totals / len(val_set)).tolist()):
-                histories[p].append({"epoch": epoch, "train_loss": running[p] / seen, "val_loss": val})
+                norms = grad_norms[p]
+                histories[p].append({"epoch": epoch, "train_loss": running[p] / seen, "val_loss": val,
+                                     "grad_norm": sum(norms) / len(norms), "grad_norm_max": max(norms)})
                 if val < best[p][0]:
                     model_state = copy.deepcopy(loaded.model.state_dict()) if model_trains else None
                     best[p] = (val, epoch, copy.deepcopy(prompts[p].state_dict()), model_state)
@@ -371,10 +383,13 @@ def train_prompts(
                 param.grad = None
     results: list[TrainResult | TrainingDiverged] = []
     for p, prompt in enumerate(prompts):
+        best_val, best_epoch, prompt_state, model_state = best[p]
         if p in failed:
+            if best_epoch:  # keep the best epoch before the divergence
+                prompt.load_state_dict(prompt_state)
+                failed[p].best = TrainResult(prompt=prompt, best_epoch=best_epoch, best_val_loss=best_val, history=histories[p])
             results.append(failed[p])
             continue
-        best_val, best_epoch, prompt_state, model_state = best[p]
         prompt.load_state_dict(prompt_state)
         if model_state is not None:
             loaded.model.load_state_dict(model_state)
