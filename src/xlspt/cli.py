@@ -379,9 +379,14 @@ def cmd_run(args) -> int:
     out = outputs.prepare_out_dir(args.out, config.model, args.overwrite)
     _set_threads(args)
     session = Session(device=resolve_device(args.device), progress=not args.quiet, strict=True, class_figures=True)
+    data = session.data(config)
     for split in ("train", "dev"):  # read and validated now, before minutes of model loading
-        session.data(config).split(config.train_lang, split)
-    config.label_word_map(session.data(config).labels(config.train_lang))
+        data.split(config.train_lang, split)
+    config.label_word_map(data.labels(config.train_lang))
+    from .data import resolve_languages
+
+    for lang in resolve_languages(config.langs if isinstance(config.langs, str) else list(config.langs), data.languages()):
+        data.split(lang, "test")  # every target's test split too: a broken one fails now, not after training
     if args.overwrite:
         outputs.clear_files(out)
     record = run_one(config, out, session)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from ..errors import XlsptError
@@ -247,7 +248,7 @@ def _load_weights(source: str, name: str, dtype: torch.dtype):
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # missing, unreadable or truncated files
         raise XlsptError(f"cannot load model {name!r}: {_first_line(exc)}") from None
     return model, tokenizer
 
