@@ -101,3 +101,67 @@ def test_signals_during_training_end_cleanly(tmp_path, tiny_model_dirs, sib200_d
     assert rest.strip().splitlines()[-1].startswith("interrupted" if sig == signal.SIGINT else "terminated")
     assert "Traceback" not in rest
     assert not out.exists() or not any(out.iterdir())  # nothing half-written, no prompt of an unfinished training
+
+
+# ---------------------------------------------------------------- safe artifacts
+
+
+@pytest.fixture
+def saved_prompt(tmp_path, tiny_models, data):
+    clf = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
+                                       training=xlspt.TrainConfig(epochs=1), progress=False)
+    clf.save(tmp_path / "p")
+    return tmp_path / "p"
+
+
+def test_the_sidecar_holds_the_prompt_files_checksum_and_format(saved_prompt):
+    from xlspt.artifact import FORMAT_VERSION, PromptArtifact, sha256_file
+
+    meta = json.loads((saved_prompt / "prompt.json").read_text())
+    assert meta["format_version"] == FORMAT_VERSION and meta["prompt_sha256"] == sha256_file(saved_prompt / "prompt.safetensors")
+    data = bytearray((saved_prompt / "prompt.safetensors").read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the last tensor value: still a readable file
+    (saved_prompt / "prompt.safetensors").write_bytes(bytes(data))
+    with pytest.raises(xlspt.XlsptError, match="does not match the checksum"):
+        PromptArtifact.load(saved_prompt)
+
+
+def test_newer_format_versions(saved_prompt):
+    from xlspt.artifact import FORMAT_VERSION, FormatWarning, PromptArtifact
+
+    major, minor = (int(x) for x in FORMAT_VERSION.split("."))
+    meta = json.loads((saved_prompt / "prompt.json").read_text())
+    (saved_prompt / "prompt.json").write_text(json.dumps({**meta, "format_version": f"{major + 1}.0"}))
+    with pytest.raises(xlspt.XlsptError, match="newer than this xlspt reads"):
+        PromptArtifact.load(saved_prompt)
+    (saved_prompt / "prompt.json").write_text(json.dumps({**meta, "format_version": f"{major}.{minor + 1}", "future": 1}))
+    with pytest.warns(FormatWarning, match="ignoring its unknown entries future"):
+        PromptArtifact.load(saved_prompt)
+
+
+def test_nothing_is_pickled_and_torch_never_loads_untrusted_pickles():
+    source = Path(xlspt.__file__).parent
+    text = "\n".join(p.read_text() for p in source.rglob("*.py"))
+    assert "import pickle" not in text and "torch.load(" not in text
+    loading = (source / "models" / "loading.py").read_text()  # every from_pretrained there passes the user's choice
+    assert loading.count("from_pretrained(source") == loading.count("trust_remote_code=trust_remote_code)")
+
+
+def test_remote_code_runs_only_when_asked(monkeypatch, tiny_model_dirs):
+    import transformers
+
+    seen = []
+    original = transformers.AutoConfig.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("trust_remote_code"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", spy)
+    xlspt.load_model(str(tiny_model_dirs["gemma3"]))
+    assert seen and not any(seen)
+    seen.clear()
+    xlspt.load_model(str(tiny_model_dirs["gemma3"]), trust_remote_code=True)
+    assert seen and all(seen)
+    assert xlspt.study.RunConfig().trust_remote_code is False
+    assert "trust_remote_code" not in xlspt.study.RunConfig().canonical(dtype="float32")

@@ -14,7 +14,9 @@ language's read-out statistics.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +31,13 @@ from .prompt import PromptConfig, SoftPrompt
 
 PROMPT_FILE = "prompt.safetensors"
 SIDECAR_FILE = "prompt.json"
-FORMAT_VERSION = "1.1"  # MAJOR.MINOR; 1.1 added ensembles
+FORMAT_VERSION = "1.2"  # MAJOR.MINOR; 1.1 added ensembles; 1.2 the prompt file's checksum and the label set
+#: Sidecar keys this version knows; a newer minor version's others are ignored with a warning.
+KNOWN_KEYS = {
+    "format_version", "prompt_sha256", "xlspt_version", "created", "model", "model_signature", "labels", "label_words",
+    "label_token_ids", "dtype", "allow_first_subtoken", "prompt_config", "train_config", "data", "best_epoch",
+    "best_val_loss", "history", "train_seconds", "ensemble", "calibration", "diverged",
+}
 
 
 def _soft_prompt_tensors(soft_prompt: SoftPrompt | None) -> dict[str, torch.Tensor]:
@@ -39,6 +47,34 @@ def _soft_prompt_tensors(soft_prompt: SoftPrompt | None) -> dict[str, torch.Tens
         for key, value in soft_prompt.reparam.state_dict().items():
             extra[f"reparam.net.{key}"] = value.detach().float().cpu().contiguous()
     return extra
+
+
+class FormatWarning(Warning):
+    """A sidecar from a newer minor format version: what this version does not know is ignored."""
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_format(metadata: dict, where: Path) -> None:
+    """Refuse a sidecar of a newer MAJOR format version; warn about unknown keys of a newer MINOR one."""
+    version = str(metadata.get("format_version", "1.0"))
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        raise XlsptError(f"{where} has the format version {version!r}, not MAJOR.MINOR: it is not an xlspt prompt sidecar") from None
+    ours = tuple(int(x) for x in FORMAT_VERSION.split("."))
+    if major > ours[0]:
+        raise XlsptError(f"{where} is format {version}, newer than this xlspt reads ({FORMAT_VERSION}): upgrade xlspt")
+    unknown = sorted(set(metadata) - KNOWN_KEYS)
+    if unknown and (major, minor) > ours:
+        warnings.warn(f"{where} is format {version} (this xlspt reads {FORMAT_VERSION}); ignoring its unknown "
+                      f"entries {', '.join(unknown)}", FormatWarning, stacklevel=3)
 
 
 @dataclass
@@ -98,7 +134,9 @@ class PromptArtifact:
         directory.mkdir(parents=True, exist_ok=True)
         tensors = self.tensors()
         write_with_atomic(directory / PROMPT_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "xlspt"}))
-        write_json_atomic(directory / SIDECAR_FILE, {"format_version": FORMAT_VERSION, **self.metadata})
+        metadata = {k: v for k, v in self.metadata.items() if k not in ("format_version", "prompt_sha256")}
+        write_json_atomic(directory / SIDECAR_FILE, {"format_version": FORMAT_VERSION,
+                                                     "prompt_sha256": sha256_file(directory / PROMPT_FILE), **metadata})
         return directory / PROMPT_FILE
 
     @classmethod
@@ -123,6 +161,11 @@ class PromptArtifact:
             raise XlsptError(f"{sidecar_path} is not valid JSON ({exc}): re-train or restore it") from None
         if not isinstance(metadata, dict):
             raise XlsptError(f"{sidecar_path} is not a JSON object: it is not an xlspt prompt sidecar")
+        check_format(metadata, sidecar_path)
+        expected = metadata.get("prompt_sha256")
+        if expected is not None and expected != sha256_file(tensor_path):
+            raise XlsptError(f"{tensor_path} does not match the checksum in {sidecar_path.name} (changed or damaged since "
+                             "it was saved): restore the pair, or train the prompt again")
         for key in ("model", "model_signature", "label_words", "prompt_config"):
             if key not in metadata:
                 raise XlsptError(f"{sidecar_path} lacks {key!r}: it is not an xlspt prompt sidecar")

@@ -91,12 +91,14 @@ def _add_engine(p: argparse.ArgumentParser, dtype_default: str | None) -> None:
                    help=f"model weights: auto = bfloat16 where the hardware runs it faster (default: {shown})")
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="auto/cached: text states computed once, prompt steps run n positions; naive: full pass every step (default: %(default)s)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the Python code a Hub model repository ships (off: it would run with your permissions)")
 
 
 #: RunConfig fields the `train` command has no use for (it evaluates nothing).
 _TRAIN_ONLY_SKIPS = ("langs", "save_model")
 _GROUPS = {
-    "model and prompt": ("model", "dtype", "engine", "prompt_length", "reparam_hidden", "label_words", "allow_subword_labels", "special_tokens"),
+    "model and prompt": ("model", "trust_remote_code", "dtype", "engine", "prompt_length", "reparam_hidden", "label_words", "allow_subword_labels", "special_tokens"),
     "data and training": ("data", "text_column", "label_column", "language_column", "split_column", "train_lang", "shots", "epochs", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr", "save_model", "langs"),
     "ensembles and calibration": ("ensemble", "shared_sample", "calibration", "standardize"),
     "method": ("method",),
@@ -428,7 +430,7 @@ def cmd_train(args) -> int:
 
         artifact = PromptArtifact.load(args.resume)
     _set_threads(args)
-    model = load_model(config.model, dtype=config.dtype.value, device=args.device)
+    model = load_model(config.model, dtype=config.dtype.value, device=args.device, trust_remote_code=config.trust_remote_code)
     if args.resume:
         artifact.check_model(model.signature(), model.name)
         if artifact.is_ensemble:
@@ -502,7 +504,7 @@ def cmd_evaluate(args) -> int:
     langs = _check_langs(args, data)
     out = outputs.prepare_out_dir(args.out, "", args.overwrite, files=outputs.RESULT_FILES) if args.out else None
     _set_threads(args)
-    first = PromptClassifier.from_pretrained(args.prompt[0], args.model, dtype=args.dtype, device=args.device)
+    first = PromptClassifier.from_pretrained(args.prompt[0], _model_arg(args, args.prompt[0]), dtype=args.dtype, device=args.device)
     classifiers = [first] + [PromptClassifier.from_pretrained(p, first.model) for p in args.prompt[1:]]
     if any(c.verbalizer != first.verbalizer or c.max_length != first.max_length
            or c.special_tokens != first.special_tokens for c in classifiers):
@@ -553,6 +555,19 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _model_arg(args, prompt: str):
+    """``--model`` as a name, or, with ``--trust-remote-code``, the model loaded here with its remote code allowed."""
+    if not args.trust_remote_code:
+        return args.model
+    from .artifact import PromptArtifact
+    from .hub import resolve_pretrained
+    from .models import load_model
+
+    trained = PromptArtifact.load(resolve_pretrained(prompt)).metadata
+    return load_model(args.model or trained["model"], dtype=args.dtype or trained.get("dtype", "float32"),
+                      device=args.device, trust_remote_code=True)
+
+
 def _owners(classifiers, scorers) -> list:
     """The classifier each scorer's prompts belong to."""
     owner = [c for c in classifiers for _ in c.prompts]
@@ -573,7 +588,7 @@ def cmd_label_words(args) -> int:
         data.split(config.train_lang, split)
     labels = data.labels(config.train_lang)
     candidates = [None if c == "default" else parse_label_words(c, labels) for c in args.candidate]
-    model = load_model(config.model, dtype=config.dtype.value)
+    model = load_model(config.model, dtype=config.dtype.value, trust_remote_code=config.trust_remote_code)
     candidates = [c or build_verbalizer(model, labels=labels).as_dict() for c in candidates]
     best, table = choose_label_words(
         model, data, candidates, train_language=config.train_lang, shots=config.shots, prompt=config.prompt_config(),
@@ -655,7 +670,7 @@ def cmd_predict(args) -> int:
         count = _stream_predictions(args, probe.scores, probe.labels, PREDICT_CHUNK)
         _say(f"probe baseline; {count} texts; labels {', '.join(probe.labels)}")
         return 0
-    clf = PromptClassifier.from_pretrained(args.prompt, args.model, dtype=args.dtype, device=args.device)
+    clf = PromptClassifier.from_pretrained(args.prompt, _model_arg(args, args.prompt), dtype=args.dtype, device=args.device)
     protocol = (calibration or clf.calibration)
     if protocol.protocol is Protocol.UNLABELED and not unlabeled:
         raise XlsptError(f"calibration {protocol.name} needs --unlabeled FILE (unlabeled texts of the same language, one per line)")

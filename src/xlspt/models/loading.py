@@ -187,7 +187,8 @@ class LoadedModel:
 
 
 def load_model(
-    name: str = EMBEDDED_DEFAULT, *, dtype: str | torch.dtype = "float32", device: str | None = None
+    name: str = EMBEDDED_DEFAULT, *, dtype: str | torch.dtype = "float32", device: str | None = None,
+    trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load ``name``: ``"gemma-3-270m"``, a ``.gguf`` file, a local directory or a Hub id.
 
@@ -195,6 +196,8 @@ def load_model(
         dtype: ``"float32"`` (exact), ``"bfloat16"``, or ``"auto"`` (bfloat16 where the hardware
             runs it fast: a GPU, or a CPU where a measured bf16 matrix multiply is faster).
         device: ``"cpu"``, ``"cuda"``..., or ``None``/``"auto"`` for a GPU when there is one.
+        trust_remote_code: run the Python code a Hub repository ships with its model (off unless asked:
+            it runs with your permissions).
 
     The model is put in eval mode with every parameter frozen; training code unfreezes
     what it trains.
@@ -218,9 +221,9 @@ def load_model(
             "a local model directory or a .gguf file (`xlspt models` lists the known ones)"
         )
     source = str(directory) if directory is not None else name
-    config = _load_config(source, name)
+    config = _load_config(source, name, trust_remote_code)
     adapter = adapter_for(config.model_type)
-    model, tokenizer = _load_weights(source, name, dtype)
+    model, tokenizer = _load_weights(source, name, dtype, trust_remote_code)
     model.to(device)
     model.eval()
     model.requires_grad_(False)
@@ -228,11 +231,11 @@ def load_model(
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, adapter=adapter)
 
 
-def _load_config(source: str, name: str):
+def _load_config(source: str, name: str, trust_remote_code: bool = False):
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(source)
+        return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as exc:
         raise XlsptError(
             f"unknown model {name!r}: no model config could be found ({_first_line(exc)}); "
@@ -242,12 +245,12 @@ def _load_config(source: str, name: str):
         raise XlsptError(f"cannot read the config of {name!r}: {_first_line(exc)}") from None
 
 
-def _load_weights(source: str, name: str, dtype: torch.dtype):
+def _load_weights(source: str, name: str, dtype: torch.dtype, trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # missing, unreadable or truncated files
         raise XlsptError(f"cannot load model {name!r}: {_first_line(exc)}") from None
     return model, tokenizer

@@ -77,6 +77,8 @@ class RunConfig:
 
     model: str = field(default=EMBEDDED_DEFAULT, metadata=_help(
         "gemma-3-270m (embedded), a Hub id such as facebook/xglm-564M, a local model directory or a .gguf file"))
+    trust_remote_code: bool = field(default=False, metadata=_help(
+        "run the Python code a Hub model repository ships (off: it would run with your permissions)"))
     dtype: DType = field(default=DType.AUTO, metadata=_help(
         "model weights: auto = bfloat16 where a measured bf16 matmul is faster (a GPU, AMX or AVX-512 BF16 CPUs), else float32"))
     data: str | None = field(default=None, metadata=_help(
@@ -137,7 +139,7 @@ class RunConfig:
 
     #: Fields added after run ids were first published: left out of the canonical form at their defaults.
     _LATER_FIELDS = ("ensemble", "shared_sample", "calibration", "standardize", "text_column", "label_column",
-                     "language_column", "split_column", "method")
+                     "language_column", "split_column", "method", "trust_remote_code")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -67,10 +67,11 @@ class Session:
         return self.data(config).languages()
 
     def model(self, config: RunConfig) -> LoadedModel:
-        key = (config.model, config.resolved_dtype(self.device), self.device)
+        key = (config.model, config.resolved_dtype(self.device), self.device, config.trust_remote_code)
         if self._model is None or self._model[0] != key:
             self._model = None  # let the previous model go before the next one loads
-            self._model = (key, load_model(config.model, dtype=key[1], device=self.device))
+            self._model = (key, load_model(config.model, dtype=key[1], device=self.device,
+                                           trust_remote_code=config.trust_remote_code))
         return self._model[1]
 
 
