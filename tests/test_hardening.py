@@ -165,3 +165,121 @@ def test_remote_code_runs_only_when_asked(monkeypatch, tiny_model_dirs):
     assert seen and all(seen)
     assert xlspt.study.RunConfig().trust_remote_code is False
     assert "trust_remote_code" not in xlspt.study.RunConfig().canonical(dtype="float32")
+
+
+# ---------------------------------------------------------------- caches that a kill or a bad disk damaged
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_a_damaged_text_state_file_is_detected_and_recomputed(tiny_models, data, tmp_path, damage):
+    import torch
+
+    from xlspt.engine.store import TextStateStore
+    from xlspt.evaluate import label_logits
+
+    loaded = tiny_models["gemma3"]
+    verbalizer = xlspt.build_verbalizer(loaded)
+    texts = data.split("fra_Latn", "test")["text"].tolist()[:20]
+    prompts = [torch.empty(2, loaded.hidden_size).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    store = TextStateStore(loaded, tmp_path / "states")
+    expected = label_logits(loaded, verbalizer, prompts, texts, batch_size=8, store=store)
+    files = sorted((tmp_path / "states").iterdir())
+    target = files[0]
+    raw = bytearray(target.read_bytes())
+    if damage == "truncate":  # a writer killed half-way (were it not written aside and renamed)
+        target.write_bytes(bytes(raw[: len(raw) // 2]))
+    elif damage == "flip":  # a well-formed file whose numbers changed
+        raw[-3] ^= 0x40
+        target.write_bytes(bytes(raw))
+    else:
+        target.write_bytes(b"\x00" * 64)
+    again = TextStateStore(loaded, tmp_path / "states")
+    reread = label_logits(loaded, verbalizer, prompts, texts, batch_size=8, store=again)
+    assert (again.damaged, again.misses, again.hits) == (1, 1, len(files) - 1)
+    torch.testing.assert_close(reread, expected, rtol=0, atol=0)
+    assert again._read(target) is not None  # rewritten whole
+
+
+def test_one_conversion_at_a_time_and_stale_staging_is_removed(tmp_path, monkeypatch):
+    import threading
+
+    from xlspt.models import loading
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setenv("XLSPT_CACHE", str(tmp_path / "cache"))
+    conversions = []
+
+    def fake_convert(source, target, **kwargs):
+        conversions.append(threading.get_ident())
+        time.sleep(0.5)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "config.json").write_text("{}")
+        return target
+
+    monkeypatch.setattr(loading, "convert_gguf", fake_convert)
+    monkeypatch.setattr(loading, "ensure_licence_notice", lambda *a, **k: None)
+    models = tmp_path / "cache" / "models"
+    models.mkdir(parents=True)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(loading.converted_gguf_dir(gguf))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(conversions) == 1 and results[0] == results[1] and (results[0] / "config.json").is_file()
+    target = results[0]
+    (models / f".{target.name}.deadbeef").mkdir()  # what a process killed mid-conversion leaves
+    (target / "config.json").unlink()
+    loading.converted_gguf_dir(gguf)
+    assert not (models / f".{target.name}.deadbeef").exists() and len(conversions) == 2
+
+
+def test_a_damaged_embedded_gguf_is_assembled_again(tmp_path):
+    from xlspt.models.loading import _assembled
+
+    class Package:  # the embedded package's assemble(): verifies an existing file, writes a new one whole
+        calls = []
+
+        @staticmethod
+        def assemble(path, overwrite=False):
+            Package.calls.append(Path(path).name)
+            path = Path(path)
+            if path.exists() and not overwrite:
+                if path.read_bytes() != b"GGUF-complete":
+                    raise FileExistsError("unexpected sha256")
+                return path
+            path.write_bytes(b"GGUF-complete")
+            return path
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF-comp")  # a kill during an earlier assembly
+    (tmp_path / ".model.gguf.999.part").write_bytes(b"GG")
+    assert _assembled(Package, gguf) == gguf and gguf.read_bytes() == b"GGUF-complete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.gguf"]
+    assert _assembled(Package, gguf) == gguf and Package.calls[-1] == "model.gguf"  # verified, kept
+
+
+def test_kill_9_during_a_sweep_leaves_a_store_that_resumes(tmp_path, tiny_model_dirs, sib200_dir):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"model: {tiny_model_dirs['gemma3']}\ndata: {sib200_dir}\nlangs: [eng_Latn, fra_Latn]\nshots: 2\n"
+                    "prompt_length: 2\nepochs: 2\nmethod: probe\nseed: [0, 1, 2, 3]\n")
+    store = tmp_path / "store"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store)],
+                               stderr=subprocess.PIPE, text=True, env=env)
+    for line in process.stderr:
+        if "fitting the probe baseline" in line and "seed2" in line:
+            break
+    process.kill()  # SIGKILL: no handler runs
+    process.wait(timeout=60)
+    from xlspt.study import ResultStore, load_spec
+    from xlspt.study.sweep import sweep_status
+    from xlspt.study.runner import Session
+
+    status = sweep_status(load_spec(spec), ResultStore(store), Session(progress=False)).as_json()
+    assert status["running"] == 0 and status["failed"] == 0 and status["done"] + status["pending"] == 4
+    assert main(["sweep", str(spec), "--store", str(store), "--quiet"]) == 0
+    records = ResultStore(store).records()
+    assert len(records) == 4 and {r.status for r in records} == {"done"}
+    assert not [p for p in store.rglob("*.tmp")]

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from ..files import cache_dir, write_with_atomic
 from ..models.loading import LoadedModel
@@ -38,6 +39,7 @@ class TextStateStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
+        self.damaged = 0
 
     def _path(self, token_ids: Sequence[Sequence[int]]) -> Path:
         digest = hashlib.sha256(json.dumps([list(map(int, ids)) for ids in token_ids]).encode()).hexdigest()[:24]
@@ -48,18 +50,44 @@ class TextStateStore:
         path = self._path(token_ids)
         device = engine.loaded.device
         if path.is_file():
-            tensors = load_file(str(path), device=str(device))
-            layers = len([k for k in tensors if k.startswith("keys.")])
-            self.hits += 1
-            return BatchStates(
-                keys=[tensors[f"keys.{i}"] for i in range(layers)],
-                values=[tensors[f"values.{i}"] for i in range(layers)],
-                lengths=tensors["lengths"],
-            )
+            stored = self._read(path)
+            if stored is not None:
+                self.hits += 1
+                layers = len([k for k in stored if k.startswith("keys.")])
+                stored = {k: t.to(device) for k, t in stored.items()}
+                return BatchStates(
+                    keys=[stored[f"keys.{i}"] for i in range(layers)],
+                    values=[stored[f"values.{i}"] for i in range(layers)],
+                    lengths=stored["lengths"],
+                )
+            self.damaged += 1  # truncated or corrupted (a killed writer, a bad disk): recomputed below
+            path.unlink(missing_ok=True)
         states = engine.encode_batch(token_ids)
-        tensors = {f"keys.{i}": k.contiguous() for i, k in enumerate(states.keys)}
-        tensors.update({f"values.{i}": v.contiguous() for i, v in enumerate(states.values)})
-        tensors["lengths"] = states.lengths.to(torch.long).contiguous()
-        write_with_atomic(path, lambda tmp: save_file({k: t.cpu() for k, t in tensors.items()}, str(tmp)))
+        tensors = {f"keys.{i}": k.contiguous().cpu() for i, k in enumerate(states.keys)}
+        tensors.update({f"values.{i}": v.contiguous().cpu() for i, v in enumerate(states.values)})
+        tensors["lengths"] = states.lengths.to(torch.long).contiguous().cpu()
+        metadata = {"checksum": _checksum(tensors)}
+        write_with_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
         self.misses += 1
         return states
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, torch.Tensor] | None:
+        """The file's tensors if it is whole and matches the checksum written with it, else ``None``."""
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                expected = (handle.metadata() or {}).get("checksum")
+                tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError):
+            return None
+        return tensors if expected is not None and expected == _checksum(tensors) else None
+
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """BLAKE2b of every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()

@@ -13,6 +13,7 @@ before this existed gets the notice on its next load.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -275,8 +276,51 @@ def embedded_model_dir() -> Path:
     if (target / "config.json").is_file():
         ensure_licence_notice(target, gguf, package=EMBEDDED_PACKAGE)
         return target
-    gguf = package.assemble(gguf)
-    return convert_gguf(gguf, target, package=EMBEDDED_PACKAGE)
+    with conversion_lock(target):  # another process may be converting: wait for it, then use its result
+        if (target / "config.json").is_file():
+            return target
+        return convert_gguf(_assembled(package, gguf), target, package=EMBEDDED_PACKAGE)
+
+
+def _assembled(package, gguf: Path) -> Path:
+    """The package's GGUF assembled from its chunks, checked against its SHA-256; written aside and renamed,
+    so that a kill mid-way leaves no truncated file that a later run would take for the model."""
+    if gguf.is_file():
+        try:
+            return package.assemble(gguf)  # verifies the existing file
+        except (FileExistsError, ValueError):
+            gguf.unlink()  # damaged: assemble again
+    for stale in gguf.parent.glob(f".{gguf.name}.*.part"):  # left by killed processes (we hold the lock)
+        stale.unlink(missing_ok=True)
+    partial = gguf.with_name(f".{gguf.name}.{os.getpid()}.part")
+    try:
+        package.assemble(partial, overwrite=True)
+        os.replace(partial, gguf)
+    finally:
+        partial.unlink(missing_ok=True)
+    return gguf
+
+
+@contextlib.contextmanager
+def conversion_lock(target: Path):
+    """An exclusive lock on ``<target>.lock`` while a model is converted (released by the OS if the process dies);
+    staging folders that dead processes left behind are removed under it."""
+    import fcntl
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(f".{target.name}.lock"), "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"Waiting for another process converting the model into {target}...", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        for stale in target.parent.glob(f".{target.name}.*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def converted_gguf_dir(gguf: Path) -> Path:
@@ -288,7 +332,10 @@ def converted_gguf_dir(gguf: Path) -> Path:
     if (target / "config.json").is_file():
         ensure_licence_notice(target, gguf)
         return target
-    return convert_gguf(gguf, target)
+    with conversion_lock(target):
+        if (target / "config.json").is_file():
+            return target
+        return convert_gguf(gguf, target)
 
 
 def convert_gguf(gguf: Path, target: Path, *, package: str | None = None) -> Path:
