@@ -283,3 +283,54 @@ def test_kill_9_during_a_sweep_leaves_a_store_that_resumes(tmp_path, tiny_model_
     records = ResultStore(store).records()
     assert len(records) == 4 and {r.status for r in records} == {"done"}
     assert not [p for p in store.rglob("*.tmp")]
+
+
+# ---------------------------------------------------------------- reproducibility and what each result records
+
+
+def _run_in_process(tmp_path, name, model_dir, data_dir, *extra):
+    out = tmp_path / name
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "xlspt.cli", "run", "--model", str(model_dir), "--data", str(data_dir),
+                           "--langs", "eng_Latn,fra_Latn", "--shots", "4", "--epochs", "3", "--prompt-length", "3",
+                           "--dtype", "float32", "--quiet", "--out", str(out), *extra], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_same_config_and_seed_give_bit_identical_results_across_processes(tmp_path, tiny_model_dirs, sib200_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    first = _run_in_process(tmp_path, "a", tiny_model_dirs["llama"], sib200_dir)
+    second = _run_in_process(tmp_path, "b", tiny_model_dirs["llama"], sib200_dir)
+    assert (first / "prompt.safetensors").read_bytes() == (second / "prompt.safetensors").read_bytes()
+    assert (first / "results.csv").read_bytes() == (second / "results.csv").read_bytes()
+    records = [json.loads((d / "record.json").read_text()) for d in (first, second)]
+    assert records[0]["data_checksum"] == records[1]["data_checksum"] and len(records[0]["data_checksum"]) == 64
+    assert set(records[0]["versions"]) >= {"xlspt", "torch", "transformers"} and records[0]["device"]["device"] == "cpu"
+    naive = _run_in_process(tmp_path, "naive", tiny_model_dirs["llama"], sib200_dir, "--engine", "naive")
+    # The engines sum in a different order: the same predictions and metrics, prompts equal to a stated tolerance.
+    assert (naive / "results.csv").read_bytes() == (first / "results.csv").read_bytes()
+    torch.testing.assert_close(load_file(str(naive / "prompt.safetensors"))["prompt"],
+                               load_file(str(first / "prompt.safetensors"))["prompt"], rtol=1e-4, atol=1e-5)
+
+
+def test_report_warns_when_runs_differ_in_versions_device_or_data(tmp_path, tiny_model_dirs, sib200_dir, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"model: {tiny_model_dirs['gemma3']}\ndata: {sib200_dir}\nlangs: [eng_Latn]\nshots: 2\n"
+                    "prompt_length: 2\nepochs: 1\nseed: [0, 1]\n")
+    store = tmp_path / "store"
+    assert main(["sweep", str(spec), "--store", str(store), "--quiet"]) == 0
+    assert main(["report", "--store", str(store), "--out", str(tmp_path / "r1")]) == 0
+    assert "warning:" not in capsys.readouterr().err
+    path = sorted(store.glob("runs/*/record.json"))[0]
+    record = json.loads(path.read_text())
+    record["versions"]["torch"] = "0.0.1"
+    record["data_checksum"] = "f" * 64
+    path.write_text(json.dumps(record))
+    assert main(["report", "--store", str(store), "--out", str(tmp_path / "r2")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the runs differ in torch version (0.0.1: 1 run" in err
+    assert "the examples read from the same data" in err
+    assert "**Warning:** the runs differ in torch version" in (tmp_path / "r2" / "report.md").read_text()

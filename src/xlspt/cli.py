@@ -635,6 +635,8 @@ def cmd_report(args) -> int:
     summary = write_report(args.store, args.out)
     for path in summary["files"]:
         print(path)
+    for warning in summary["warnings"]:
+        _say(f"warning: {warning}")
     _say(f"report of {summary['runs']} finished runs ({summary['failed']} failed) in {args.out}")
     return 0
 

@@ -152,6 +152,38 @@ def protocols_table(records: list[RunRecord]) -> pd.DataFrame:
     return table.reset_index()
 
 
+def consistency_warnings(records: list[RunRecord]) -> list[str]:
+    """What differs between runs that one table puts side by side: library versions, the device, and the
+    examples read (the data checksum of runs with the same data, training language and target languages)."""
+    warnings = []
+
+    def spread(what: str, values: dict[str, list[str]]) -> None:
+        if len(values) > 1:
+            shown = "; ".join(f"{value}: {len(ids)} run{'s' if len(ids) > 1 else ''}" for value, ids in sorted(values.items()))
+            warnings.append(f"the runs differ in {what} ({shown}): their numbers may not be comparable")
+
+    for key in ("xlspt", "torch", "transformers"):
+        values: dict[str, list[str]] = {}
+        for record in records:
+            if record.versions.get(key):
+                values.setdefault(str(record.versions[key]), []).append(record.run_id)
+        spread(f"{key} version", values)
+    devices: dict[str, list[str]] = {}
+    for record in records:
+        if record.device:
+            devices.setdefault(f"{record.device.get('device')} {record.device.get('name', '')}".strip(), []).append(record.run_id)
+    spread("device", devices)
+    by_data: dict[tuple, dict[str, list[str]]] = {}
+    for record in records:
+        if record.data_checksum:
+            c = record.config
+            key = (str(c.get("data")), str(c.get("train_lang")), json.dumps(c.get("langs"), default=str))
+            by_data.setdefault(key, {}).setdefault(record.data_checksum[:12], []).append(record.run_id)
+    for (data, _, _), values in by_data.items():
+        spread(f"the examples read from the same data ({data}; data checksum)", values)
+    return warnings
+
+
 def baseline_table(records: list[RunRecord]) -> pd.DataFrame:
     """Soft prompts against the probe baseline (single zero-shot runs): per model and shots, each method's mean
     accuracy over languages (all, and transfer: without the training language), averaged over seeds, and the
@@ -702,6 +734,7 @@ def write_report(store: str | Path, out: str | Path) -> dict:
         raise XlsptError(f"{store} holds no zero-shot runs (only calibrated ones): the study's report needs calibration: zero-shot runs")
     grid = build_grid(study_runs)
     written: list[Path] = []
+    warnings = consistency_warnings(contents.done)
 
     _write_csv(out / "runs.csv", results_table(contents.done), written)
     calibrated = len(study_runs) + len(probes) < len(contents.done)
@@ -725,6 +758,7 @@ def write_report(store: str | Path, out: str | Path) -> dict:
         "",
         f"Soft prompt tuning for cross-lingual transfer on SIB-200 (7 topics): {len(contents.done)} finished runs.",
         "",
+        *([f"> **Warning:** {w}." for w in warnings] + [""] if warnings else []),
         *_store_section(contents, grid),
         *_configurations_section(grid),
         *_summary_section(grid),
@@ -749,5 +783,6 @@ def write_report(store: str | Path, out: str | Path) -> dict:
         "files": [str(p) for p in written],
         "runs": len(contents.done),
         "failed": len(contents.failed),
+        "warnings": warnings,
         "findings": [{k: _plain(v) for k, v in row.items()} for row in findings.to_dict("records")],
     }

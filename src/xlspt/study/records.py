@@ -56,6 +56,8 @@ class RunRecord:
         error: the error message of a failed run.
         protocol: the calibration protocol of ``results`` (``zero-shot`` is the study's).
         member_results: for an ensemble, each member's own per-language results (same protocol).
+        data_checksum: SHA-256 of the examples the run read (training language's train and dev, each
+            target's test split; :meth:`~xlspt.data.TaskData.checksum`).
     """
 
     run_id: str
@@ -79,6 +81,7 @@ class RunRecord:
     finished: str | None = None
     protocol: str = "zero-shot"
     member_results: list[list[dict]] | None = None
+    data_checksum: str | None = None
     format: int = RECORD_FORMAT
 
     def to_dict(self) -> dict:

@@ -231,7 +231,7 @@ def _run_probes(runs: list[PlannedRun], loaded, session, on_record, log) -> None
             timings={**timings, "total": round(sum(timings.values()), 2)}, versions=library_versions(),
             device=device_info(loaded.device, loaded.dtype), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             protocol="zero-shot", notes=[f"probe baseline: logistic regression with C={probe.metadata['C']} "
-                                         "(chosen on the validation examples)"],
+                                         "(chosen on the validation examples)"], data_checksum=data_checksum(run, session),
         ))
 
 
@@ -313,7 +313,8 @@ def _evaluate_together(items, loaded, session, on_record, log) -> None:
     for (run, clf, timings), (at, size) in zip(items, spans):
         members = all_results[at + 1 : at + 1 + size] if size > 1 else None
         on_record(_finish(run, clf, all_results[at], loaded, {**timings, "evaluate": round(seconds, 2)},
-                          trainable_model=0, member_results=members, figures=session.class_figures))
+                          trainable_model=0, member_results=members, figures=session.class_figures,
+                          checksum=data_checksum(run, session)))
 
 
 def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_record, log) -> None:
@@ -356,7 +357,7 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
         timings = {"train": round(train_seconds, 2), "evaluate": round(time.time() - eval_started, 2)}
         model_params = sum(p.numel() for p in loaded.model.parameters())
         on_record(_finish(run, clf, results, loaded, timings, trainable_model=model_params, model_file=model_file,
-                          figures=session.class_figures))
+                          figures=session.class_figures, checksum=data_checksum(run, session)))
     except Exception as exc:
         if session.strict:
             raise
@@ -365,8 +366,14 @@ def _run_with_model_training(run: PlannedRun, loaded: LoadedModel, session, on_r
         loaded.model.load_state_dict(original)
 
 
+def data_checksum(run: PlannedRun, session: Session) -> str:
+    """The checksum of what ``run`` read: its training language's train and dev splits and each target's test split."""
+    c = run.config
+    return session.data(c).checksum([(c.train_lang, "train"), (c.train_lang, "dev"), *((lang, "test") for lang in run.languages)])
+
+
 def _finish(run: PlannedRun, clf: PromptClassifier, results, loaded, timings: dict, *, trainable_model: int,
-            model_file: str | None = None, member_results=None, figures: bool = False) -> RunRecord:
+            model_file: str | None = None, member_results=None, figures: bool = False, checksum: str | None = None) -> RunRecord:
     write_run_results(run.directory, {**clf.metadata, "calibration": clf.calibration.to_dict()}, results,
                       figures=figures)
     if clf.soft_prompts is not None:
@@ -404,6 +411,7 @@ def _finish(run: PlannedRun, clf: PromptClassifier, results, loaded, timings: di
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         protocol=clf.calibration.name,
         member_results=[m.to_dict(orient="records") for m in member_results] if member_results else None,
+        data_checksum=checksum,
     )
 
 
