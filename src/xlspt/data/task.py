@@ -218,7 +218,10 @@ class TaskData:
         folder = entries[lang] if layout == "folders" else self.root
         files = {SPLIT_ALIASES.get(p.stem.lower()): p for p in _data_files(folder)}
         if any(name is not None for name in files):
-            return self._complete({s: self._clean(self._read_file(path), str(path)) for s, path in files.items() if s}, str(folder))
+            if "dev" not in files and "train" in files and split in ("train", "dev"):  # dev is carved out of train
+                return self._complete({"train": self._clean(self._read_file(files["train"]), str(files["train"]))}, str(folder))
+            path = files.get(split)  # one split at a time: evaluating reads only test splits
+            return {split: self._clean(self._read_file(path), str(path))} if path is not None else {}
         if len(files) == 1:  # one file of all splits
             path = next(iter(files.values()))
             return self._split_table(self._read_file(path), str(path))
