@@ -83,6 +83,42 @@ def test_an_unexpected_exception_is_one_line_unless_debugging(monkeypatch, capsy
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("command", ["evaluate", "sweep"])
+def test_signals_during_evaluation_and_sweeps_end_cleanly(tmp_path, tiny_model_dirs, sib200_dir, sig, code, command):
+    from xlspt.study import ResultStore
+
+    model = str(tiny_model_dirs["gemma3"])
+    prompt = tmp_path / "prompt"
+    assert main(["train", "--model", model, "--data", str(sib200_dir), "--out", str(prompt), *TINY, "--epochs", "1"]) == 0
+    out = tmp_path / "out"
+    if command == "evaluate":
+        argv = ["evaluate", "--prompt", str(prompt), "--data", str(sib200_dir), "--langs", "all", "--out", str(out)]
+        started = "evaluated "
+    else:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(f"model: {model}\ndata: {sib200_dir}\nlangs: [eng_Latn]\nshots: 2\nprompt_length: 2\n"
+                        "epochs: 50\nseed: [0, 1, 2, 3, 4, 5]\n")
+        argv = ["sweep", str(spec), "--store", str(out)]
+        started = "training x1: epoch 2/"
+    process = subprocess.Popen([sys.executable, "-m", "xlspt.cli", *argv], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if started in line:
+            break
+    process.send_signal(sig)
+    rest = process.communicate(timeout=120)[1]
+    assert process.returncode == code, "".join(lines) + rest
+    assert "Traceback" not in rest and not list(out.rglob("*.tmp"))
+    if command == "evaluate":
+        assert not out.exists() or not any(p.is_file() for p in out.iterdir())  # results are written at the end, whole
+    else:
+        store = ResultStore(out)
+        assert all(r.status == "done" for r in store.records())  # an interrupted run is not recorded: it reruns
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_during_training_end_cleanly(tmp_path, tiny_model_dirs, sib200_dir, sig, code):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -334,3 +370,58 @@ def test_report_warns_when_runs_differ_in_versions_device_or_data(tmp_path, tiny
     assert "warning: the runs differ in torch version (0.0.1: 1 run" in err
     assert "the examples read from the same data" in err
     assert "**Warning:** the runs differ in torch version" in (tmp_path / "r2" / "report.md").read_text()
+
+
+# ---------------------------------------------------------------- two processes on the same caches
+
+
+CONVERT_ONCE = """
+import sys, time
+from pathlib import Path
+from xlspt.models import loading
+
+def fake_convert(gguf, target, **kwargs):
+    with open(sys.argv[2], "a") as log:
+        log.write("converted\\n")
+    time.sleep(1.0)
+    staging = target.with_name("." + target.name + ".staging")
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "config.json").write_text("{}")
+    staging.rename(target)
+    return target
+
+loading.convert_gguf = fake_convert
+loading.ensure_licence_notice = lambda *a, **k: None
+print(loading.converted_gguf_dir(Path(sys.argv[1])))
+"""
+
+
+def test_two_processes_on_a_fresh_cache_convert_the_model_once(tmp_path):
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    log = tmp_path / "conversions.log"
+    env = {**os.environ, "XLSPT_CACHE": str(tmp_path / "cache")}
+    processes = [subprocess.Popen([sys.executable, "-c", CONVERT_ONCE, str(gguf), str(log)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert outputs[0][0] == outputs[1][0] and log.read_text() == "converted\n"
+    assert any("Waiting for another process" in err for _, err in outputs)
+
+
+def test_two_sweep_workers_on_one_store_run_each_run_once(tmp_path, tiny_model_dirs, sib200_dir):
+    from xlspt.study import ResultStore
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"model: {tiny_model_dirs['gemma3']}\ndata: {sib200_dir}\nlangs: [eng_Latn, fra_Latn]\nshots: 2\n"
+                    "prompt_length: [1, 2]\nepochs: 2\nseed: [0, 1, 2]\n")
+    store = tmp_path / "store"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store), "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    records = ResultStore(store).records()
+    assert len(records) == 6 and {r.status for r in records} == {"done"}
+    finished = "".join(err for _, err in outputs).count("mean accuracy")
+    assert finished == 6  # each run once, between the two workers
