@@ -425,3 +425,21 @@ def test_two_sweep_workers_on_one_store_run_each_run_once(tmp_path, tiny_model_d
     assert len(records) == 6 and {r.status for r in records} == {"done"}
     finished = "".join(err for _, err in outputs).count("mean accuracy")
     assert finished == 6  # each run once, between the two workers
+
+
+def test_kill_9_during_a_run_leaves_only_whole_files(tmp_path, tiny_model_dirs, sib200_dir):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xlspt.cli", "run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir),
+         "--langs", "all", "--shots", "2", "--epochs", "2", "--prompt-length", "2", "--out", str(out)],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for line in process.stderr:
+        if line.startswith("evaluated "):  # the prompt is saved; results are being computed
+            break
+    process.kill()
+    process.wait(timeout=60)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["prompt.json", "prompt.safetensors"]  # no record: the run did not finish, and says so
+    xlspt.artifact.PromptArtifact.load(out)  # what is there is whole (its checksum holds)
+    assert main(["run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--langs", "eng_Latn",
+                 "--out", str(out), *TINY]) == 2  # not silently mixed with a new run's files
