@@ -18,6 +18,12 @@ from xlspt.cli import main
 TINY = ["--shots", "2", "--prompt-length", "2", "--quiet"]
 
 
+def _default_sigint() -> None:
+    """A process started in the background of a script inherits SIGINT ignored (POSIX), and Python then installs
+    no KeyboardInterrupt handler; the signal tests give their child the terminal's default, as a user's shell does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def diverging(monkeypatch):
     """The training loss turns NaN from the third training step on (epoch 2 with 14 examples and batch 8)."""
@@ -101,7 +107,7 @@ def test_signals_during_evaluation_and_sweeps_end_cleanly(tmp_path, tiny_model_d
         argv = ["sweep", str(spec), "--store", str(out)]
         started = "training x1: epoch 2/"
     process = subprocess.Popen([sys.executable, "-m", "xlspt.cli", *argv], stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_default_sigint)
     lines = []
     for line in process.stderr:
         lines.append(line)
@@ -125,7 +131,7 @@ def test_signals_during_training_end_cleanly(tmp_path, tiny_model_dirs, sib200_d
     process = subprocess.Popen(
         [sys.executable, "-m", "xlspt.cli", "train", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir),
          "--shots", "8", "--epochs", "100000", "--prompt-length", "2", "--out", str(out)],
-        stderr=subprocess.PIPE, text=True, env=env)
+        stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint)
     lines = []
     for line in process.stderr:  # wait until training has begun (a line per epoch in a pipe)
         lines.append(line)
