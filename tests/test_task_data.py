@@ -177,6 +177,13 @@ def test_a_label_without_a_single_token_word_names_candidates(tiny_gemma3):
         propose_label_words(tiny_gemma3.tokenizer, ("sports", "zzqx-wvy"))
 
 
+def test_label_words_keep_their_leading_space():
+    from xlspt.verbalizer import parse_label_words
+
+    assert parse_label_words("sports= sports| football, politics =play", ("sports", "politics")) == {
+        "sports": " sports| football", "politics": "play"}
+
+
 @pytest.mark.parametrize(
     "spec,message",
     [
@@ -343,3 +350,88 @@ def test_bad_input_for_an_own_task_is_one_line(coarse_run, tiny_model_dirs, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
     assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------- layouts found in review
+
+
+def test_language_column_with_split_files_where_targets_have_a_test_split_only(tmp_path, coarse):
+    english = coarse[(coarse["lang"] == "eng_Latn") & (coarse["split"] == "train")]
+    english.drop(columns="split").to_csv(tmp_path / "train.csv", index=False)
+    coarse[coarse["split"] == "test"].drop(columns="split").to_csv(tmp_path / "test.csv", index=False)
+    data = TaskData.resolve(tmp_path, **_columns(language_column="lang"))
+    assert data.languages() == ["eng_Latn", "fra_Latn", "swh_Latn"]
+    assert len(data.split("fra_Latn", "test")) == 204
+    assert len(data.split("eng_Latn", "train")) + len(data.split("eng_Latn", "dev")) == 701  # dev carved from train
+    with pytest.raises(xlspt.XlsptError, match="missing split: .* no train split for fra_Latn"):
+        data.split("fra_Latn", "train")
+    assert data.target_languages("52") == ["eng_Latn", "fra_Latn", "swh_Latn"]  # the default means "all" here
+
+
+def test_unnamed_or_doubled_files_are_refused_not_half_read(tmp_path):
+    folder = tmp_path / "eng_Latn"
+    folder.mkdir()
+    rows = pd.DataFrame({"text": [f"t{i}" for i in range(9)], "label": ["a", "b", "c"] * 3})
+    rows.to_csv(folder / "part1.csv", index=False)
+    rows.to_csv(folder / "part2.csv", index=False)
+    with pytest.raises(xlspt.XlsptError, match="several data files none of which is named"):
+        TaskData.resolve(tmp_path).split("eng_Latn", "train")
+    (folder / "part2.csv").unlink()
+    rows.to_csv(folder / "train.csv", index=False)
+    with pytest.raises(xlspt.XlsptError, match="mixes split files with part1.csv"):
+        TaskData.resolve(tmp_path).split("eng_Latn", "train")
+    (folder / "part1.csv").unlink()
+    rows.to_csv(folder / "train.tsv", sep="\t", index=False)
+    with pytest.raises(xlspt.XlsptError, match="several files of the train split"):
+        TaskData.resolve(tmp_path).split("eng_Latn", "train")
+
+
+def test_folders_without_data_are_not_languages(tmp_path, coarse):
+    for split in ("train", "dev", "test"):
+        coarse[coarse["split"] == split].drop(columns="split").to_csv(tmp_path / f"{split}.csv", index=False)
+    (tmp_path / "runs" / "quickstart").mkdir(parents=True)  # what `xlspt run` wrote beside the data
+    data = TaskData.resolve(tmp_path, **_columns(language_column="lang"))
+    assert data.languages() == ["eng_Latn", "fra_Latn", "swh_Latn"]
+    only_english = tmp_path / "en"
+    only_english.mkdir()
+    coarse[coarse["lang"] == "eng_Latn"].to_csv(only_english / "data.csv", index=False)
+    (only_english / "hub").mkdir()
+    assert TaskData.resolve(only_english, **_columns(split_column="split")).languages() == ["eng_Latn"]
+
+
+def test_a_subset_of_sib200_topics_keeps_the_studys_order(tmp_path, sib200_dir):
+    (tmp_path / "eng_Latn").mkdir()
+    for split in ("train", "dev", "test"):
+        frame = pd.read_csv(sib200_dir / "eng_Latn" / f"{split}.tsv", sep="\t", dtype=str, keep_default_na=False)
+        frame[frame["category"].isin(["sports", "health", "politics"])].to_csv(
+            tmp_path / "eng_Latn" / f"{split}.tsv", sep="\t", index=False)
+    data = TaskData.resolve(tmp_path)
+    assert data.labels() == ("politics", "health", "sports")
+    assert len(sample_few_shot(data, "eng_Latn", 2, 0).train) == 6
+
+
+def test_errors_name_the_line_of_the_file(tmp_path):
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(6)], "label": list("abcabc"), "split": ["dev"] * 3 + ["train"] * 3})
+    frame.loc[4, "text"] = " "
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(xlspt.XlsptError, match="empty text in row 6"):  # the header is line 1
+        TaskData.resolve(tmp_path / "d.csv", split_column="split").split("eng_Latn", "train")
+    frame.drop(columns="split").to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+    with pytest.raises(xlspt.XlsptError, match="empty text in row 5"):  # JSON Lines has no header
+        TaskData.resolve(tmp_path / "d.jsonl").split("eng_Latn", "train")
+
+
+def test_hub_class_labels_become_their_names_and_one_config_is_not_a_language(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    for split, n in (("train", 40), ("test", 10)):
+        datasets.Dataset.from_dict({"text": [f"review {split} {i}" for i in range(n)], "label": [i % 2 for i in range(n)]},
+                                   features=features).to_parquet(str(repo / f"{split}.parquet"))
+    data = TaskData.resolve(f"hf:{repo}")
+    assert data.languages() == ["eng_Latn"]
+    assert data.labels() == ("neg", "pos") and set(data.split("eng_Latn", "test")["label"]) == {"neg", "pos"}

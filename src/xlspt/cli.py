@@ -33,7 +33,8 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 
 def _add_langs(p: argparse.ArgumentParser, default: str = "52") -> None:
-    p.add_argument("--langs", default=default, help="target languages: 52 (the study's), all, or codes such as eng_Latn,fra_Latn (default: %(default)s)")
+    p.add_argument("--langs", default=default, help="target languages: 52 (the study's; for data other than SIB-200: all of its languages), all, or codes such as "
+                        "eng_Latn,fra_Latn (default: %(default)s)")
 
 
 def _add_run_preset(p: argparse.ArgumentParser) -> None:
@@ -356,9 +357,7 @@ def _load_data(args, language: str | None = None):
 
 
 def _check_langs(args, data) -> list[str]:
-    from .data import resolve_languages
-
-    langs = resolve_languages(args.langs, data.languages())
+    langs = data.target_languages(args.langs)
     for lang in langs:
         data.split(lang, "test")
     return langs
@@ -385,9 +384,7 @@ def cmd_run(args) -> int:
     for split in ("train", "dev"):  # read and validated now, before minutes of model loading
         data.split(config.train_lang, split)
     config.label_word_map(data.labels(config.train_lang))
-    from .data import resolve_languages
-
-    for lang in resolve_languages(config.langs if isinstance(config.langs, str) else list(config.langs), data.languages()):
+    for lang in data.target_languages(config.langs):
         data.split(lang, "test")  # every target's test split too: a broken one fails now, not after training
     if args.overwrite:
         outputs.clear_files(out)

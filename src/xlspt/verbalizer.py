@@ -115,7 +115,8 @@ def parse_label_words(spec: str, labels: tuple[str, ...] = CATEGORIES) -> dict[s
     if all("=" in p for p in parts):
         words: dict[str, str] = {}
         for part in parts:
-            label, word = (x.strip() for x in part.split("=", 1))
+            label, word = part.split("=", 1)
+            label = label.strip()  # the word stays as typed: its leading space is part of the token
             if label not in labels:
                 raise XlsptError(f"unknown class {label!r} in --label-words: classes are {', '.join(labels)}")
             if label in words:

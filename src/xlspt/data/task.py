@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ DATA_ENV = "XLSPT_DATA"
 HUB_DATASET = "Davlan/sib200"
 COLUMNS = ("index_id", "label", "text")
 _SIB200_LABEL = "category"
+#: A file named like a language code (eng_Latn, fra, de) holds that language.
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(?:_[A-Z][a-z]{3})?")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class TaskData:
         self._whole: pd.DataFrame | dict[str, pd.DataFrame] | None = None
         self.sib200_format: bool | None = None
         self._config_languages = False  # a Hub dataset with one config per language (SIB-200's layout)
+        self._hub_tables: dict[tuple, pd.DataFrame | None] = {}
 
     @classmethod
     def resolve(cls, data: "str | os.PathLike | DataConfig | None" = None, **options) -> "TaskData":
@@ -140,9 +144,11 @@ class TaskData:
     def labels(self, language: str | None = None) -> tuple[str, ...]:
         """The class order: SIB-200's seven categories, or the sorted labels of ``language``'s train split."""
         frame = self.split(language or self.config.language, "train")
-        if self.sib200_format:
-            return CATEGORIES
-        labels = tuple(sorted(frame["label"].unique()))
+        present = set(frame["label"])
+        if self.sib200_format:  # the study's order; a subset of the topics keeps only those present
+            labels = tuple(c for c in CATEGORIES if c in present)
+        else:
+            labels = tuple(sorted(present))
         folded: dict[str, str] = {}
         for label in labels:
             other = folded.setdefault(label.casefold(), label)
@@ -153,6 +159,20 @@ class TaskData:
             raise XlsptError(f"the {language or self.config.language} train split of {self.description} has one class only "
                              f"({labels[0]!r}): a classifier needs at least two labels")
         return labels
+
+    def target_languages(self, spec) -> list[str]:
+        """``--langs`` resolved against this data: ``52`` (the default) means the study's languages for SIB-200
+        and every language of any other data, which has its own."""
+        from .languages import ALL_SET, STUDY_SET, resolve_languages
+
+        if isinstance(spec, str) and spec.strip() == STUDY_SET and self.sib200_format is None:
+            try:
+                self.split(self.config.language, "train")  # tells whether this is SIB-200's own format
+            except XlsptError:
+                pass
+        if isinstance(spec, str) and spec.strip() == STUDY_SET and self.sib200_format is False:
+            spec = ALL_SET
+        return resolve_languages(spec if isinstance(spec, str) else list(spec), self.languages())
 
     def checksum(self, parts) -> str:
         """SHA-256 of the rows of ``parts`` (``(language, split)`` pairs, in order) as read: ids, labels and texts.
@@ -186,12 +206,16 @@ class TaskData:
         assert root is not None
         if root.is_file():
             return "file", {"": root}
-        folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
         files = {p.stem: p for p in _data_files(root)}
-        if folders and not self.config.language_column:
-            return "folders", folders
         if files and all(stem.lower() in SPLIT_ALIASES for stem in files):
             return "splits", files
+        # Only folders holding data are languages: not runs/ or hub/ that a command wrote beside the data.
+        folders = {p.name: p for p in sorted(root.iterdir())
+                   if p.is_dir() and not p.name.startswith(".") and _data_files(p)}
+        if folders and not self.config.language_column:
+            return "folders", folders
+        if len(files) == 1 and not _LANGUAGE_CODE.fullmatch(next(iter(files))):
+            return "file", files  # tickets.csv: one dataset in the training language, not a language called "tickets"
         if files and not self.config.language_column:
             return "files", files
         if len(files) == 1:
@@ -208,15 +232,28 @@ class TaskData:
             table = whole if isinstance(whole, pd.DataFrame) else None
             if table is not None:
                 return self._split_table(table[table[self.config.language_column] == lang], f"{self.description} ({lang})")
-            return self._complete({s: self._clean(t[t[self.config.language_column] == lang], f"{self.description}/{s} ({lang})")
-                                   for s, t in whole.items()}, f"{self.description} ({lang})")
+            rows = {s: t[t[self.config.language_column] == lang] for s, t in whole.items()}
+            return self._complete({s: self._clean(t, f"{self.description}/{s} ({lang})") for s, t in rows.items() if len(t)},
+                                  f"{self.description} ({lang})")
         layout, entries = self._layout()
         if layout == "file":
             return self._split_table(self._read_file(next(iter(entries.values()))), str(self.root))
         if layout == "files":
             return self._split_table(self._read_file(entries[lang]), str(entries[lang]))
         folder = entries[lang] if layout == "folders" else self.root
-        files = {SPLIT_ALIASES.get(p.stem.lower()): p for p in _data_files(folder)}
+        found = _data_files(folder)
+        named = [SPLIT_ALIASES.get(p.stem.lower()) for p in found]
+        doubled = sorted({n for n in named if n is not None and named.count(n) > 1})
+        if doubled:
+            raise XlsptError(f"{folder} holds several files of the {doubled[0]} split: keep one "
+                             f"({', '.join(p.name for p, n in zip(found, named) if n == doubled[0])})")
+        if any(n is not None for n in named) and None in named:
+            raise XlsptError(f"{folder} mixes split files with {found[named.index(None)].name}: name every file train, dev "
+                             "or test, or keep one file with a split column")
+        if None in named and len(found) > 1:
+            raise XlsptError(f"{folder} holds several data files none of which is named train, dev or test: "
+                             "name them by split, or keep one file with a split column")
+        files = dict(zip(named, found))
         if any(name is not None for name in files):
             if "dev" not in files and "train" in files and split in ("train", "dev"):  # dev is carved out of train
                 return self._complete({"train": self._clean(self._read_file(files["train"]), str(files["train"]))}, str(folder))
@@ -225,10 +262,7 @@ class TaskData:
         if len(files) == 1:  # one file of all splits
             path = next(iter(files.values()))
             return self._split_table(self._read_file(path), str(path))
-        if not files:
-            raise XlsptError(f"missing split: no {split}.tsv (or .csv, .jsonl) in {folder}")
-        raise XlsptError(f"{folder} holds several data files none of which is named train, dev or test: "
-                         "name them by split, or keep one file with a split column")
+        raise XlsptError(f"missing split: no {split}.tsv (or .csv, .jsonl) in {folder}")
 
     def _complete(self, splits: dict[str, pd.DataFrame], where: str) -> dict[str, pd.DataFrame]:
         """Splits read from files or a Hub dataset; a missing dev split is carved out of train (seeded, stratified)."""
@@ -269,6 +303,7 @@ class TaskData:
             raise XlsptError(f"{path} is not a valid {kind} ({first[:160]}): fix the file (UTF-8, with a header)") from None
         frame.columns = [str(c).strip() for c in frame.columns]
         frame["_row"] = range(len(frame))
+        frame.attrs["_header_lines"] = 0 if suffix == ".jsonl" else 1
         return frame
 
     def _split_table(self, table: pd.DataFrame, where: str) -> dict[str, pd.DataFrame]:
@@ -296,7 +331,9 @@ class TaskData:
         if frame.empty:
             raise XlsptError(f"{where} has no rows: it needs at least one labelled text")
         index = frame["index_id"] if "index_id" in frame.columns else frame.get("_row", pd.Series(range(len(frame)), index=frame.index))
+        lines = frame["_row"] + frame.attrs.get("_header_lines", 1) + 1 if "_row" in frame.columns else range(2, len(frame) + 2)
         out = pd.DataFrame({
+            "_line": list(lines),
             "index_id": pd.to_numeric(index, errors="coerce"),
             "label": frame[label].map(_as_label),
             "text": frame[text].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)),
@@ -314,17 +351,20 @@ class TaskData:
         empty = out["text"].str.strip() == ""
         if empty.any():
             raise XlsptError(f"{where} has an empty text in row {_row_number(out, empty)}: fill or remove it")
-        return out.reset_index(drop=True)
+        return out.drop(columns="_line").reset_index(drop=True)
 
     # ------------------------------------------------------------ the Hugging Face Hub
 
     def _hub_languages(self) -> list[str]:
         import datasets
 
-        if self.config.language_column:
-            table = self._hub_load(None, "train")
-            _require_columns(table, [self.config.language_column], self.description, "--language-column")
-            return sorted(set(table[self.config.language_column].astype(str).str.strip()))
+        if self.config.language_column:  # languages of every split (a target may be in test only)
+            tables = [t for t in (self._hub_load(self.hub_config, name) for name in SPLITS) if t is not None]
+            if not tables:
+                raise XlsptError(f"the Hub dataset {self.description} has no train, dev or test split")
+            for table in tables:
+                _require_columns(table, [self.config.language_column], self.description, "--language-column")
+            return sorted({v for t in tables for v in t[self.config.language_column].astype(str).str.strip()})
         if self.hub_config:
             return [self.config.language]
         try:
@@ -332,7 +372,8 @@ class TaskData:
         except Exception as exc:  # network, auth, missing repo: one clear line
             raise XlsptError(f"could not list the configs of the Hub dataset {self.hub_dataset!r} ({exc.__class__.__name__}): "
                              "pass --data with a local copy") from exc
-        self._config_languages = bool(configs) and configs != ["default"]
+        # Several configs are languages (SIB-200's layout); a single one (imdb's plain_text) is just the dataset.
+        self._config_languages = len(configs) > 1
         return list(configs) if self._config_languages else [self.config.language]
 
     def _hub_splits(self, lang: str, split: str) -> dict[str, pd.DataFrame]:
@@ -341,16 +382,21 @@ class TaskData:
         if self.config.language_column:
             tables = {name: t[t[self.config.language_column].astype(str).str.strip() == lang] if t is not None else None
                       for name, t in tables.items()}
+            tables = {name: t if t is not None and len(t) else None for name, t in tables.items()}
         where = f"{self.description}/{lang}"
         if tables["train"] is not None and tables["dev"] is None and tables["test"] is None:
             return self._split_table(tables["train"], where)  # one split only: split it like a single file
         return self._complete({name: self._clean(t, f"{where}/{name}") for name, t in tables.items() if t is not None}, where)
 
     def _hub_load(self, config: str | None, split: str) -> pd.DataFrame | None:
+        """One split of a Hub dataset as a table (class-label columns as their names), read once."""
         import datasets
 
-        names = [n for n, s in SPLIT_ALIASES.items() if s == split]
-        for name in names:
+        key = (config, split)
+        if key in self._hub_tables:
+            return self._hub_tables[key]
+        frame = None
+        for name in [n for n, s in SPLIT_ALIASES.items() if s == split]:
             try:
                 ds = datasets.load_dataset(self.hub_dataset, config, split=name)
             except ValueError as exc:
@@ -366,9 +412,13 @@ class TaskData:
                     "pass --data with a local copy"
                 ) from exc
             frame = ds.to_pandas()
+            for column, feature in ds.features.items():  # ClassLabel ids -> their names (imdb's 0/1 -> neg/pos)
+                if isinstance(feature, datasets.ClassLabel) and column in frame:
+                    frame[column] = frame[column].map(lambda i, f=feature: f.int2str(int(i)) if i is not None and i >= 0 else None)
             frame["_row"] = range(len(frame))
-            return frame
-        return None
+            break
+        self._hub_tables[key] = frame
+        return frame
 
 
 def _data_files(folder: Path) -> list[Path]:
@@ -392,7 +442,8 @@ def _as_label(value) -> str:
 
 
 def _row_number(frame: pd.DataFrame, mask: pd.Series) -> int:
-    return int(mask.to_numpy().nonzero()[0][0]) + 2  # 1-based, after the header
+    """The offending row's line in its file (1-based; CSV and TSV have a header line first)."""
+    return int(frame.loc[mask, "_line"].iloc[0])
 
 
 def _stratified_split(frame: pd.DataFrame, shares: dict[str, float], seed: int, where: str) -> dict[str, pd.DataFrame]:

@@ -185,34 +185,48 @@ def consistency_warnings(records: list[RunRecord]) -> list[str]:
 
 
 def baseline_table(records: list[RunRecord]) -> pd.DataFrame:
-    """Soft prompts against the probe baseline (single zero-shot runs): per model and shots, each method's mean
-    accuracy over languages (all, and transfer: without the training language), averaged over seeds, and the
-    number of languages where the prompts' seed-mean accuracy beats the probe's."""
+    """Soft prompts against the probe baseline (single zero-shot runs).
+
+    One row per model, shots and prompt configuration (the settings, seed aside, in which that
+    model's and shots' prompt runs differ; ``prompt_config`` names them): each method's mean
+    accuracy over the languages both evaluated (all, and transfer: without the training language),
+    averaged over seeds, and the number of those languages where the prompts' seed-mean accuracy
+    beats the probe's.
+    """
+    ignored = {"seed", "method", "langs"}
     rows = []
     for record in records:
+        config = record.config
         for result in record.results:
-            rows.append({"model": record.config.get("model"), "shots": record.config.get("shots"),
-                         "method": record.config.get("method", "prompt"), "seed": record.config.get("seed"),
-                         "language": result["language"], "accuracy": result["accuracy"],
-                         "transfer": result["language"] != record.config.get("train_lang", ENGLISH)})
+            rows.append({"model": config.get("model"), "shots": config.get("shots"), "method": config.get("method", "prompt"),
+                         "seed": config.get("seed"), "language": result["language"], "accuracy": result["accuracy"],
+                         "transfer": result["language"] != config.get("train_lang", ENGLISH),
+                         "setting": json.dumps({k: v for k, v in sorted(config.items()) if k not in ignored}, default=str)})
     frame = pd.DataFrame(rows)
     out = []
     for (model, shots), group in frame.groupby(["model", "shots"], sort=True):
-        by_language = group.groupby(["method", "language"])["accuracy"].mean().unstack("method")
-        if not {"prompt", "probe"} <= set(by_language.columns):
+        probes = group[group["method"] == "probe"]
+        prompt_settings = sorted(group.loc[group["method"] == "prompt", "setting"].unique())
+        if probes.empty or not prompt_settings:
             continue
-        row = {"model": model, "shots": shots}
-        for method in ("prompt", "probe"):
-            runs = group[group["method"] == method]
-            per_seed = runs.groupby("seed")["accuracy"].mean()
-            row[f"{method}_all"] = per_seed.mean()
-            row[f"{method}_transfer"] = runs[runs["transfer"]].groupby("seed")["accuracy"].mean().mean()
-            row[f"{method}_seeds"] = len(per_seed)
-        row["prompt_minus_probe"] = row["prompt_all"] - row["probe_all"]
-        both = by_language.dropna(subset=["prompt", "probe"])
-        row["languages_prompt_better"] = int((both["prompt"] > both["probe"]).sum())
-        row["languages"] = len(both)
-        out.append(row)
+        parsed = [json.loads(x) for x in prompt_settings]
+        varying = sorted({k for d in parsed for k in d if len({json.dumps(e.get(k), default=str) for e in parsed}) > 1})
+        for setting, fields in zip(prompt_settings, parsed):
+            prompts = group[(group["method"] == "prompt") & (group["setting"] == setting)]
+            shared = sorted(set(prompts["language"]) & set(probes["language"]))
+            row = {"model": model, "shots": shots,
+                   "prompt_config": ", ".join(f"{k}={fields.get(k)}" for k in varying) or "-"}
+            means = {}
+            for method, runs in (("prompt", prompts), ("probe", probes)):
+                runs = runs[runs["language"].isin(shared)]
+                row[f"{method}_all"] = runs.groupby("seed")["accuracy"].mean().mean()
+                row[f"{method}_transfer"] = runs[runs["transfer"]].groupby("seed")["accuracy"].mean().mean()
+                row[f"{method}_seeds"] = runs["seed"].nunique()
+                means[method] = runs.groupby("language")["accuracy"].mean()
+            row["prompt_minus_probe"] = row["prompt_all"] - row["probe_all"]
+            row["languages_prompt_better"] = int((means["prompt"] > means["probe"]).sum())
+            row["languages"] = len(shared)
+            out.append(row)
     return pd.DataFrame(out)
 
 
@@ -220,10 +234,10 @@ def _baseline_section(table: pd.DataFrame) -> list[str]:
     lines = ["## Soft prompts against the probe baseline", "",
              "The probe is a logistic regression on the frozen model's read-out state of text + EOS (no prompt), "
              "fitted on the same k-shot sample. Mean accuracy over languages, averaged over seeds.", "",
-             "| model | shots | prompt | probe | prompt - probe | transfer: prompt | transfer: probe | languages where the prompt wins |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | shots | prompt configuration | prompt | probe | prompt - probe | transfer: prompt | transfer: probe | languages where the prompt wins |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for row in table.itertuples():
-        lines.append(f"| {row.model} | {row.shots} | {100 * row.prompt_all:.1f}% | {100 * row.probe_all:.1f}% | "
+        lines.append(f"| {row.model} | {row.shots} | {row.prompt_config} | {100 * row.prompt_all:.1f}% | {100 * row.probe_all:.1f}% | "
                      f"{100 * row.prompt_minus_probe:+.1f} | {100 * row.prompt_transfer:.1f}% | {100 * row.probe_transfer:.1f}% | "
                      f"{row.languages_prompt_better}/{row.languages} |")
     return [*lines, ""] if len(table) else [*lines[:4], "(no model and shots with both methods)", ""]

@@ -117,7 +117,7 @@ class RunConfig:
     engine: Engine = field(default=Engine.AUTO, metadata=_help(
         "auto/cached: text states computed once, steps run the prompt positions only; naive: the full pass"))
     langs: str | tuple[str, ...] = field(default="52", metadata=_help(
-        "target languages: 52 (the study's), all, or codes such as eng_Latn,fra_Latn"))
+        "target languages: 52 (the study's; for data other than SIB-200: all of its languages), all, or codes such as eng_Latn,fra_Latn"))
     save_model: bool = field(default=False, metadata=_help(
         "with freeze off, also save the trained model weights (safetensors); by default only the prompt and metrics"))
     ensemble: int = field(default=1, metadata=_help(

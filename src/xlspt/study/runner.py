@@ -79,7 +79,7 @@ def plan(config: RunConfig, session: Session, directory: Path | Callable[[str], 
     """Check the run's data cheaply (languages, splits) and give it its id and folder."""
     available = session.languages(config)
     resolve_languages([config.train_lang], available)
-    languages = resolve_languages(config.langs if isinstance(config.langs, str) else list(config.langs), available)
+    languages = session.data(config).target_languages(config.langs)
     run_id = config.run_id(dtype=config.resolved_dtype(session.device), languages=languages)
     folder = directory(run_id) if callable(directory) else Path(directory)
     return PlannedRun(config, run_id, languages, folder)
