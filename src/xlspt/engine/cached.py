@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 
 from ..models.loading import LoadedModel
-from .batching import batches_by_length, left_pad, positions_from_mask
+from .batching import batches_by_length, left_pad, padded_width, positions_from_mask
 
 
 @dataclass
@@ -132,7 +132,7 @@ class CachedTextEngine:
         """Left-pad single texts' states into one batch (training draws new batches every epoch)."""
         device = self.loaded.device
         lengths = torch.tensor([s.length for s in states], device=device)
-        width = int(lengths.max())
+        width = padded_width(int(lengths.max()))
         keys, values = [], []
         for layer in range(len(states[0].keys)):
             heads, _, head_dim = states[0].keys[layer].shape

@@ -229,6 +229,7 @@ def load_model(
     model.eval()
     model.requires_grad_(False)
     _ensure_pad_token(tokenizer)
+    _disable_word_cache(tokenizer)
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, adapter=adapter)
 
 
@@ -260,6 +261,19 @@ def _load_weights(source: str, name: str, dtype: torch.dtype, trust_remote_code:
 def _ensure_pad_token(tokenizer) -> None:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
+
+
+def _disable_word_cache(tokenizer) -> None:
+    """Turn off the fast tokenizer's per-word cache (BPE and Unigram models).
+
+    It keeps up to 10,000 tokenized words of up to 256 characters, and a script written without
+    spaces makes each sentence one such word: over SIB-200's 205 languages the cache grew to 115 MB
+    with Gemma 3's tokenizer, while tokenizing them took the same time without it.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    resize = getattr(getattr(backend, "model", None), "_resize_cache", None)  # absent in older tokenizers: cache kept
+    if resize is not None:
+        resize(0)
 
 
 def _first_line(exc: BaseException) -> str:
