@@ -77,3 +77,21 @@ def test_text_is_truncated_never_the_prompt(tiny):
 def test_bos_is_prepended_for_families_that_need_it(tiny):
     ids = encode_texts(tiny, ["sports"], prompt_length=1)[0]
     assert (ids[0] == tiny.tokenizer.bos_token_id) == (tiny.model_type != "bloom")
+
+
+@torch.no_grad()
+def test_rounding_batch_widths_up_changes_no_read_out(tiny, monkeypatch):
+    """Widths are rounded to a multiple of PAD_MULTIPLE (a bounded set of shapes); the extra padding is masked."""
+    from xlspt.engine import CachedTextEngine, batching
+
+    ids = encode_texts(tiny, TEXTS, prompt_length=3)
+    assert max(map(len, ids)) % batching.PAD_MULTIPLE, "the longest text needs rounding up"
+    assert batching.left_pad(ids, 0)[0].shape[1] % batching.PAD_MULTIPLE == 0
+    prompt = torch.empty(3, tiny.hidden_size).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(2))
+    cached = CachedTextEngine(tiny)
+    rounded = NaiveEngine(tiny).readout_hidden(ids, prompt), cached.readout_hidden(cached.encode(ids), prompt)
+    monkeypatch.setattr(batching, "PAD_MULTIPLE", 1)
+    assert batching.left_pad(ids, 0)[0].shape[1] == max(map(len, ids))
+    exact = NaiveEngine(tiny).readout_hidden(ids, prompt), cached.readout_hidden(cached.encode(ids), prompt)
+    for a, b in zip(rounded, exact):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

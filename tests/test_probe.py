@@ -87,7 +87,7 @@ def test_report_sets_prompts_against_the_probe(tmp_path, tiny_model_dirs, sib200
     baseline = pd.read_csv(report / "baseline.csv")
     assert baseline[["prompt_seeds", "probe_seeds", "languages"]].values.tolist() == [[2, 2, 2]]
     runs = pd.read_csv(report / "runs.csv")
-    runs["method"] = runs["method"].fillna("prompt")  # left out of a run's config at its default (run ids stay)
+    assert set(runs["method"]) == {"prompt", "probe"}  # the default, left out of a run's config, is filled in
     for method in ("prompt", "probe"):
         mean = runs[runs["method"] == method].groupby("seed")["accuracy"].mean().mean()
         assert baseline.loc[0, f"{method}_all"] == pytest.approx(mean)

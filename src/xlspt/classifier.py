@@ -37,7 +37,7 @@ from .errors import ConfigError, XlsptError
 from .evaluate import Scorer, evaluate_prompts, reference_statistics, score_texts, scored_predictions
 from .models.loading import LoadedModel, load_model
 from .prompt import PromptConfig, SoftPrompt
-from .train import TrainConfig, TrainResult, train_prompt
+from .train import TrainConfig, TrainingDiverged, TrainResult, train_prompt
 from .verbalizer import Verbalizer, propose_label_words
 
 
@@ -276,6 +276,22 @@ class PromptClassifier:
             "train_seconds": round(seconds, 1),
         }
         return cls(model, verbalizer, [result.prompt.export()], metadata, [result.prompt])
+
+    @classmethod
+    def keep_best_before_divergence(
+        cls, error: TrainingDiverged, out: str | Path, model: LoadedModel, verbalizer: Verbalizer, data: TaskData,
+        examples: FewShotSplit, training: TrainConfig, **kwargs,
+    ) -> TrainingDiverged:
+        """Save the best prompt of a diverged training (``error.best``, marked ``diverged`` in its sidecar) in
+        ``out``, and return the error, its message naming where the prompt is kept.
+
+        Takes the keyword arguments of :meth:`from_training`.
+        """
+        kept = cls.from_training(model, verbalizer, data, examples, error.best, training, **kwargs)
+        kept.metadata["diverged"] = str(error)
+        kept.save(out)
+        return TrainingDiverged(f"{error}; the best prompt before that (epoch {error.best.best_epoch}, validation loss "
+                                f"{error.best.best_val_loss:.3f}) is kept in {out}", error.best)
 
     @classmethod
     def load(

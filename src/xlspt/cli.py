@@ -61,7 +61,7 @@ def _add_calibration(p: argparse.ArgumentParser, unlabeled: str) -> None:
 def _add_device(p: argparse.ArgumentParser) -> None:
     from .models.loading import DEVICES
 
-    p.add_argument("--device", choices=DEVICES, default="auto",
+    p.add_argument("--device", default="auto", metavar="{" + ",".join(DEVICES) + ",cuda:N}",
                    help="where the model runs: auto = a CUDA GPU, else Apple's MPS, else the CPU (default: %(default)s); recorded with the results")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice); recorded with the results")
 
@@ -462,16 +462,12 @@ def cmd_train(args) -> int:
 
         verbalizer = build_verbalizer(model, config.label_word_map(data.labels(config.train_lang)),
                                       config.allow_subword_labels, data.labels(config.train_lang))
-        kept = PromptClassifier.from_training(
-            model, verbalizer, data, sample_few_shot(data, config.train_lang, config.shots, config.seed), exc.best,
-            config.train_config(), train_language=config.train_lang, shots=config.shots,
-            allow_first_subtoken=config.allow_subword_labels)
-        kept.metadata["diverged"] = str(exc)
         if args.overwrite:
             outputs.clear_files(out)
-        kept.save(out)
-        raise XlsptError(f"{exc}; the best prompt before that (epoch {exc.best.best_epoch}, validation loss "
-                         f"{exc.best.best_val_loss:.3f}) is kept in {out}") from None
+        raise PromptClassifier.keep_best_before_divergence(
+            exc, out, model, verbalizer, data, sample_few_shot(data, config.train_lang, config.shots, config.seed),
+            config.train_config(), train_language=config.train_lang, shots=config.shots,
+            allow_first_subtoken=config.allow_subword_labels) from None
     meta = clf.metadata
     if clf.size > 1:
         seconds = sum(m.get("train_seconds", 0) for m in meta["ensemble"]["members"])

@@ -24,6 +24,7 @@ from . import calibration as cal
 from .calibration import CalibrationConfig, Protocol, content_free_texts
 from .data.task import TaskData
 from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, NaiveEngine, batches_by_length, encode_texts
+from .engine.memory import release_freed_memory
 from .engine.store import TextStateStore
 from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
@@ -378,6 +379,8 @@ def evaluate_prompts(
             rows[j].append(row)
             per_class[j] += classes
             confusions[j][lang] = matrix
+        del states, unlabeled  # before trimming: the read-out states are the largest thing freed
+        release_freed_memory()
         if progress and not interactive() and len(languages) > 1:  # no bar in a log file: a line per language
             shown = [rows[j] for j in (headline if headline is not None else range(len(rows)))]
             mean = sum(r[-1]["accuracy"] for r in shown) / len(shown)

@@ -33,6 +33,7 @@ import pandas as pd
 
 from ..errors import XlsptError
 from ..files import write_text_atomic
+from ..study.config import RunConfig
 from ..study.records import RunRecord, RunStatus
 from . import figures as figure_module
 from .findings import FOLLOWS_FROM_FREEZE, correlation_table, findings_table
@@ -115,12 +116,17 @@ def config_columns(records: Iterable[RunRecord]) -> list[str]:
     return list(columns)
 
 
+def _config_values(record: RunRecord, columns: Iterable[str]) -> dict[str, Any]:
+    """The record's value of each config field, with the defaults its canonical form leaves out."""
+    return {c: record.config.get(c, RunConfig.omitted_value(c)) for c in columns}
+
+
 def results_table(records: list[RunRecord]) -> pd.DataFrame:
     """One row per run and language: the config columns, ``run_id``, ``protocol``, ``language``, ``accuracy``, ``macro_f1``."""
     columns = config_columns(records)
     rows = []
     for record in records:
-        config = {c: _cell(record.config.get(c)) for c in columns}
+        config = {c: _cell(v) for c, v in _config_values(record, columns).items()}
         for result in record.results:
             rows.append(
                 {**config, "run_id": record.run_id, "protocol": record.protocol, "language": result["language"],
@@ -384,10 +390,10 @@ def _environment(record: RunRecord) -> str:
 def build_grid(records: list[RunRecord]) -> Grid:
     """Group finished runs into configurations and average their results over seeds."""
     columns = [c for c in config_columns(records) if c != SEED]
-    keys = [json.dumps({c: record.config.get(c) for c in columns}, sort_keys=True, default=str) for record in records]
+    keys = [json.dumps(_config_values(record, columns), sort_keys=True, default=str) for record in records]
     first_config = {}
     for key, record in zip(keys, records):
-        first_config.setdefault(key, {c: _cell(record.config.get(c)) for c in columns})
+        first_config.setdefault(key, {c: _cell(v) for c, v in _config_values(record, columns).items()})
     ordered = sorted(first_config, key=lambda k: tuple(_sort_key(first_config[k][c]) for c in columns))
     ids = {key: f"C{i + 1}" for i, key in enumerate(ordered)}
 

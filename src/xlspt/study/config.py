@@ -259,6 +259,11 @@ class RunConfig:
             out.pop("shared_sample", None)
         return out
 
+    @classmethod
+    def omitted_value(cls, name: str):
+        """What a canonical config that lacks ``name`` means: a later field's default, else ``None``."""
+        return _default_value(name) if name in cls._LATER_FIELDS else None
+
     def run_id(self, **resolved) -> str:
         """16 hex digits of the SHA-256 of :meth:`canonical`."""
         text = json.dumps(self.canonical(**resolved), sort_keys=True, ensure_ascii=True)

@@ -262,13 +262,10 @@ def _train_together(members: list[_Member], loaded, session, log) -> list[tuple[
     for member, config, result in zip(members, configs, results):
         if isinstance(result, TrainingDiverged):
             if result.best is not None and member.run.config.ensemble == 1:
-                kept = PromptClassifier.from_training(
-                    loaded, verbalizer, data, examples, result.best, config, train_language=first.train_lang,
-                    shots=first.shots, allow_first_subtoken=first.allow_subword_labels, sample_seed=member.sample_seed)
-                kept.metadata["diverged"] = str(result)
-                kept.save(member.run.directory)
-                result = TrainingDiverged(f"{result}; the best prompt before that (epoch {result.best.best_epoch}, validation "
-                                          f"loss {result.best.best_val_loss:.3f}) is kept in {member.run.directory}", result.best)
+                result = PromptClassifier.keep_best_before_divergence(
+                    result, member.run.directory, loaded, verbalizer, data, examples, config,
+                    train_language=first.train_lang, shots=first.shots, allow_first_subtoken=first.allow_subword_labels,
+                    sample_seed=member.sample_seed)
             if session.strict:
                 raise result
             out.append((member, result))
