@@ -27,6 +27,7 @@ from . import __version__
 from .data.sampling import sample_few_shot
 from .data.task import TaskData
 from .engine import DEFAULT_MAX_LENGTH, NaiveEngine, batches_by_length, encode_texts
+from .engine.memory import release_freed_memory
 from .errors import XlsptError
 from .files import write_json_atomic, write_with_atomic
 from .models.loading import LoadedModel
@@ -181,4 +182,6 @@ def evaluate_probes(
             collected[j][0].append(row)
             collected[j][1].extend(classes)
             collected[j][2][lang] = matrix
+        del states
+        release_freed_memory()  # as evaluate_prompts does: each language's batches have new sizes
     return [results_table(first.model, probe.labels, *parts) for probe, parts in zip(probes, collected)]
