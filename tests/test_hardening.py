@@ -18,6 +18,21 @@ from xlspt.cli import main
 TINY = ["--shots", "2", "--prompt-length", "2", "--quiet"]
 
 
+def _tiny_spec(tmp_path: Path, model, data, langs: str = "[eng_Latn]", **settings) -> Path:
+    """A sweep spec of tiny runs (2 examples per class) in ``tmp_path``; ``settings`` are further keys as YAML text."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"model: {model}\ndata: {data}\nlangs: {langs}\nshots: 2\n"
+                    + "".join(f"{key}: {value}\n" for key, value in settings.items()))
+    return spec
+
+
+def _start_cli(*argv, **popen) -> subprocess.Popen:
+    """``xlspt ARGV`` in a child process on one thread, its standard error piped as text."""
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "xlspt.cli", *map(str, argv)], text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, **popen)
+
+
 def _default_sigint() -> None:
     """A process started in the background of a script inherits SIGINT ignored (POSIX), and Python then installs
     no KeyboardInterrupt handler; the signal tests give their child the terminal's default, as a user's shell does."""
@@ -60,9 +75,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_best_prompt(tmp_path, tiny_mode
 
 
 def test_a_sweep_records_a_diverged_run_as_failed_and_goes_on(tmp_path, tiny_model_dirs, sib200_dir, diverging):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(f"model: {tiny_model_dirs['gemma3']}\ndata: {sib200_dir}\nlangs: [eng_Latn]\nshots: 2\n"
-                    "prompt_length: 2\nepochs: 3\nmethod: [prompt, probe]\n")
+    spec = _tiny_spec(tmp_path, tiny_model_dirs["gemma3"], sib200_dir, prompt_length=2, epochs=3, method="[prompt, probe]")
     assert main(["sweep", str(spec), "--store", str(tmp_path / "store"), "--quiet"]) == 0
     records = xlspt.study.ResultStore(tmp_path / "store").records()
     status = {r.config.get("method", "prompt"): r for r in records}
@@ -101,13 +114,10 @@ def test_signals_during_evaluation_and_sweeps_end_cleanly(tmp_path, tiny_model_d
         argv = ["evaluate", "--prompt", str(prompt), "--data", str(sib200_dir), "--langs", "all", "--out", str(out)]
         started = "evaluated "
     else:
-        spec = tmp_path / "spec.yaml"
-        spec.write_text(f"model: {model}\ndata: {sib200_dir}\nlangs: [eng_Latn]\nshots: 2\nprompt_length: 2\n"
-                        "epochs: 50\nseed: [0, 1, 2, 3, 4, 5]\n")
+        spec = _tiny_spec(tmp_path, model, sib200_dir, prompt_length=2, epochs=50, seed="[0, 1, 2, 3, 4, 5]")
         argv = ["sweep", str(spec), "--store", str(out)]
         started = "training x1: epoch 2/"
-    process = subprocess.Popen([sys.executable, "-m", "xlspt.cli", *argv], stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_default_sigint)
+    process = _start_cli(*argv, preexec_fn=_default_sigint)
     lines = []
     for line in process.stderr:
         lines.append(line)
@@ -127,11 +137,8 @@ def test_signals_during_evaluation_and_sweeps_end_cleanly(tmp_path, tiny_model_d
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_during_training_end_cleanly(tmp_path, tiny_model_dirs, sib200_dir, sig, code):
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "xlspt.cli", "train", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir),
-         "--shots", "8", "--epochs", "100000", "--prompt-length", "2", "--out", str(out)],
-        stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint)
+    process = _start_cli("train", "--model", tiny_model_dirs["gemma3"], "--data", sib200_dir, "--shots", "8",
+                         "--epochs", "100000", "--prompt-length", "2", "--out", out, preexec_fn=_default_sigint)
     lines = []
     for line in process.stderr:  # wait until training has begun (a line per epoch in a pipe)
         lines.append(line)
@@ -303,13 +310,10 @@ def test_a_damaged_embedded_gguf_is_assembled_again(tmp_path):
 
 
 def test_kill_9_during_a_sweep_leaves_a_store_that_resumes(tmp_path, tiny_model_dirs, sib200_dir):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(f"model: {tiny_model_dirs['gemma3']}\ndata: {sib200_dir}\nlangs: [eng_Latn, fra_Latn]\nshots: 2\n"
-                    "prompt_length: 2\nepochs: 2\nmethod: probe\nseed: [0, 1, 2, 3]\n")
+    spec = _tiny_spec(tmp_path, tiny_model_dirs["gemma3"], sib200_dir, "[eng_Latn, fra_Latn]", prompt_length=2, epochs=2,
+                      method="probe", seed="[0, 1, 2, 3]")
     store = tmp_path / "store"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store)],
-                               stderr=subprocess.PIPE, text=True, env=env)
+    process = _start_cli("sweep", spec, "--store", store)
     for line in process.stderr:
         if "fitting the probe baseline" in line and "seed2" in line:
             break
@@ -359,9 +363,7 @@ def test_same_config_and_seed_give_bit_identical_results_across_processes(tmp_pa
 
 
 def test_report_warns_when_runs_differ_in_versions_device_or_data(tmp_path, tiny_model_dirs, sib200_dir, capsys):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(f"model: {tiny_model_dirs['gemma3']}\ndata: {sib200_dir}\nlangs: [eng_Latn]\nshots: 2\n"
-                    "prompt_length: 2\nepochs: 1\nseed: [0, 1]\n")
+    spec = _tiny_spec(tmp_path, tiny_model_dirs["gemma3"], sib200_dir, prompt_length=2, epochs=1, seed="[0, 1]")
     store = tmp_path / "store"
     assert main(["sweep", str(spec), "--store", str(store), "--quiet"]) == 0
     assert main(["report", "--store", str(store), "--out", str(tmp_path / "r1")]) == 0
@@ -418,13 +420,10 @@ def test_two_processes_on_a_fresh_cache_convert_the_model_once(tmp_path):
 def test_two_sweep_workers_on_one_store_run_each_run_once(tmp_path, tiny_model_dirs, sib200_dir):
     from xlspt.study import ResultStore
 
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(f"model: {tiny_model_dirs['gemma3']}\ndata: {sib200_dir}\nlangs: [eng_Latn, fra_Latn]\nshots: 2\n"
-                    "prompt_length: [1, 2]\nepochs: 2\nseed: [0, 1, 2]\n")
+    spec = _tiny_spec(tmp_path, tiny_model_dirs["gemma3"], sib200_dir, "[eng_Latn, fra_Latn]", prompt_length="[1, 2]",
+                      epochs=2, seed="[0, 1, 2]")
     store = tmp_path / "store"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store), "--quiet"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    workers = [_start_cli("sweep", spec, "--store", store, "--quiet", stdout=subprocess.PIPE) for _ in range(2)]
     outputs = [w.communicate(timeout=300) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     records = ResultStore(store).records()
@@ -435,10 +434,8 @@ def test_two_sweep_workers_on_one_store_run_each_run_once(tmp_path, tiny_model_d
 
 def test_kill_9_during_a_run_leaves_only_whole_files(tmp_path, tiny_model_dirs, sib200_dir):
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "xlspt.cli", "run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir),
-         "--langs", "all", "--shots", "2", "--epochs", "2", "--prompt-length", "2", "--out", str(out)],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process = _start_cli("run", "--model", tiny_model_dirs["gemma3"], "--data", sib200_dir, "--langs", "all", "--shots", "2",
+                         "--epochs", "2", "--prompt-length", "2", "--out", out)
     for line in process.stderr:
         if line.startswith("evaluated "):  # the prompt is saved; results are being computed
             break

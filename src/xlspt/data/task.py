@@ -165,13 +165,14 @@ class TaskData:
         and every language of any other data, which has its own."""
         from .languages import ALL_SET, STUDY_SET, resolve_languages
 
-        if isinstance(spec, str) and spec.strip() == STUDY_SET and self.sib200_format is None:
-            try:
-                self.split(self.config.language, "train")  # tells whether this is SIB-200's own format
-            except XlsptError:
-                pass
-        if isinstance(spec, str) and spec.strip() == STUDY_SET and self.sib200_format is False:
-            spec = ALL_SET
+        if isinstance(spec, str) and spec.strip() == STUDY_SET:
+            if self.sib200_format is None:
+                try:
+                    self.split(self.config.language, "train")  # tells whether this is SIB-200's own format
+                except XlsptError:
+                    pass
+            if self.sib200_format is False:
+                spec = ALL_SET
         return resolve_languages(spec if isinstance(spec, str) else list(spec), self.languages())
 
     def checksum(self, parts) -> str:

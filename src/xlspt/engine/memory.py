@@ -22,7 +22,7 @@ def release_freed_memory() -> None:
 
     Each language brings batches of new sizes; glibc keeps the memory they freed for reuse, so
     resident memory climbs in steps over many languages although nothing stays alive. Trimming
-    after each language keeps it at what is in use (benchmarks/README.md), for a few milliseconds.
+    after each language keeps it at what is in use (benchmarks/README.md), in microseconds.
     """
     trim = _malloc_trim()
     if trim is not None:

@@ -116,9 +116,13 @@ def config_columns(records: Iterable[RunRecord]) -> list[str]:
     return list(columns)
 
 
+def _config_value(record: RunRecord, name: str) -> Any:
+    """The record's value of a config field, with the default its canonical form leaves out."""
+    return record.config.get(name, RunConfig.omitted_value(name))
+
+
 def _config_values(record: RunRecord, columns: Iterable[str]) -> dict[str, Any]:
-    """The record's value of each config field, with the defaults its canonical form leaves out."""
-    return {c: record.config.get(c, RunConfig.omitted_value(c)) for c in columns}
+    return {c: _config_value(record, c) for c in columns}
 
 
 def results_table(records: list[RunRecord]) -> pd.DataFrame:
@@ -204,7 +208,7 @@ def baseline_table(records: list[RunRecord]) -> pd.DataFrame:
     for record in records:
         config = record.config
         for result in record.results:
-            rows.append({"model": config.get("model"), "shots": config.get("shots"), "method": config.get("method", "prompt"),
+            rows.append({"model": config.get("model"), "shots": config.get("shots"), "method": _config_value(record, "method"),
                          "seed": config.get("seed"), "language": result["language"], "accuracy": result["accuracy"],
                          "transfer": result["language"] != config.get("train_lang", ENGLISH),
                          "setting": json.dumps({k: v for k, v in sorted(config.items()) if k not in ignored}, default=str)})
@@ -390,10 +394,11 @@ def _environment(record: RunRecord) -> str:
 def build_grid(records: list[RunRecord]) -> Grid:
     """Group finished runs into configurations and average their results over seeds."""
     columns = [c for c in config_columns(records) if c != SEED]
-    keys = [json.dumps(_config_values(record, columns), sort_keys=True, default=str) for record in records]
+    values = [_config_values(record, columns) for record in records]
+    keys = [json.dumps(v, sort_keys=True, default=str) for v in values]
     first_config = {}
-    for key, record in zip(keys, records):
-        first_config.setdefault(key, {c: _cell(v) for c, v in _config_values(record, columns).items()})
+    for key, config in zip(keys, values):
+        first_config.setdefault(key, {c: _cell(v) for c, v in config.items()})
     ordered = sorted(first_config, key=lambda k: tuple(_sort_key(first_config[k][c]) for c in columns))
     ids = {key: f"C{i + 1}" for i, key in enumerate(ordered)}
 
@@ -748,8 +753,8 @@ def write_report(store: str | Path, out: str | Path) -> dict:
     if out.exists() and not out.is_dir():
         raise XlsptError(f"--out {out} is a file: pass a directory for the report")
     # The study's analyses read zero-shot results only; calibrated runs get their own side-by-side table.
-    study_runs = [r for r in contents.done if r.protocol == "zero-shot" and r.config.get("method", "prompt") == "prompt"]
-    probes = [r for r in contents.done if r.config.get("method") == "probe"]
+    study_runs = [r for r in contents.done if r.protocol == "zero-shot" and _config_value(r, "method") == "prompt"]
+    probes = [r for r in contents.done if _config_value(r, "method") == "probe"]
     if not study_runs:
         raise XlsptError(f"{store} holds no zero-shot runs (only calibrated ones): the study's report needs calibration: zero-shot runs")
     grid = build_grid(study_runs)
