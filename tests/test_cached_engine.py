@@ -73,7 +73,7 @@ def test_training_with_the_cached_engine_gives_the_naive_prompt(tiny, data):
 
     naive, cached = train("naive"), train("cached")
     torch.testing.assert_close(cached.prompt, naive.prompt, rtol=1e-4, atol=1e-5)
-    for a, b in zip(naive.metadata["history"], cached.metadata["history"]):
+    for a, b in zip(naive.metadata.training.history, cached.metadata.training.history):
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
 
 
@@ -122,7 +122,7 @@ def test_bfloat16_model_trains_and_predicts(tiny_model_dirs, data):
     assert loaded.dtype is torch.bfloat16
     clf = xlspt.PromptClassifier.train(loaded, data, shots=2, prompt=xlspt.PromptConfig(length=2),
                                        training=xlspt.TrainConfig(epochs=2, batch_size=4), progress=False)
-    assert clf.prompt.dtype is torch.float32 and clf.metadata["dtype"] == "bfloat16"
+    assert clf.prompt.dtype is torch.float32 and clf.metadata.dtype == "bfloat16"
     assert set(clf.predict(["The team won.", "Parliament voted."])) <= set(xlspt.CATEGORIES)
 
 

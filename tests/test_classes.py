@@ -1,4 +1,4 @@
-"""Per-class scores, confusion matrices and their files (xlspt.report.classes)."""
+"""Per-class scores, confusion matrices and their files (xlspt.results.classes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlspt.report.classes import (PER_CLASS_COLUMNS, confusion, format_per_class, per_class_rows, plot_confusion,
+from xlspt.results.classes import (PER_CLASS_COLUMNS, confusion, format_per_class, per_class_rows, plot_confusion,
                                   safe_name, write_class_reports)
 
 # Deliberately not alphabetical, so that any sorting of the labels shows. "c" is never predicted

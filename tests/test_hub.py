@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from xlspt.errors import XlsptError
-from xlspt.hub import LOCAL_HUB_ENV, model_card, push_folder, resolve_pretrained
+from xlspt.card import model_card
+from xlspt.hub import LOCAL_HUB_ENV, push_folder, resolve_pretrained
 
 CLASSES = ["geography", "science/technology", "entertainment", "politics", "health", "travel", "sports"]
 METADATA = {

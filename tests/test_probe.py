@@ -12,7 +12,8 @@ import torch
 
 import xlspt
 from xlspt.cli import main
-from xlspt.probe import ProbeClassifier, eos_states
+from xlspt.classifiers import ProbeClassifier
+from xlspt.probe import eos_states
 
 
 @pytest.fixture
@@ -43,11 +44,11 @@ def test_probe_matches_scikit_learn_and_reloads_exactly(tmp_path, gemma, data, c
         data = xlspt.TaskData.resolve(tmp_path / "two.csv", split_column="split")
     probe = ProbeClassifier.train(gemma, data, shots=4, seed=1)
     assert len(probe.labels) == classes and probe.coef.shape == (classes, gemma.hidden_size)
-    assert probe.metadata["C"] in (0.01, 0.1, 1.0, 10.0)
+    assert probe.metadata.C in (0.01, 0.1, 1.0, 10.0)
     sample = xlspt.sample_few_shot(data, "eng_Latn", 4, 1)
     x = eos_states(gemma, sample.train["text"].tolist())
     scaler = StandardScaler().fit(x)
-    reference = LogisticRegression(C=probe.metadata["C"], max_iter=5000, random_state=1).fit(
+    reference = LogisticRegression(C=probe.metadata.C, max_iter=5000, random_state=1).fit(
         scaler.transform(x), [probe.labels.index(y) for y in sample.train["label"]])
     test = data.split("eng_Latn", "test")["text"].tolist()[:20]
     states = eos_states(gemma, test)

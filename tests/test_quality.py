@@ -96,7 +96,7 @@ def ensemble(tiny_models, data):
 
 
 def test_an_ensemble_records_its_members_and_their_samples(ensemble, tiny_models, data):
-    meta = ensemble.metadata["ensemble"]
+    meta = ensemble.sidecar_dict()["ensemble"]
     assert ensemble.size == 3 and meta["seeds"] == [0, 1, 2] and meta["sampling"] == "per-member"
     own = {i for m in meta["members"] for i in m["data"]["train_index_ids"]}
     assert meta["distinct_train_examples"] == len(own) > 14
@@ -104,7 +104,7 @@ def test_an_ensemble_records_its_members_and_their_samples(ensemble, tiny_models
         tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
         training=xlspt.TrainConfig(epochs=2), ensemble=[0, 5], shared_sample=True, progress=False,
     )
-    assert shared.metadata["ensemble"]["sampling"] == "shared" and shared.metadata["ensemble"]["distinct_train_examples"] == 14
+    assert shared.sidecar_dict()["ensemble"]["sampling"] == "shared" and shared.sidecar_dict()["ensemble"]["distinct_train_examples"] == 14
     # member 0 of both is the prompt of seed 0 alone
     alone = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
                                          training=xlspt.TrainConfig(epochs=2), progress=False)
@@ -294,7 +294,7 @@ def test_a_prompt_trains_and_reloads_with_several_words_per_class(tiny_models, d
     words = {**loaded.adapter.label_words, "sports": "sports|play"}
     clf = xlspt.PromptClassifier.train(loaded, data, shots=2, label_words=words, training=xlspt.TrainConfig(epochs=2),
                                        progress=False)
-    assert clf.metadata["label_words"]["sports"] == "sports|play"
+    assert clf.metadata.label_words["sports"] == "sports|play"
     clf.save(tmp_path)
     again = xlspt.PromptClassifier.load(tmp_path, loaded)
     assert again.verbalizer == clf.verbalizer

@@ -24,7 +24,8 @@ from xlspt.errors import XlsptError
 from xlspt.report.distance import typological_distance, typological_vector
 from xlspt.report.findings import CONTRADICTED, NOT_ENOUGH_RUNS, NOT_SUPPORTED, SUPPORTED, sweep_table
 from xlspt.report.figures import sweep_plot
-from xlspt.report.study import build_grid, read_store, write_report
+from xlspt.report.grid import build_grid, read_store
+from xlspt.report.study import write_report
 from xlspt.study.records import RunRecord
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

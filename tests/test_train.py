@@ -8,7 +8,8 @@ import torch
 import xlspt
 from xlspt.artifact import PromptArtifact
 from xlspt.data import sample_few_shot
-from xlspt.engine import NaiveEngine, encode_texts
+from xlspt.engine import Engine, NaiveEngine, ReadoutConfig, SpecialTokens, encode_texts
+from xlspt.errors import ConfigError
 from xlspt.train import linear_warmup_schedule, validation_loss
 
 FAST = dict(epochs=3, batch_size=4)
@@ -23,10 +24,10 @@ def _train(loaded, data, seed=0, reparam=None, **training):
 
 def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny, data):
     clf = _train(tiny, data, epochs=4, lr=5e-2)
-    history = clf.metadata["history"]
+    history = clf.metadata.training.history
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     best = min(history, key=lambda h: h["val_loss"])
-    assert clf.metadata["best_epoch"] == best["epoch"]
+    assert clf.metadata.training.best_epoch == best["epoch"]
     examples = sample_few_shot(data, "eng_Latn", 2, seed=0)
     ids = encode_texts(tiny, examples.validation["text"].tolist(), 3)
     kept = validation_loss(NaiveEngine(tiny), clf.verbalizer, ids, examples.validation["label"].tolist(), clf.prompt, 8)
@@ -58,6 +59,25 @@ def test_learning_rate_schedule_is_the_reference_codes(warmup, total):
     assert rates[1][-1] == 0.0 and max(rates[1]) == pytest.approx(5e-3)
 
 
+@pytest.mark.parametrize("field, value", [
+    ("max_length", 7), ("special_tokens", "none"), ("engine", "fast"), ("eval_batch_size", 0), ("epochs", 0), ("lr", 0.0),
+])
+def test_train_config_refuses_a_bad_setting_naming_its_field(field, value):
+    with pytest.raises(ConfigError) as error:
+        xlspt.TrainConfig(**{field: value})
+    assert error.value.field == field
+
+
+def test_train_config_reads_out_as_its_readout_config_and_saves_plain_strings():
+    config = xlspt.TrainConfig(max_length=64, special_tokens="reference", eval_batch_size=16, engine="naive")
+    assert config.readout == ReadoutConfig(max_length=64, special_tokens=SpecialTokens.REFERENCE, batch_size=16,
+                                           engine=Engine.NAIVE)
+    assert config.to_dict()["engine"] == "naive" and config.to_dict()["special_tokens"] == "reference"
+    with pytest.raises(ConfigError, match="cached needs a frozen model") as error:
+        xlspt.TrainConfig(engine="cached", freeze_model=False)
+    assert error.value.field == "engine"
+
+
 def test_prompt_initialisation_is_uniform_in_half_range():
     prompt = xlspt.SoftPrompt(xlspt.PromptConfig(length=64), 128, generator=torch.Generator().manual_seed(0))
     weight = prompt.weight.detach()
@@ -74,7 +94,7 @@ def test_reparameterized_prompt_saves_its_network_and_reloads(tiny_models, data,
     assert {"reparam.input", "reparam.net.0.weight", "reparam.net.3.weight"} <= set(artifact.extra_tensors[0])
     rebuilt = artifact.soft_prompt()
     torch.testing.assert_close(rebuilt().detach(), clf.prompt)
-    assert artifact.metadata["prompt_config"]["reparam_hidden"] == 16
+    assert artifact.metadata.training.prompt_config.reparam_hidden == 16
 
 
 def test_saved_prompt_reproduces_its_evaluation_exactly(tiny, data, tmp_path):

@@ -5,16 +5,16 @@ other languages zero-shot (Philippy et al., 2024, "Soft Prompt Tuning for
 Cross-Lingual Transfer: When Less is More").
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402,F401
 
 from .calibration import CalibrationConfig, Protocol  # noqa: E402
-from .classifier import PromptClassifier, build_verbalizer, choose_label_words  # noqa: E402
+from .classifiers import ProbeClassifier, PromptClassifier, build_verbalizer, choose_label_words, load_classifier  # noqa: E402
 from .data import CATEGORIES, DataConfig, Sib200, TaskData, resolve_languages, sample_few_shot, study_languages  # noqa: E402
 from .errors import XlsptError  # noqa: E402
 from .evaluate import evaluate_languages, predict  # noqa: E402
 from .models import EMBEDDED_DEFAULT, LoadedModel, load_model  # noqa: E402
 from .prompt import PromptConfig, SoftPrompt  # noqa: E402
-from .report import aggregate, format_results_table  # noqa: E402
+from .results import aggregate, format_results_table  # noqa: E402
 from .train import TrainConfig, train_prompt  # noqa: E402
 from .verbalizer import Verbalizer  # noqa: E402
 
@@ -23,6 +23,7 @@ __all__ = [
     "CalibrationConfig",
     "EMBEDDED_DEFAULT",
     "LoadedModel",
+    "ProbeClassifier",
     "PromptClassifier",
     "PromptConfig",
     "Protocol",
@@ -38,6 +39,7 @@ __all__ = [
     "choose_label_words",
     "evaluate_languages",
     "format_results_table",
+    "load_classifier",
     "load_model",
     "predict",
     "resolve_languages",

@@ -14,9 +14,6 @@ language's read-out statistics.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,18 +23,12 @@ from safetensors.torch import load_file, save_file
 
 from .calibration import StateStatistics
 from .errors import XlsptError
-from .files import write_json_atomic, write_with_atomic
+from .files import write_with_atomic
+from .layout import PROMPT_FILE, PROMPT_SIDECAR
 from .prompt import PromptConfig, SoftPrompt
+from .sidecar import FORMAT_VERSION, FormatWarning, PromptSidecar, sha256_file  # noqa: F401 (the format's names)
 
-PROMPT_FILE = "prompt.safetensors"
-SIDECAR_FILE = "prompt.json"
-FORMAT_VERSION = "1.2"  # MAJOR.MINOR; 1.1 added ensembles; 1.2 the prompt file's checksum and the label set
-#: Sidecar keys this version knows; a newer minor version's others are ignored with a warning.
-KNOWN_KEYS = {
-    "format_version", "prompt_sha256", "xlspt_version", "created", "model", "model_signature", "labels", "label_words",
-    "label_token_ids", "dtype", "allow_first_subtoken", "prompt_config", "train_config", "data", "best_epoch",
-    "best_val_loss", "history", "train_seconds", "ensemble", "calibration", "diverged",
-}
+SIDECAR_FILE = PROMPT_SIDECAR
 
 
 def _soft_prompt_tensors(soft_prompt: SoftPrompt | None) -> dict[str, torch.Tensor]:
@@ -49,43 +40,15 @@ def _soft_prompt_tensors(soft_prompt: SoftPrompt | None) -> dict[str, torch.Tens
     return extra
 
 
-class FormatWarning(Warning):
-    """A sidecar from a newer minor format version: what this version does not know is ignored."""
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_format(metadata: dict, where: Path) -> None:
-    """Refuse a sidecar of a newer MAJOR format version; warn about unknown keys of a newer MINOR one."""
-    version = str(metadata.get("format_version", "1.0"))
-    try:
-        major, minor = (int(x) for x in version.split(".")[:2])
-    except ValueError:
-        raise XlsptError(f"{where} has the format version {version!r}, not MAJOR.MINOR: it is not an xlspt prompt sidecar") from None
-    ours = tuple(int(x) for x in FORMAT_VERSION.split("."))
-    if major > ours[0]:
-        raise XlsptError(f"{where} is format {version}, newer than this xlspt reads ({FORMAT_VERSION}): upgrade xlspt")
-    unknown = sorted(set(metadata) - KNOWN_KEYS)
-    if unknown and (major, minor) > ours:
-        warnings.warn(f"{where} is format {version} (this xlspt reads {FORMAT_VERSION}); ignoring its unknown "
-                      f"entries {', '.join(unknown)}", FormatWarning, stacklevel=3)
-
-
 @dataclass
 class PromptArtifact:
-    """Trained prompt matrices ``[n_i, d]`` (one, or an ensemble's members) and the sidecar's content.
+    """Trained prompt matrices ``[n_i, d]`` (one, or an ensemble's members) and their typed sidecar.
 
     ``extra_tensors`` holds, per member, what resuming training needs (a reparameterization network).
     """
 
     prompts: list[torch.Tensor]
-    metadata: dict
+    metadata: PromptSidecar
     extra_tensors: list[dict[str, torch.Tensor]] = field(default_factory=list)
     reference: StateStatistics | None = None
 
@@ -97,12 +60,12 @@ class PromptArtifact:
         self.extra_tensors = list(self.extra_tensors) + [{}] * (len(self.prompts) - len(self.extra_tensors))
 
     @classmethod
-    def from_soft_prompts(cls, soft_prompts: list[SoftPrompt], metadata: dict) -> "PromptArtifact":
+    def from_soft_prompts(cls, soft_prompts: list[SoftPrompt], metadata: PromptSidecar) -> "PromptArtifact":
         return cls(prompts=[sp.export().float().cpu().contiguous() for sp in soft_prompts], metadata=metadata,
                    extra_tensors=[_soft_prompt_tensors(sp) for sp in soft_prompts])
 
     @classmethod
-    def from_soft_prompt(cls, soft_prompt: SoftPrompt, metadata: dict) -> "PromptArtifact":
+    def from_soft_prompt(cls, soft_prompt: SoftPrompt, metadata: PromptSidecar) -> "PromptArtifact":
         return cls.from_soft_prompts([soft_prompt], metadata)
 
     @property
@@ -134,9 +97,7 @@ class PromptArtifact:
         directory.mkdir(parents=True, exist_ok=True)
         tensors = self.tensors()
         write_with_atomic(directory / PROMPT_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "xlspt"}))
-        metadata = {k: v for k, v in self.metadata.items() if k not in ("format_version", "prompt_sha256")}
-        write_json_atomic(directory / SIDECAR_FILE, {"format_version": FORMAT_VERSION,
-                                                     "prompt_sha256": sha256_file(directory / PROMPT_FILE), **metadata})
+        self.metadata.write(directory)
         return directory / PROMPT_FILE
 
     @classmethod
@@ -155,21 +116,11 @@ class PromptArtifact:
             tensors = load_file(str(tensor_path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise XlsptError(f"{tensor_path} is not a readable safetensors file ({exc}): re-train or restore it") from None
-        try:
-            metadata = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise XlsptError(f"{sidecar_path} is not valid JSON ({exc}): re-train or restore it") from None
-        if not isinstance(metadata, dict):
-            raise XlsptError(f"{sidecar_path} is not a JSON object: it is not an xlspt prompt sidecar")
-        check_format(metadata, sidecar_path)
-        expected = metadata.get("prompt_sha256")
-        if expected is not None and expected != sha256_file(tensor_path):
+        metadata = PromptSidecar.read(sidecar_path)
+        if metadata.sha256 is not None and metadata.sha256 != sha256_file(tensor_path):
             raise XlsptError(f"{tensor_path} does not match the checksum in {sidecar_path.name} (changed or damaged since "
                              "it was saved): restore the pair, or train the prompt again")
-        for key in ("model", "model_signature", "label_words", "prompt_config"):
-            if key not in metadata:
-                raise XlsptError(f"{sidecar_path} lacks {key!r}: it is not an xlspt prompt sidecar")
-        size = int(metadata.get("ensemble", {}).get("size", 1)) if isinstance(metadata.get("ensemble"), dict) else 1
+        size = len(metadata.members)
         names = ["prompt"] if size == 1 else [f"members.{i}.prompt" for i in range(size)]
         bad = [n for n in names if n not in tensors or tensors[n].ndim != 2]
         if bad:
@@ -188,33 +139,15 @@ class PromptArtifact:
 
     @property
     def model_name(self) -> str:
-        return str(self.metadata["model"])
-
-    @property
-    def prompt_config(self) -> PromptConfig:
-        return PromptConfig(**self.metadata["prompt_config"])
-
-    def member_metadata(self, i: int) -> dict:
-        """Member ``i``'s own entries (configs, sample, history); the sidecar itself for a single prompt."""
-        if not self.is_ensemble:
-            return self.metadata
-        return {**self.metadata, **self.metadata["ensemble"]["members"][i]}
+        return self.metadata.model
 
     def check_model(self, signature: dict, model_name: str) -> None:
         """Refuse a model whose shape differs from the one the prompt was trained with."""
-        expected = self.metadata["model_signature"]
-        if int(self.prompt.shape[1]) != int(signature["hidden_size"]) or any(
-            expected.get(k) != signature.get(k) for k in ("model_type", "hidden_size", "vocab_size")
-        ):
-            raise XlsptError(
-                f"this prompt was made for {self.model_name!r} ({expected.get('model_type')}, hidden size "
-                f"{expected.get('hidden_size')}), not {model_name!r} ({signature.get('model_type')}, hidden size "
-                f"{signature.get('hidden_size')}): pass --model {self.model_name} or a prompt trained for this model"
-            )
+        self.metadata.check_model(signature, model_name, width=int(self.prompt.shape[1]))
 
     def soft_prompt(self, member: int = 0) -> SoftPrompt:
         """Rebuild the trainable module (with its network, if reparameterized) to resume training."""
-        config = PromptConfig(**self.member_metadata(member)["prompt_config"])
+        config: PromptConfig = self.metadata.members[member].prompt_config
         prompt, extra = self.prompts[member], self.extra_tensors[member]
         module = SoftPrompt(config, int(prompt.shape[1]))
         with torch.no_grad():

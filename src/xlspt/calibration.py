@@ -20,7 +20,8 @@ An ensemble averages its members' (calibrated) class log-probabilities.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+import re
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 
 import torch
@@ -50,24 +51,21 @@ class Protocol(str, Enum):
 class CalibrationConfig:
     """How class scores are corrected; the default is the study's uncorrected zero-shot read-out.
 
-    Args:
-        protocol: see :class:`Protocol`.
-        standardize: move each read-out dimension to the training language's mean and spread,
-            estimated per language on unlabeled text (protocol b only).
-        unlabeled_split: for ``unlabeled`` on a labelled dataset: the split whose texts (labels
-            unused) estimate each language's prior; never the split being scored.
-        min_batch: ``batch`` refuses fewer texts than this (a prior needs sentences to average).
-        content_free_texts: how many random token sequences ``content-free`` adds to its placeholders.
-        by_script: ``content-free`` draws its random tokens from those written in the target language's
-            script (named by its code, ``ory_Orya``: no text of the language is read), where the language is known.
+    Each field's ``help`` says what it means; ``protocol`` is a :class:`Protocol` (its value or the member).
     """
 
-    protocol: Protocol = Protocol.ZERO_SHOT
-    standardize: bool = False
-    unlabeled_split: str = "dev"
-    min_batch: int = 32
-    content_free_texts: int = 32
-    by_script: bool = True
+    protocol: Protocol = field(default=Protocol.ZERO_SHOT, metadata={"help": "what the correction may look at: see Protocol"})
+    standardize: bool = field(default=False, metadata={"help": (
+        "move each read-out dimension to the training language's mean and spread, estimated per language on "
+        "unlabeled text (protocol b only)")})
+    unlabeled_split: str = field(default="dev", metadata={"help": (
+        "for unlabeled on a labelled dataset: the split whose texts (labels unused) estimate each language's prior; "
+        "never the split being scored")})
+    min_batch: int = field(default=32, metadata={"help": "batch refuses fewer texts than this (a prior needs sentences to average)"})
+    content_free_texts: int = field(default=32, metadata={"help": "how many random token sequences content-free adds to its placeholders"})
+    by_script: bool = field(default=True, metadata={"help": (
+        "content-free draws its random tokens from those written in the target language's script (named by its "
+        "code, ory_Orya: no text of the language is read), where the language is known")})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "protocol", Protocol(self.protocol))
@@ -92,11 +90,45 @@ class CalibrationConfig:
         return {**asdict(self), "protocol": self.protocol.value, "family": self.protocol.family, "name": self.name}
 
     @classmethod
+    def from_name(cls, name: str) -> "CalibrationConfig":
+        """Back from :attr:`name` (a results table's ``protocol`` column); refuses a name it did not make."""
+        match = _NAME.fullmatch(str(name))
+        if match is None:
+            raise ValueError(f"{name!r} is not a calibration protocol's name")
+        if match["protocol"] is None:
+            return cls()
+        detail = match["detail"]
+        return cls(Protocol(match["protocol"]), standardize=bool(match["standardize"]),
+                   by_script=detail == "script", **({"unlabeled_split": detail} if detail and detail != "script" else {}))
+
+    def describe(self, name: str | None = None) -> str:
+        """:attr:`name` (or the ``name`` it was read from) with what the protocol was allowed to see, for the
+        header of a results table."""
+        if self.protocol is Protocol.ZERO_SHOT:
+            return "zero-shot (the study's: English training data only, no correction)"
+        family = self.protocol.family
+        what = {"a": "no target-language data", "b": "unlabeled target-language text, transductive"}[family]
+        return f"{name or self.name} (protocol {family}: {what}; not comparable with zero-shot numbers)"
+
+    @classmethod
     def from_dict(cls, values: dict | None) -> "CalibrationConfig":
         """Back from :meth:`to_dict` (a sidecar's ``calibration``); ``None``: the default."""
         if not values:
             return cls()
         return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
+
+
+#: What :attr:`CalibrationConfig.name` writes: ``zero-shot``, ``a:content-free(script)``, ``b:unlabeled(dev)+standardize``.
+_NAME = re.compile(r"zero-shot|(?:a|b):(?P<protocol>" + "|".join(re.escape(p.value) for p in Protocol if p is not Protocol.ZERO_SHOT)
+                   + r")(?:\((?P<detail>[^)]*)\))?(?P<standardize>\+standardize)?")
+
+
+def describe_protocol(name: str) -> str:
+    """A results table's ``protocol`` (a :attr:`CalibrationConfig.name`) as a line a reader understands."""
+    try:
+        return CalibrationConfig.from_name(name).describe(name)
+    except (ValueError, ConfigError):  # a name this version did not write: say it as it is
+        return str(name)
 
 
 PLACEHOLDERS = ("", "N/A", "[MASK]", "...", "?")

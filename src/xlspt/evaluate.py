@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
-from sklearn.metrics import accuracy_score, f1_score
 
 from . import calibration as cal
 from .calibration import CalibrationConfig, Protocol, content_free_texts
@@ -29,10 +28,9 @@ from .engine.store import TextStateStore
 from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
 from .progress import interactive, progress_bar
-from .report.classes import PER_CLASS_COLUMNS, confusion, per_class_rows
+from .results import language_result, per_class_table, results_table, score  # noqa: F401 (re-exported)
 from .verbalizer import Verbalizer
 
-RESULT_COLUMNS = ["language", "accuracy", "macro_f1", "n", "protocol"]
 #: Prompts of one length scored in one pass over the weights, up to this many (prompt, text) rows.
 _ROWS_PER_PASS = 256
 
@@ -307,11 +305,58 @@ def scored_predictions(
     return frame
 
 
-def score(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
-    return {
-        "accuracy": float(accuracy_score(gold, predicted)),
-        "macro_f1": float(f1_score(gold, predicted, labels=list(labels), average="macro", zero_division=0)),
-    }
+def evaluate_each_language(
+    loaded: LoadedModel,
+    data: TaskData,
+    languages: Sequence[str],
+    split: str,
+    labels: Sequence[Sequence[str]],
+    protocols: Sequence[str],
+    score_language: Callable[[str, pd.DataFrame], Sequence[torch.Tensor]],
+    *,
+    desc: str = "evaluating",
+    progress: bool = True,
+    trained_labels: Sequence[str] | None = None,
+    headline: Sequence[int] | None = None,
+) -> list[pd.DataFrame]:
+    """The per-language loop of every evaluation: one results table per scorer, in the order given.
+
+    Args:
+        labels, protocols: each scorer's class order and the protocol its rows name.
+        score_language: ``(language, its split's frame) -> [N, C]`` class scores of every scorer,
+            from one read of the language's text.
+        trained_labels: the classes the scorers were trained on; a gold label outside them is an
+            error (``None``: not checked).
+        headline: the scorers whose mean accuracy a language's log line shows. ``None``: no
+            per-language report (neither the language on the bar nor a log line).
+    """
+    rows: list[list[dict]] = [[] for _ in protocols]
+    per_class: list[list[dict]] = [[] for _ in protocols]
+    confusions: list[dict] = [{} for _ in protocols]
+    bar = progress_bar(languages, desc=desc, unit="lang", disable=not progress)
+    for lang in bar:
+        if headline is not None:
+            bar.set_postfix(lang=lang)
+        frame = data.split(lang, split)
+        gold = frame["label"].tolist()
+        stray = sorted(set(gold) - set(trained_labels)) if trained_labels is not None else []
+        if stray:
+            raise XlsptError(f"the {lang} {split} split has the label {stray[0]!r}, which the prompt was not trained on: "
+                             f"its classes are {', '.join(trained_labels)}")
+        scores = score_language(lang, frame)
+        for j, (own, protocol) in enumerate(zip(labels, protocols)):
+            predicted = [own[i] for i in scores[j].argmax(dim=1).tolist()]
+            row, classes, matrix = language_result(lang, gold, predicted, own, protocol)
+            rows[j].append(row)
+            per_class[j] += classes
+            confusions[j][lang] = matrix
+        release_freed_memory()  # the read-out states, the largest thing freed, went with score_language's call
+        if headline is not None and progress and not interactive() and len(languages) > 1:  # no bar in a log file
+            shown = [rows[j] for j in headline]
+            mean = sum(r[-1]["accuracy"] for r in shown) / len(shown)
+            print(f"evaluated {lang} ({len(rows[0])}/{len(languages)}): accuracy {100 * mean:.1f}%"
+                  f"{f' (mean of {len(shown)})' if len(shown) > 1 else ''}", file=sys.stderr, flush=True)
+    return [results_table(loaded, own, r, c, m) for own, r, c, m in zip(labels, rows, per_class, confusions)]
 
 
 def evaluate_prompts(
@@ -352,70 +397,32 @@ def evaluate_prompts(
     for s in scorers:
         if s.calibration.protocol is Protocol.UNLABELED and s.calibration.unlabeled_split == split:
             raise ConfigError("unlabeled_split", f"is the split being scored ({split}): use another split's texts, or batch")
-    unlabeled_splits = {s.calibration.unlabeled_split for s in scorers if s.calibration.protocol is Protocol.UNLABELED}
-    rows: list[list[dict]] = [[] for _ in scorers]
-    per_class: list[list[dict]] = [[] for _ in scorers]
-    confusions: list[dict] = [{} for _ in scorers]
-    bar = progress_bar(languages, desc="evaluating", unit="lang", disable=not progress)
-    for lang in bar:
-        bar.set_postfix(lang=lang)
-        frame = data.split(lang, split)
-        gold = frame["label"].tolist()
-        stray = sorted(set(gold) - set(verbalizer.labels))
-        if stray:
-            raise XlsptError(f"the {lang} {split} split has the label {stray[0]!r}, which the prompt was not trained on: "
-                             f"its classes are {', '.join(verbalizer.labels)}")
-        extra = {name: data.split(lang, name)["text"].tolist() for name in sorted(unlabeled_splits)}
-        texts = frame["text"].tolist() + [t for name in sorted(extra) for t in extra[name]]
+    unlabeled_splits = sorted({s.calibration.unlabeled_split for s in scorers
+                               if s.calibration.protocol is Protocol.UNLABELED})
+
+    def score_language(lang: str, frame: pd.DataFrame) -> list[torch.Tensor]:
+        # The unlabeled splits ride along after the scored texts, in the same read.
+        extra = {name: data.split(lang, name)["text"].tolist() for name in unlabeled_splits}
+        texts = frame["text"].tolist() + [t for name in unlabeled_splits for t in extra[name]]
         states = readout_states(loaded, list(prompts), texts, **read)
-        unlabeled, offset = {}, len(frame)
-        for name in sorted(extra):
-            unlabeled[name] = states[:, offset : offset + len(extra[name])]
-            offset += len(extra[name])
-        for j, scorer in enumerate(scorers):
-            scores = calibrator.scores(scorer, states[:, : len(frame)], unlabeled.get(scorer.calibration.unlabeled_split), lang)
-            predicted = [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
-            row, classes, matrix = language_result(lang, gold, predicted, verbalizer.labels, scorer.calibration.name)
-            rows[j].append(row)
-            per_class[j] += classes
-            confusions[j][lang] = matrix
-        del states, unlabeled  # before trimming: the read-out states are the largest thing freed
-        release_freed_memory()
-        if progress and not interactive() and len(languages) > 1:  # no bar in a log file: a line per language
-            shown = [rows[j] for j in (headline if headline is not None else range(len(rows)))]
-            mean = sum(r[-1]["accuracy"] for r in shown) / len(shown)
-            print(f"evaluated {lang} ({len(rows[0])}/{len(languages)}): accuracy {100 * mean:.1f}%"
-                  f"{f' (mean of {len(shown)})' if len(shown) > 1 else ''}", file=sys.stderr, flush=True)
-    return [results_table(loaded, verbalizer.labels, r, c, m) for r, c, m in zip(rows, per_class, confusions)]
+        unlabeled = _split_rows(states[:, len(frame) :], {name: len(part) for name, part in extra.items()})
+        return [calibrator.scores(s, states[:, : len(frame)], unlabeled.get(s.calibration.unlabeled_split), lang)
+                for s in scorers]
+
+    return evaluate_each_language(
+        loaded, data, languages, split, [verbalizer.labels] * len(scorers), [s.calibration.name for s in scorers],
+        score_language, progress=progress, trained_labels=verbalizer.labels,
+        headline=headline if headline is not None else range(len(scorers)),
+    )
 
 
-def language_result(
-    lang: str, gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str], protocol: str
-) -> tuple[dict, list[dict], list[list[int]]]:
-    """One language's row of a results table, its per-class rows and its confusion counts ``[C, C]``."""
-    row = {"language": lang, **score(gold, predicted, labels), "n": len(gold), "protocol": protocol}
-    return row, per_class_rows(gold, predicted, labels, lang), confusion(gold, predicted, labels).tolist()
-
-
-def results_table(
-    loaded: LoadedModel, labels: Sequence[str], rows: list[dict], per_class: list[dict], confusions: dict
-) -> pd.DataFrame:
-    """The per-language table (:data:`RESULT_COLUMNS`); the per-class details and the device ride along in ``attrs``
-    (not as columns: one row per language stays the schema)."""
-    from .study.records import device_info  # here: the study package imports this module
-
-    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    table.attrs.update(labels=list(labels), per_class=per_class, confusion=confusions,
-                       device=device_info(loaded.device, loaded.dtype))
-    return table
-
-
-def per_class_table(results: pd.DataFrame) -> pd.DataFrame | None:
-    """The per-class scores that came with an :func:`evaluate_prompts` table (``None`` if it has none)."""
-    rows = results.attrs.get("per_class")
-    if rows is None:
-        return None
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=PER_CLASS_COLUMNS)
+def _split_rows(states: torch.Tensor, sizes: dict[str, int]) -> dict[str, torch.Tensor]:
+    """``[P, sum(sizes), d]`` states -> ``{name: [P, size, d]}``, in the order of ``sizes``."""
+    out, offset = {}, 0
+    for name, size in sizes.items():
+        out[name] = states[:, offset : offset + size]
+        offset += size
+    return out
 
 
 def evaluate_languages(

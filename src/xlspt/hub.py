@@ -1,136 +1,22 @@
-"""Sharing a saved prompt: its model card, pushing its folder, and finding it again by name.
+"""Moving saved artifact folders: pushing one to a hub, and finding one again by name.
 
-A prompt folder is a few kilobytes that are useless without the base model they were trained
-against, so the card states that dependency, the label words and the protocol behind every
-number. The "hub" is the Hugging Face Hub, or a local directory (``hub=DIR`` or
-``$XLSPT_HUB_DIR``) laid out like it, for air-gapped machines and for tests.
+The "hub" is the Hugging Face Hub, or a local directory (``hub=DIR`` or ``$XLSPT_HUB_DIR``) laid
+out like it, for air-gapped machines and for tests. The folder's files, model card included, are
+written by the artifact layer (:mod:`xlspt.card`); this module only moves folders.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
-from .calibration import CalibrationConfig
+from .card import REPO_ID as _REPO_ID
 from .errors import XlsptError
 
 LOCAL_HUB_ENV = "XLSPT_HUB_DIR"
-TAGS = ("xlspt", "soft-prompt", "prompt-tuning", "cross-lingual", "text-classification")
-#: The Hub's own rule (owner optional): letters, digits, ``-_.``, no ``--``/``..``, at most 96 characters a part.
-_REPO_PART = r"(?!.*(?:--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_REPO_ID = re.compile(rf"(?:{_REPO_PART}/)?{_REPO_PART}")
-#: Embedded model aliases -> the Hub id of the same weights, so that ``base_model`` links somewhere.
-_HUB_NAMES = {"gemma-3-270m": "google/gemma-3-270m"}
 _FILES = ["*.json", "*.safetensors", "*.md"]
-
-
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _words(word: str) -> str:
-    # Quoted, because the leading space of " sports" is part of the token the prompt reads.
-    return ", ".join(f"`{json.dumps(w, ensure_ascii=False)}`" for w in str(word).split("|"))
-
-
-def _is_sib200(source: str) -> bool:
-    return "sib200" in source.lower().replace("-", "")
-
-
-def model_card(metadata: dict, results: pd.DataFrame | None = None, *, repo_id: str | None = None) -> str:
-    """The ``README.md`` (Hugging Face model card) of a saved prompt folder, from its sidecar ``metadata``.
-
-    ``results``: per-language results (``language, accuracy, macro_f1, n[, protocol][, member]``).
-    ``repo_id``: the name readers load it by (default: a placeholder). Older sidecars may lack any key.
-    """
-    model = str(metadata.get("model") or "unknown")
-    hub_model = _HUB_NAMES.get(model, model)
-    data = metadata.get("data") or {}
-    source, train_lang = str(data.get("source") or ""), data.get("train_language")
-    ensemble = metadata.get("ensemble") or {}
-    calibration = metadata.get("calibration") or {}
-    words = metadata.get("label_words") or {}
-    labels = list(metadata.get("labels") or words)
-    front = ["---", "library_name: xlspt"]
-    # A local path or a .gguf file is no Hub id: the Hub rejects such a base_model.
-    if _REPO_ID.fullmatch(hub_model) and "/" in hub_model:
-        front.append(f"base_model: {json.dumps(hub_model)}")
-    if "gemma" in model.lower():
-        front.append("license: gemma")
-    if source.startswith("hf:") or _is_sib200(source):
-        front.append(f"datasets:\n- {json.dumps(source[3:] if source.startswith('hf:') else 'Davlan/sib200')}")
-    if train_lang:
-        front.append(f"language:\n- {json.dumps(str(train_lang).split('_')[0])}")
-    front += ["tags:", *[f"- {t}" for t in TAGS], "pipeline_tag: text-classification", "---", ""]
-
-    length = (metadata.get("prompt_config") or {}).get("length", "?")
-    kind = f"an ensemble of {ensemble.get('size', '?')} soft prompts" if ensemble else "a soft prompt"
-    out = [*front, f"# {kind[kind.index(' ') + 1:].capitalize()} for `{model}`", "",
-           f"This is {kind} ({length} vectors{' each' if ensemble else ''}) trained with "
-           "xlspt for a **frozen** causal language model. The input is laid out as "
-           "`text + prompt vectors + EOS`; the class is read from the logits of the label words at the last "
-           "prompt vector (the position before EOS). The prompt only works with the base model below, unchanged (same weights and tokenizer).", ""]
-    signature = metadata.get("model_signature") or {}
-    out += ["## Base model", "", f"- name: `{model}`" + (f" (Hub: `{hub_model}`)" if hub_model != model else ""),
-            f"- dtype at training: {metadata.get('dtype', 'unknown')}"]
-    out += [f"- {k.replace('_', ' ')}: {signature[k]}" for k in ("model_type", "hidden_size", "num_hidden_layers") if k in signature]
-    out += ["", "## Labels", "", "| class | label word(s) |", "|---|---|"]
-    out += [f"| {_cell(c)} | {_cell(_words(words[c])) if c in words else '?'} |" for c in labels]
-    if any("|" in str(w) for w in words.values()):
-        out += ["", "A class with several words scores the log-sum-exp of their logits."]
-    out += ["", "## Training data", ""]
-    if data:
-        n_train = len(data["train_index_ids"]) if "train_index_ids" in data else (
-            data["shots_per_class"] * len(labels) if "shots_per_class" in data and labels else "?")
-        out += [f"- source: `{source or '?'}`", f"- training language: {train_lang or '?'}",
-                f"- shots per class: {data.get('shots_per_class', '?')} (sampling seed {data.get('sampling_seed', '?')})",
-                f"- training examples: {n_train}" + (" per member" if ensemble else "")]
-    else:
-        out.append("Not recorded in this prompt's metadata.")
-    out += ["", "## Prompt and training", ""]
-    for key in ("prompt_config", "train_config"):
-        if isinstance(metadata.get(key), dict):
-            out.append(f"- {key.replace('_', ' ')}: " + ", ".join(f"{k}={v}" for k, v in metadata[key].items()))
-    out += [f"- best epoch: {metadata.get('best_epoch', '?')}, best validation loss: "
-            + (f"{metadata['best_val_loss']:.4f}" if isinstance(metadata.get("best_val_loss"), (int, float)) else "?")]
-    if ensemble:
-        out += ["", "## Ensemble", "", f"- {ensemble.get('size', '?')} prompts, seeds {ensemble.get('seeds', '?')}, "
-                f"{ensemble.get('sampling', '?')} training samples; predictions average the members' class log-probabilities"]
-        if "distinct_train_examples" in ensemble:
-            out.append(f"- distinct training examples: {ensemble['distinct_train_examples']}")
-    from .study.outputs import describe_protocol  # here: the study package imports the classifier, which may import this
-
-    try:  # sidecars before the "name" entry hold the protocol's fields only
-        protocol = calibration.get("name") or CalibrationConfig.from_dict(calibration).name
-    except (XlsptError, ValueError, TypeError):
-        protocol = str(calibration.get("protocol", "zero-shot"))
-    out += ["", "## Protocol", "", f"- default calibration: {describe_protocol(protocol)}"]
-    if results is not None and len(results):
-        if "member" in results:  # an ensemble's table with --members: the card reports the vote
-            results = results[results["member"].astype(str) == "ensemble"]
-        results = results.assign(protocol=results["protocol"] if "protocol" in results else protocol)
-        out += ["", "## Results", "", "| language | accuracy (%) | macro-F1 (%) | n | protocol |", "|---|---:|---:|---:|---|"]
-        out += [f"| {_cell(r.language)} | {100 * r.accuracy:.1f} | {100 * r.macro_f1:.1f} | {int(r.n)} | {_cell(r.protocol)} |"
-                for r in results.itertuples()]
-        out.append("")
-        out += [f"Mean accuracy over these {len(g)} languages ({_cell(p)}): {100 * g['accuracy'].mean():.1f}%"
-                for p, g in results.groupby("protocol", sort=True)]
-    name = repo_id or "<repo or dir>"
-    out += ["", "## How to use", "", "```python", "import xlspt", "",
-            f'clf = xlspt.PromptClassifier.from_pretrained("{name}")  # loads {model} too',
-            "clf.predict([\"Le match s'est terminé sur un score nul.\"])", "```", "", "```bash",
-            f'xlspt predict --prompt DIR "Le match s\'est terminé sur un score nul."  # DIR: the downloaded folder', "```",
-            "", "## Licence", "", "The prompt is derived from the base model, whose own terms apply to it"
-            + (": the Gemma Terms of Use (https://ai.google.dev/gemma/terms)." if "gemma" in model.lower() else ".")]
-    if _is_sib200(source):
-        out.append("Its training data, SIB-200, is licensed CC BY-SA 4.0.")
-    return "\n".join(out) + "\n"
 
 
 def _check_repo_id(repo_id: str) -> str:

@@ -13,7 +13,7 @@ applied to it by the forward engine, so a prompt row equal to the table row of t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -23,22 +23,21 @@ from .errors import ConfigError
 
 @dataclass
 class PromptConfig:
-    """Shape of a soft prompt.
+    """Shape of a soft prompt (each field's ``help`` says what it means).
 
-    Args:
-        length: number of prompt vectors ``n`` (the study tried 1 to 64).
-        reparam_hidden: hidden size ``h`` of the reparameterization network
-            ``LayerNorm(Linear(h->d)(ReLU(Linear(d->h)(P))))``, or ``None`` to train ``P`` directly.
-        init_range: ``P`` is initialised uniform in ``[-init_range, init_range]``.
+    A bad value raises :class:`~xlspt.errors.ConfigError` naming this config's field (``length``);
+    a run config names its own (``prompt_length``).
     """
 
-    length: int = 4
-    reparam_hidden: int | None = None
-    init_range: float = 0.5
+    length: int = field(default=4, metadata={"help": "number of prompt vectors n (the study tried 1 to 64)"})
+    reparam_hidden: int | None = field(default=None, metadata={"help": (
+        "hidden size h of the reparameterization network LayerNorm(Linear(h->d)(ReLU(Linear(d->h)(P)))), "
+        "or None to train P directly")})
+    init_range: float = field(default=0.5, metadata={"help": "P is initialised uniform in [-init_range, init_range]"})
 
     def __post_init__(self) -> None:
         if self.length < 1:
-            raise ConfigError("prompt_length", f"must be at least 1 (got {self.length})")
+            raise ConfigError("length", f"must be at least 1 (got {self.length})")
         if self.reparam_hidden is not None and self.reparam_hidden < 1:
             raise ConfigError("reparam_hidden", f"must be a positive size (got {self.reparam_hidden})")
         if self.init_range <= 0:

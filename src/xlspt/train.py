@@ -22,11 +22,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from .data.sampling import FewShotSplit
-from .engine import DEFAULT_MAX_LENGTH, ENGINES, CachedTextEngine, encode_texts, make_engine, shuffled_batches
-from .engine.batching import SPECIAL_TOKENS
+from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, ReadoutConfig, encode_texts, make_engine, shuffled_batches
 from .engine.readout import readout_cross_entropy, readout_cross_entropy_rows
 from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
@@ -85,14 +83,19 @@ class TrainConfig:
             raise ConfigError("batch_size", f"must be at least 1 (got {self.batch_size})")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("warmup_ratio", f"must be in [0, 1) (got {self.warmup_ratio})")
-        if self.engine not in ENGINES:
-            raise ConfigError("engine", f"must be one of {', '.join(ENGINES)} (got {self.engine!r})")
-        if self.engine == "cached" and not self.freeze_model:
-            raise ConfigError("engine", "cached needs a frozen model: use engine naive or auto with freeze off")
-        if self.max_length < 8:
-            raise ConfigError("max_length", f"must be at least 8 (got {self.max_length})")
-        if self.special_tokens not in SPECIAL_TOKENS:
-            raise ConfigError("special_tokens", f"must be one of {', '.join(SPECIAL_TOKENS)} (got {self.special_tokens!r})")
+        self.readout.engine.for_training(not self.freeze_model)
+
+    @property
+    def readout(self) -> ReadoutConfig:
+        """The read-out settings, checked there (kept as plain fields here: ``to_dict`` is what saved prompts hold)."""
+        try:
+            return ReadoutConfig(max_length=self.max_length, special_tokens=self.special_tokens,
+                                 batch_size=self.eval_batch_size, engine=self.engine)
+        except ConfigError as exc:
+            if exc.field != "batch_size":
+                raise
+            # here batch_size is the training batch: the error names the field that was given
+            raise ConfigError("eval_batch_size", exc.problem) from None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -272,126 +275,226 @@ def train_prompts(
     if len(configs) > 1 and not all(first.shares_steps_with(c) for c in configs[1:]):
         raise ValueError("prompts trained together need the same batches, epochs and text encoding, and a frozen model")
     initials = list(initials) if initials is not None else [None] * len(configs)
-    prompts: list[SoftPrompt] = []
-    for prompt_config, initial in zip(prompt_configs, initials):
-        # Each prompt (and its reparameterization network, which PyTorch initialises from the global
-        # generator) starts from the seed, as it would alone.
-        torch.manual_seed(first.seed)
-        if initial is not None:
-            prompt = copy.deepcopy(initial).to(loaded.device)
-        else:
-            init = torch.Generator().manual_seed(first.seed)
-            prompt = SoftPrompt(prompt_config or PromptConfig(), loaded.hidden_size, generator=init).to(loaded.device)
-        prompts.append(prompt.requires_grad_(True))
+    prompts = _starting_prompts(loaded, prompt_configs, initials, first.seed)
     lengths = [p.config.length for p in prompts]
     model_trains = not first.freeze_model
     engine = make_engine(loaded, first.engine, model_trains=model_trains, encode_batch_size=first.eval_batch_size)
-    train_set = _PromptReadouts(engine, loaded, examples.train["text"].tolist(), lengths, first)
-    val_set = _PromptReadouts(engine, loaded, examples.validation["text"].tolist(), lengths, first)
-    train_labels = examples.train["label"].tolist()
-    val_labels = examples.validation["label"].tolist()
-
-    steps_per_epoch = math.ceil(len(train_set) / first.batch_size)
-    total_steps = steps_per_epoch * first.epochs
-    optimizers, schedulers = [], []
+    train_set = _LabelledTexts.read(engine, loaded, examples.train, lengths, first, verbalizer)
+    val_set = _LabelledTexts.read(engine, loaded, examples.validation, lengths, first, verbalizer)
+    total_steps = math.ceil(len(train_set) / first.batch_size) * first.epochs
     masters = _MasterWeights(loaded.model) if model_trains and loaded.dtype != torch.float32 else None
-    for prompt, config in zip(prompts, configs):
-        groups = [{"params": list(prompt.parameters()), "lr": config.lr}]
-        if model_trains:
-            loaded.model.requires_grad_(True)
-            model_params = masters.masters if masters is not None else list(loaded.model.parameters())
-            groups.append({"params": model_params, "lr": config.model_lr})
-        optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-        optimizers.append(optimizer)
-        schedulers.append(linear_warmup_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps))
-
-    best = [(math.inf, 0, copy.deepcopy(p.state_dict()), None) for p in prompts]
-    histories: list[list[dict]] = [[] for _ in prompts]
-    failed: dict[int, TrainingDiverged] = {}
+    if model_trains:
+        loaded.model.requires_grad_(True)
+    runs = [_PromptRun(prompt, config, _trained_model_params(loaded, masters) if model_trains else None, total_steps)
+            for prompt, config in zip(prompts, configs)]
+    trained_model = loaded.model if model_trains else None
     # The order of examples depends on the seed only, so prompts trained together see the batches they would alone.
     shuffle = torch.Generator().manual_seed(first.seed)
     bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not progress)
     started = time.time()
     try:
         for epoch in range(1, first.epochs + 1):
-            running = [0.0] * len(prompts)
-            grad_norms: list[list[float]] = [[] for _ in prompts]
-            seen = 0
-            for step, batch in enumerate(shuffled_batches(len(train_set), first.batch_size, shuffle), 1):
-                while True:
-                    active = [p for p in range(len(prompts)) if p not in failed]
-                    if not active:
-                        break
-                    losses = train_set.losses(verbalizer, batch, train_labels, [prompts[p]() for p in active])
-                    bad = {p: loss for p, loss in zip(active, losses.tolist()) if not math.isfinite(loss)}
-                    if not bad:
-                        break
-                    if len(active) > 1:  # a diverged prompt's huge values reach the others through the shared pass
-                        with torch.no_grad():
-                            alone = {p: train_set.losses(verbalizer, batch, train_labels, [prompts[p]()]).item() for p in active}
-                        bad = {p: loss for p, loss in alone.items() if not math.isfinite(loss)} or bad
-                    for p, loss in bad.items():
-                        failed[p] = TrainingDiverged(
-                            f"the training loss became {loss} at epoch {epoch}, step {step}: "
-                            f"lower the learning rate (lr {configs[p].lr})")
-                if not active:
-                    break
-                for p in active:
-                    optimizers[p].zero_grad(set_to_none=True)
-                losses.sum().backward()  # the prompts' graphs are separate: each gets its own loss's gradient
-                if masters is not None:
-                    masters.take_grads()
-                for p, loss in zip(active, losses.tolist()):
-                    grads = [t.grad for t in prompts[p].parameters() if t.grad is not None]
-                    grad_norms[p].append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0)
-                    optimizers[p].step()
-                    schedulers[p].step()
-                    running[p] += loss * len(batch)
-                    if not all(torch.isfinite(t).all() for t in prompts[p].parameters()):
-                        failed[p] = TrainingDiverged(f"the prompt became NaN or infinite at epoch {epoch}, step {step}: "
-                                                     f"lower the learning rate (lr {configs[p].lr})")
-                if masters is not None:
-                    masters.write_back()
-                seen += len(batch)
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{sum(running[p] for p in active) / (seen * len(active)):.3f}")
-            active = [p for p in range(len(prompts)) if p not in failed]
+            seen = _train_epoch(runs, train_set, first.batch_size, shuffle, epoch, masters, bar)
+            active = _still_training(runs)
             if not active:
                 break
-            with torch.no_grad():
-                totals = torch.zeros(len(active))
-                for start in range(0, len(val_set), first.eval_batch_size):
-                    rows = list(range(start, min(start + first.eval_batch_size, len(val_set))))
-                    totals += val_set.losses(verbalizer, rows, val_labels, [prompts[p]() for p in active]).float().cpu() * len(rows)
-            for p, val in zip(active, (totals / len(val_set)).tolist()):
-                norms = grad_norms[p]
-                histories[p].append({"epoch": epoch, "train_loss": running[p] / seen, "val_loss": val,
-                                     "grad_norm": sum(norms) / len(norms), "grad_norm_max": max(norms)})
-                if val < best[p][0]:
-                    model_state = copy.deepcopy(loaded.model.state_dict()) if model_trains else None
-                    best[p] = (val, epoch, copy.deepcopy(prompts[p].state_dict()), model_state)
-            bar.set_postfix(epoch=epoch, best_val=f"{min(best[p][0] for p in active):.3f}")
+            for run, val_loss in zip(active, _validation_losses(active, val_set, first.eval_batch_size)):
+                run.record_epoch(epoch, seen, val_loss, trained_model)
+            bar.set_postfix(epoch=epoch, best_val=f"{min(run.best_val_loss for run in active):.3f}")
             if progress and not interactive():  # no bar in a log file: a line per epoch instead
-                print(f"{desc}: epoch {epoch}/{first.epochs}, validation loss "
-                      f"{min(histories[p][-1]['val_loss'] for p in active):.3f} ({time.time() - started:.0f} s)",
-                      file=sys.stderr, flush=True)
+                _log_epoch(desc, epoch, first.epochs, active, started)
     finally:
         bar.close()
         if model_trains:
-            loaded.model.requires_grad_(False)
-            for param in loaded.model.parameters():
-                param.grad = None
-    results: list[TrainResult | TrainingDiverged] = []
-    for p, prompt in enumerate(prompts):
-        best_val, best_epoch, prompt_state, model_state = best[p]
-        if p in failed:
-            if best_epoch:  # keep the best epoch before the divergence
-                prompt.load_state_dict(prompt_state)
-                failed[p].best = TrainResult(prompt=prompt, best_epoch=best_epoch, best_val_loss=best_val, history=histories[p])
-            results.append(failed[p])
-            continue
-        prompt.load_state_dict(prompt_state)
-        if model_state is not None:
-            loaded.model.load_state_dict(model_state)
-        results.append(TrainResult(prompt=prompt, best_epoch=best_epoch, best_val_loss=best_val, history=histories[p]))
-    return results
+            _freeze(loaded.model)
+    return [run.result(loaded.model) for run in runs]
+
+
+def _starting_prompts(loaded: LoadedModel, prompt_configs, initials, seed: int) -> list[SoftPrompt]:
+    """Each prompt as it starts: a copy of its ``initial``, or new from the seed."""
+    prompts: list[SoftPrompt] = []
+    for prompt_config, initial in zip(prompt_configs, initials):
+        # Each prompt (and its reparameterization network, which PyTorch initialises from the global
+        # generator) starts from the seed, as it would alone.
+        torch.manual_seed(seed)
+        if initial is not None:
+            prompt = copy.deepcopy(initial).to(loaded.device)
+        else:
+            init = torch.Generator().manual_seed(seed)
+            prompt = SoftPrompt(prompt_config or PromptConfig(), loaded.hidden_size, generator=init).to(loaded.device)
+        prompts.append(prompt.requires_grad_(True))
+    return prompts
+
+
+def _trained_model_params(loaded: LoadedModel, masters: _MasterWeights | None) -> list[torch.nn.Parameter]:
+    """What AdamW steps for the model: its float32 master weights when it has some, else its own weights."""
+    return masters.masters if masters is not None else list(loaded.model.parameters())
+
+
+def _freeze(model: torch.nn.Module) -> None:
+    """The model frozen again after it trained, without the last step's gradients."""
+    model.requires_grad_(False)
+    for param in model.parameters():
+        param.grad = None
+
+
+@dataclass
+class _LabelledTexts:
+    """A split's read-outs for every prompt length, with the labels that score them."""
+
+    readouts: _PromptReadouts
+    labels: list[str]
+    verbalizer: Verbalizer
+
+    @classmethod
+    def read(cls, engine, loaded: LoadedModel, frame, lengths: Sequence[int], config: TrainConfig,
+             verbalizer: Verbalizer) -> "_LabelledTexts":
+        """``frame``'s ``text`` column read for prompts of ``lengths``, with its ``label`` column."""
+        readouts = _PromptReadouts(engine, loaded, frame["text"].tolist(), lengths, config)
+        return cls(readouts, frame["label"].tolist(), verbalizer)
+
+    def __len__(self) -> int:
+        return len(self.readouts)
+
+    def losses(self, rows: Sequence[int], runs: Sequence["_PromptRun"]) -> torch.Tensor:
+        """``[len(runs)]`` mean read-out cross-entropy of each run's prompt on ``rows``."""
+        return self.readouts.losses(self.verbalizer, rows, self.labels, [run.prompt() for run in runs])
+
+
+class _PromptRun:
+    """One prompt in training: its optimizer and schedule, the current epoch's running loss and
+    gradient norms, its best epoch so far (with the prompt's and, when it trains, the model's
+    weights of that epoch), its loss curve, and the error that stopped it, if one did."""
+
+    def __init__(self, prompt: SoftPrompt, config: TrainConfig, model_params: list | None, total_steps: int):
+        self.prompt = prompt
+        self.config = config
+        groups = [{"params": list(prompt.parameters()), "lr": config.lr}]
+        if model_params is not None:
+            groups.append({"params": model_params, "lr": config.model_lr})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = linear_warmup_schedule(self.optimizer, int(config.warmup_ratio * total_steps), total_steps)
+        self.best_val_loss = math.inf
+        self.best_epoch = 0  # none yet: the starting weights are what a run with no finite validation loss keeps
+        self.best_prompt_state = copy.deepcopy(prompt.state_dict())
+        self.best_model_state: dict | None = None
+        self.history: list[dict] = []
+        self.failure: TrainingDiverged | None = None
+        self.start_epoch()
+
+    def start_epoch(self) -> None:
+        self.running_loss = 0.0
+        self.grad_norms: list[float] = []
+
+    def diverged(self, what: str) -> None:
+        self.failure = TrainingDiverged(f"{what}: lower the learning rate (lr {self.config.lr})")
+
+    def step(self, loss: float, rows: int, where: str) -> None:
+        """Bookkeeping and optimizer step once the batch's gradients (``rows`` examples, mean ``loss``) are in."""
+        grads = [t.grad for t in self.prompt.parameters() if t.grad is not None]
+        self.grad_norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.running_loss += loss * rows
+        if not all(torch.isfinite(t).all() for t in self.prompt.parameters()):
+            self.diverged(f"the prompt became NaN or infinite at {where}")
+
+    def record_epoch(self, epoch: int, seen: int, val_loss: float, trained_model: torch.nn.Module | None) -> None:
+        """The epoch's line of the loss curve (``seen`` training examples), and its weights if it is the best yet."""
+        norms = self.grad_norms
+        self.history.append({"epoch": epoch, "train_loss": self.running_loss / seen, "val_loss": val_loss,
+                             "grad_norm": sum(norms) / len(norms), "grad_norm_max": max(norms)})
+        if val_loss < self.best_val_loss:
+            self.best_model_state = copy.deepcopy(trained_model.state_dict()) if trained_model is not None else None
+            self.best_val_loss, self.best_epoch = val_loss, epoch
+            self.best_prompt_state = copy.deepcopy(self.prompt.state_dict())
+
+    def result(self, model: torch.nn.Module) -> TrainResult | TrainingDiverged:
+        """The prompt of the best epoch (the model's weights of that epoch restored when it trained), or the
+        error that stopped it, with the best epoch before that when one finished."""
+        if self.failure is not None:
+            if self.best_epoch:
+                self.prompt.load_state_dict(self.best_prompt_state)
+                self.failure.best = self._best()
+            return self.failure
+        self.prompt.load_state_dict(self.best_prompt_state)
+        if self.best_model_state is not None:
+            model.load_state_dict(self.best_model_state)
+        return self._best()
+
+    def _best(self) -> TrainResult:
+        return TrainResult(prompt=self.prompt, best_epoch=self.best_epoch, best_val_loss=self.best_val_loss,
+                           history=self.history)
+
+
+def _still_training(runs: Sequence[_PromptRun]) -> list[_PromptRun]:
+    return [run for run in runs if run.failure is None]
+
+
+def _train_epoch(runs, train_set: _LabelledTexts, batch_size: int, shuffle: torch.Generator, epoch: int,
+                 masters: _MasterWeights | None, bar) -> int:
+    """One pass over the training examples in the seed's order; returns how many examples the steps read."""
+    for run in runs:
+        run.start_epoch()
+    seen = 0
+    for step, batch in enumerate(shuffled_batches(len(train_set), batch_size, shuffle), 1):
+        active = _training_step(runs, train_set, batch, f"epoch {epoch}, step {step}", masters)
+        if not active:
+            break
+        seen += len(batch)
+        bar.update(1)
+        bar.set_postfix(epoch=epoch, loss=f"{sum(run.running_loss for run in active) / (seen * len(active)):.3f}")
+    return seen
+
+
+def _training_step(runs, train_set: _LabelledTexts, batch: list[int], where: str,
+                   masters: _MasterWeights | None) -> list[_PromptRun]:
+    """One optimizer step of every prompt still training, on ``batch``; returns the runs that took it."""
+    active, losses = _finite_losses(runs, train_set, batch, where)
+    if not active:
+        return active
+    for run in active:
+        run.optimizer.zero_grad(set_to_none=True)
+    losses.sum().backward()  # the prompts' graphs are separate: each gets its own loss's gradient
+    if masters is not None:
+        masters.take_grads()
+    for run, loss in zip(active, losses.tolist()):
+        run.step(loss, len(batch), where)
+    if masters is not None:
+        masters.write_back()
+    return active
+
+
+def _finite_losses(runs, train_set: _LabelledTexts, batch: list[int], where: str):
+    """The runs still training and their ``[len(active)]`` losses on ``batch``, once every run whose loss
+    is not finite has been stopped (and the others' losses computed again without it)."""
+    while True:
+        active = _still_training(runs)
+        if not active:
+            return active, None
+        losses = train_set.losses(batch, active)
+        bad = {run: loss for run, loss in zip(active, losses.tolist()) if not math.isfinite(loss)}
+        if not bad:
+            return active, losses
+        if len(active) > 1:  # a diverged prompt's huge values reach the others through the shared pass
+            with torch.no_grad():
+                alone = {run: train_set.losses(batch, [run]).item() for run in active}
+            bad = {run: loss for run, loss in alone.items() if not math.isfinite(loss)} or bad
+        for run, loss in bad.items():
+            run.diverged(f"the training loss became {loss} at {where}")
+
+
+@torch.no_grad()
+def _validation_losses(active: Sequence[_PromptRun], val_set: _LabelledTexts, batch_size: int) -> list[float]:
+    """Each run's mean loss on the validation examples, in batches of ``batch_size`` for all runs at once."""
+    totals = torch.zeros(len(active))
+    for start in range(0, len(val_set), batch_size):
+        rows = list(range(start, min(start + batch_size, len(val_set))))
+        totals += val_set.losses(rows, active).float().cpu() * len(rows)
+    return (totals / len(val_set)).tolist()
+
+
+def _log_epoch(desc: str, epoch: int, epochs: int, active: Sequence[_PromptRun], started: float) -> None:
+    print(f"{desc}: epoch {epoch}/{epochs}, validation loss "
+          f"{min(run.history[-1]['val_loss'] for run in active):.3f} ({time.time() - started:.0f} s)",
+          file=sys.stderr, flush=True)

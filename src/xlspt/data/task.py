@@ -67,6 +67,15 @@ class DataConfig:
         if len(self.split_fractions) != 3 or min(self.split_fractions) <= 0 or abs(sum(self.split_fractions) - 1) > 1e-6:
             raise ConfigError("split_fractions", f"must be three positive shares summing to 1 (got {self.split_fractions})")
 
+    def resolved(self) -> "DataConfig":
+        """This config with no ``source`` given filled in from ``$XLSPT_DATA`` (when set and not empty).
+
+        The one place the environment is read: a run config resolves its data here before its id
+        is computed, so data taken from the environment and data named explicitly are one run.
+        """
+        from_environment = os.environ.get(DATA_ENV)
+        return dataclasses.replace(self, source=from_environment) if self.source is None and from_environment else self
+
 
 class TaskData:
     """Labelled data read through a :class:`DataConfig`; splits are read once and kept in memory."""
@@ -103,11 +112,11 @@ class TaskData:
         ``options`` are further :class:`DataConfig` fields (``label_column="topic"``...).
         """
         if isinstance(data, DataConfig):
-            if data.source is None and os.environ.get(DATA_ENV):
-                data = dataclasses.replace(data, source=os.environ[DATA_ENV])
+            data = data.resolved()
             return cls(dataclasses.replace(data, **options) if options else data)
-        source = data if data is not None else os.environ.get(DATA_ENV)
-        return cls(DataConfig(source=str(source) if source not in (None, "") else None, **options))
+        if data is None:
+            return cls(DataConfig(**options).resolved())
+        return cls(DataConfig(source=str(data) or None, **options))
 
     @property
     def description(self) -> str:

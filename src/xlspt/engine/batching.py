@@ -7,9 +7,7 @@ from typing import Iterator, Sequence
 import torch
 
 from ..models.loading import LoadedModel
-
-#: The study truncates text so that text + prompt + EOS fit 128 tokens.
-DEFAULT_MAX_LENGTH = 128
+from .options import DEFAULT_MAX_LENGTH, SpecialTokens
 
 
 #: Batch widths are rounded up to a multiple of this. Left padding changes no result, and a bounded
@@ -18,16 +16,12 @@ DEFAULT_MAX_LENGTH = 128
 PAD_MULTIPLE = 8
 
 
-#: ``special_tokens`` values: the tokenizer's own special tokens, or none as the study's reference code.
-SPECIAL_TOKENS = ("tokenizer", "reference")
-
-
 def encode_texts(
     loaded: LoadedModel,
     texts: Sequence[str],
     prompt_length: int,
     max_length: int = DEFAULT_MAX_LENGTH,
-    special_tokens: str = "tokenizer",
+    special_tokens: SpecialTokens | str = SpecialTokens.TOKENIZER,
 ) -> list[list[int]]:
     """Token ids of each text, truncated so that ``len(ids) + prompt_length + 1`` (the EOS slot) fits
     ``max_length``. The prompt is never truncated.
@@ -39,10 +33,8 @@ def encode_texts(
     budget = max_length - prompt_length - 1
     if budget < 2:
         raise ValueError(f"max_length {max_length} leaves no room for text after a {prompt_length}-token prompt")
-    if special_tokens not in SPECIAL_TOKENS:
-        raise ValueError(f"special_tokens must be one of {SPECIAL_TOKENS}, got {special_tokens!r}")
     tokenizer = loaded.tokenizer
-    add = special_tokens == "tokenizer"
+    add = SpecialTokens(special_tokens) is SpecialTokens.TOKENIZER
     encoded = tokenizer(list(texts), add_special_tokens=add, truncation=True, max_length=budget)["input_ids"]
     bos = tokenizer.bos_token_id
     if loaded.adapter.requires_bos and bos is not None:

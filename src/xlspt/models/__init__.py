@@ -2,7 +2,7 @@
 
 from .adapters import ADAPTERS, ArchitectureAdapter, adapter_for, supported_model_types
 from .loading import (
-    DTYPES,
+    DType,
     EMBEDDED_DEFAULT,
     EMBEDDED_MODELS,
     STUDY_MODELS,
@@ -13,7 +13,7 @@ from .loading import (
 
 __all__ = [
     "ADAPTERS",
-    "DTYPES",
+    "DType",
     "EMBEDDED_DEFAULT",
     "EMBEDDED_MODELS",
     "STUDY_MODELS",

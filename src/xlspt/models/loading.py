@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -49,7 +50,12 @@ STUDY_MODELS = {
 }
 
 
-DTYPES = ("auto", "float32", "bfloat16")
+class DType(str, Enum):
+    """Model weights: ``auto`` is bfloat16 where the hardware runs it fast (measured), else float32."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
 
 
 #: ``auto`` picks bfloat16 on a CPU where a bf16 matrix multiply runs at least this much faster than float32.
@@ -131,6 +137,7 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> tor
     is at least 1.5x faster than float32 (:func:`cpu_bf16_speedup`), else float32."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    dtype = dtype.value if isinstance(dtype, DType) else dtype
     if dtype == "float32":
         return torch.float32
     if dtype == "bfloat16":
@@ -141,7 +148,7 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> tor
         else:
             fast_bf16 = device == "cpu" and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
         return torch.bfloat16 if fast_bf16 else torch.float32
-    raise XlsptError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    raise XlsptError(f"unknown --dtype {dtype!r}: use one of {', '.join(d.value for d in DType)}")
 
 
 @dataclass

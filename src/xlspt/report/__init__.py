@@ -1,5 +1,2 @@
-"""Reporting: aggregation of per-language results and human-readable tables."""
-
-from .summary import aggregate, format_comparison_table, format_results_table
-
-__all__ = ["aggregate", "format_comparison_table", "format_results_table"]
+"""The study report: tables, figures and the study's findings from a result store (read through
+:class:`~xlspt.study.store.ResultStore`). Nothing below this package imports it."""

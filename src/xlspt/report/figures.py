@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,11 +21,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from ..files import write_with_atomic
+from ..results.aggregate import CHANCE_SIB200
 from .findings import freeze_table, reparam_table, sweep_table
-from .summary import CHANCE_SIB200
-
-if TYPE_CHECKING:
-    from .study import Grid
+from .grid import Grid
 
 MAX_PANELS = 12  # beyond this a figure of per-configuration panels becomes unreadable; the CSVs have all
 DPI = 130
@@ -239,75 +237,102 @@ def parameters_scatter(configs: pd.DataFrame, path: Path) -> Figure:
 def draw_all(grid: Grid, correlations: pd.DataFrame, out: Path) -> list[DrawnFigure]:
     """Draw every figure the grid has the arms for into ``out``; the others come back with the reason."""
     out = Path(out)
-    drawn: list[DrawnFigure] = []
+    return [
+        _freezing_figure(grid, out),
+        _sweep_figure(grid, out, 3, "shots", "training examples per class"),
+        _sweep_figure(grid, out, 4, "prompt_length", "prompt length (vectors)"),
+        _reparam_figure(grid, out),
+        _share_figure(correlations, out),
+        _distance_figure(correlations, out),
+        _parameters_figure(grid, out),
+    ]
 
-    def attempt(title: str, filename: str, ready: str | None, draw: Callable[[Path], None], caption: str) -> None:
-        """``ready`` is None when the data are there, else the reason the figure is skipped."""
-        if ready is not None:
-            drawn.append(DrawnFigure(title=title, skipped=ready))
-            return
-        draw(out / filename)
-        drawn.append(DrawnFigure(title=title, path=out / filename, caption=caption))
 
+def _attempt(out: Path, title: str, filename: str, skipped: str | None, draw: Callable[[Path], Figure],
+             caption: str) -> DrawnFigure:
+    """Draw the figure into ``out / filename``, unless ``skipped`` gives the reason it cannot be."""
+    if skipped is not None:
+        return DrawnFigure(title=title, skipped=skipped)
+    draw(out / filename)
+    return DrawnFigure(title=title, path=out / filename, caption=caption)
+
+
+def _freezing_figure(grid: Grid, out: Path) -> DrawnFigure:
     freezing = freeze_table(grid)
-    attempt(
-        "Figure 2: transfer with and without model freezing", "fig2_freezing.png",
+    return _attempt(
+        out, "Figure 2: transfer with and without model freezing", "fig2_freezing.png",
         None if len(freezing) else "the store has no frozen and unfrozen (no MF) configurations that agree on every other setting.",
         lambda path: freezing_bars(freezing, path),
         "Mean accuracy over the transfer languages, averaged over seeds (error bars: std over seeds), for each "
         "pair of configurations that differ only in model freezing.",
     )
-    for number, field, xlabel, name in ((3, "shots", "training examples per class", "shots"),
-                                        (4, "prompt_length", "prompt length (vectors)", "prompt_length")):
-        table = sweep_table(grid, field)
-        attempt(
-            f"Figure {number}: transfer against {xlabel}", f"fig{number}_{name}.png",
-            None if len(table) else f"no two configurations differ only in {field}.",
-            lambda path, table=table, xlabel=xlabel, number=number: sweep_plot(
-                table, path, xlabel, f"Figure {number}: transfer accuracy against {xlabel}"),
-            "Mean accuracy over the transfer languages, mean ± std over seeds; one line per group of configurations "
-            "that agree on every other setting. A missing configuration leaves a gap in its line.",
-        )
+
+
+def _sweep_figure(grid: Grid, out: Path, number: int, field: str, xlabel: str) -> DrawnFigure:
+    table = sweep_table(grid, field)
+    return _attempt(
+        out, f"Figure {number}: transfer against {xlabel}", f"fig{number}_{field}.png",
+        None if len(table) else f"no two configurations differ only in {field}.",
+        lambda path: sweep_plot(table, path, xlabel, f"Figure {number}: transfer accuracy against {xlabel}"),
+        "Mean accuracy over the transfer languages, mean ± std over seeds; one line per group of configurations "
+        "that agree on every other setting. A missing configuration leaves a gap in its line.",
+    )
+
+
+def _reparam_figure(grid: Grid, out: Path) -> DrawnFigure:
     changes = reparam_table(grid)
-    attempt(
-        "Figure 5: per-language change from reparameterization", "fig5_reparameterization.png",
+    return _attempt(
+        out, "Figure 5: per-language change from reparameterization", "fig5_reparameterization.png",
         None if len(changes) else "no configurations with and without reparameterization that agree on every other setting.",
         lambda path: reparam_bars(changes, path),
         "Relative change (%) of each transfer language's seed-averaged accuracy when the prompt is reparameterized, "
         "averaged over each model's pairs of otherwise identical configurations (the numbers the reparameterization "
         "finding counts), sorted.",
     )
-    share_rows = correlations[correlations["against"].str.contains("pretraining share") & (correlations["n_languages"] > 0)]
-    attempt(
-        "Accuracy against the language's share of pretraining data", "share_correlation.png",
-        None if len(share_rows) else "no XGLM or BLOOM configuration (only they published per-language pretraining shares).",
-        lambda path: correlation_panels(share_rows, path, "share of the model's pretraining data (%, log scale)",
+
+
+def _panels_note(rows: pd.DataFrame) -> str:
+    """The caption's note when a figure shows only the first :data:`MAX_PANELS` configurations."""
+    if len(rows) <= MAX_PANELS:
+        return ""
+    return (f" {MAX_PANELS} of {len(rows)} configurations are shown (each model's first ones in turn); "
+            "the table below has all.")
+
+
+def _share_figure(correlations: pd.DataFrame, out: Path) -> DrawnFigure:
+    rows = correlations[correlations["against"].str.contains("pretraining share") & (correlations["n_languages"] > 0)]
+    return _attempt(
+        out, "Accuracy against the language's share of pretraining data", "share_correlation.png",
+        None if len(rows) else "no XGLM or BLOOM configuration (only they published per-language pretraining shares).",
+        lambda path: correlation_panels(rows, path, "share of the model's pretraining data (%, log scale)",
                                         "Transfer accuracy against pretraining share", log_x=True, x_scale=100),
         "One panel per configuration: seed-averaged accuracy of each transfer language in the model family's "
-        "pretraining against its share of that data."
-        + (f" {MAX_PANELS} of {len(share_rows)} configurations are shown (each model's first ones in turn); "
-           "the table below has all." if len(share_rows) > MAX_PANELS else ""),
+        "pretraining against its share of that data." + _panels_note(rows),
     )
-    distance_rows = correlations[(correlations["against"] == "typological distance") & (correlations["n_languages"] > 0)]
-    left_out = int(distance_rows["left_out"].max()) if len(distance_rows) else 0
-    attempt(
-        "Accuracy against typological distance from the training language", "distance_correlation.png",
-        None if len(distance_rows) else "no typological distances (lang2vec missing, or it knows none of the languages).",
-        lambda path: correlation_panels(distance_rows, path, "typological distance from the training language (URIEL, cosine)",
+
+
+def _distance_figure(correlations: pd.DataFrame, out: Path) -> DrawnFigure:
+    rows = correlations[(correlations["against"] == "typological distance") & (correlations["n_languages"] > 0)]
+    left_out = int(rows["left_out"].max()) if len(rows) else 0
+    return _attempt(
+        out, "Accuracy against typological distance from the training language", "distance_correlation.png",
+        None if len(rows) else "no typological distances (lang2vec missing, or it knows none of the languages).",
+        lambda path: correlation_panels(rows, path, "typological distance from the training language (URIEL, cosine)",
                                         "Transfer accuracy against typological distance", log_x=False, x_scale=1),
         "One panel per configuration: seed-averaged accuracy of each transfer language against the cosine distance of "
         "its URIEL syntax + phonology + inventory vector from the training language's."
         + (f" {left_out} languages unknown to URIEL are left out." if left_out else "")
-        + (f" {MAX_PANELS} of {len(distance_rows)} configurations are shown (each model's first ones in turn); "
-           "the table below has all." if len(distance_rows) > MAX_PANELS else ""),
+        + _panels_note(rows),
     )
+
+
+def _parameters_figure(grid: Grid, out: Path) -> DrawnFigure:
     costed = grid.configs[grid.configs["trainable_parameters"].notna() & grid.configs["transfer_mean"].notna()]
     costed = costed[costed["trainable_parameters"].astype(float) > 0]
-    attempt(
-        "Trainable parameters against transfer accuracy", "parameters.png",
+    return _attempt(
+        out, "Trainable parameters against transfer accuracy", "parameters.png",
         None if len(costed) else "no record states its trainable parameters.",
         lambda path: parameters_scatter(costed, path),
         "Each configuration's trainable parameters (log scale) against its mean transfer accuracy (± std over seeds), "
         "labelled with its id (the table below gives the bytes stored to reuse it).",
     )
-    return drawn

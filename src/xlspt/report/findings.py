@@ -23,7 +23,7 @@ import json
 import math
 import warnings
 from itertools import product
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 from scipy.stats import binomtest, page_trend_test, spearmanr, wilcoxon
@@ -31,13 +31,10 @@ from scipy.stats import binomtest, page_trend_test, spearmanr, wilcoxon
 from ..data.languages import language_info
 from ..errors import XlsptError
 from .distance import distances_from
-
-if TYPE_CHECKING:
-    from .study import Grid
+from .grid import FOLLOWS_FROM_FREEZE, Grid
 
 ALPHA = 0.05
 MIN_SHARE = 0.10  # a "some languages" share: below it, reparameterization moves (nearly) all languages one way
-FOLLOWS_FROM_FREEZE = ("engine", "model_lr", "save_model")  # resolved differently when the model trains
 ALL_MODELS = "all models"
 
 SUPPORTED = "supported"

@@ -1,6 +1,8 @@
 """The study as a program: one run config, sweep specs, a kill-safe result store and executors."""
 
-from .config import DType, Engine, RunConfig, SpecialTokens
+from ..engine.options import Engine, SpecialTokens
+from ..models.loading import DType
+from .config import RunConfig
 from .records import RunRecord, RunStatus
 from .runner import Session, run_one
 from .spec import SweepSpec, expand, load_spec, preset_path

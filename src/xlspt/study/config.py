@@ -2,73 +2,61 @@
 
 Field names are the sweep spec's keys and, with ``-`` for ``_``, the command line's flags
 (``prompt_length`` is ``--prompt-length``). Each default is stated once, here or in the
-lower-level config it feeds (:class:`~xlspt.prompt.PromptConfig`, :class:`~xlspt.train.TrainConfig`).
+lower-level config it feeds (:class:`~xlspt.prompt.PromptConfig`, :class:`~xlspt.train.TrainConfig`,
+:class:`~xlspt.engine.ReadoutConfig`, :class:`~xlspt.data.DataConfig`,
+:class:`~xlspt.calibration.CalibrationConfig`).
+
+A run config checks each field's type (a number written as a string, ``5e-3``, is a number),
+then builds those lower-level configs once, each checking its own fields, and checks what
+spans several of them. An error names the run config's field (``prompt_length``, not the
+prompt config's ``length``).
 
 A run's id is the hash of its canonical form (:meth:`RunConfig.canonical`): every field that
-can change a result, with ``auto`` values resolved to what is actually used. Versions, the
-device and timings go into the run's record instead.
+can change a result, with ``auto`` values resolved to what is actually used and the data
+folder that ``$XLSPT_DATA`` names resolved before hashing. Versions, the device and timings
+go into the run's record instead.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from ..calibration import CalibrationConfig, Protocol
+from ..classifiers.base import Method
 from ..data.task import DataConfig
-from ..engine import DEFAULT_MAX_LENGTH
+from ..engine.options import Engine, ReadoutConfig, SpecialTokens, enum_value
 from ..errors import ConfigError
-from ..models.loading import EMBEDDED_DEFAULT
+from ..models.loading import EMBEDDED_DEFAULT, DType
 from ..prompt import PromptConfig
-from ..train import DEFAULT_MODEL_LR, TrainConfig
+from ..train import TrainConfig
 
 _PROMPT = PromptConfig()
 _TRAIN = TrainConfig()
+_READOUT = ReadoutConfig()
+_DATA = DataConfig()
+_CALIBRATION = CalibrationConfig()
+_Config = TypeVar("_Config")
 
 
-class DType(str, Enum):
-    """Model weights: ``auto`` is bfloat16 where the hardware runs it fast (measured), else float32."""
-
-    AUTO = "auto"
-    FLOAT32 = "float32"
-    BFLOAT16 = "bfloat16"
-
-
-class Engine(str, Enum):
-    """The forward pass: ``cached`` text states (frozen model), ``naive`` full pass, ``auto`` picks."""
-
-    AUTO = "auto"
-    CACHED = "cached"
-    NAIVE = "naive"
-
-
-class Method(str, Enum):
-    """What is trained: a soft ``prompt`` or the frozen-feature ``probe`` baseline."""
-
-    PROMPT = "prompt"
-    PROBE = "probe"
-
-
-class SpecialTokens(str, Enum):
-    """How text is tokenized: ``tokenizer`` adds the tokenizer's own special tokens (XGLM's leading
-    ``</s>``); ``reference`` adds none, as the study's reference code did (Gemma keeps the BOS it needs)."""
-
-    TOKENIZER = "tokenizer"
-    REFERENCE = "reference"
-
-
+#: ``model_lr`` that means the prompt's rate (as the study's reference code used one rate for both).
 REFERENCE_MODEL_LR = "reference"
-#: Closed choices among the fields, as string enums.
-ENUM_FIELDS = {"dtype": DType, "engine": Engine, "special_tokens": SpecialTokens, "calibration": Protocol, "method": Method}
 
 
 def _help(text: str, **extra) -> dict:
     return {"help": text, **extra}
+
+
+def _readout_field(name: str):
+    """A field that is :class:`ReadoutConfig`'s: its default and help, stated there."""
+    return field(default=getattr(_READOUT, name), metadata=ReadoutConfig.__dataclass_fields__[name].metadata)
 
 
 @dataclass(frozen=True)
@@ -84,14 +72,14 @@ class RunConfig:
     data: str | None = field(default=None, metadata=_help(
         "SIB-200 directory (<lang>/{train,dev,test}.tsv), a CSV/TSV/JSONL file or a directory of them, or "
         "hf:DATASET[:CONFIG]; default $XLSPT_DATA, else the Hub dataset Davlan/sib200"))
-    text_column: str = field(default="text", metadata=_help("the data's text column"))
-    label_column: str = field(default="label", metadata=_help("the data's label column (SIB-200's category is found too)"))
-    language_column: str | None = field(default=None, metadata=_help(
+    text_column: str = field(default=_DATA.text_column, metadata=_help("the data's text column"))
+    label_column: str = field(default=_DATA.label_column, metadata=_help("the data's label column (SIB-200's category is found too)"))
+    language_column: str | None = field(default=_DATA.language_column, metadata=_help(
         "a column naming each row's language (default: a folder or file per language, else all rows are train_lang)"))
-    split_column: str | None = field(default=None, metadata=_help(
+    split_column: str | None = field(default=_DATA.split_column, metadata=_help(
         "a column naming each row's split: train, dev (or validation), test (default: split files, else a seeded "
         "70/10/20 split stratified by label)"))
-    train_lang: str = field(default="eng_Latn", metadata=_help("language of the training examples"))
+    train_lang: str = field(default=_DATA.language, metadata=_help("language of the training examples"))
     shots: int = field(default=8, metadata=_help("training examples per class (at most 58 for SIB-200)"))
     label_words: str | None = field(default=None, metadata=_help(
         "class=word pairs (geography=earth,sports=play), or one word per class in class order; several words for a "
@@ -105,17 +93,14 @@ class RunConfig:
         "keep the model frozen and train the prompt only (the study's MF); --no-freeze trains the model too"))
     epochs: int = field(default=_TRAIN.epochs, metadata=_help("passes over the training examples"))
     lr: float = field(default=_TRAIN.lr, metadata=_help("AdamW learning rate of the prompt"))
-    model_lr: float | str = field(default=DEFAULT_MODEL_LR, metadata=_help(
+    model_lr: float | str = field(default=_TRAIN.model_lr, metadata=_help(
         "learning rate of the model's weights when it is not frozen, or 'reference' for the prompt's "
         "rate as the study's reference code used"))
     batch_size: int = field(default=_TRAIN.batch_size, metadata=_help("training examples per step"))
     seed: int = field(default=_TRAIN.seed, metadata=_help("seeds sampling, initialisation and shuffling"))
-    max_length: int = field(default=DEFAULT_MAX_LENGTH, metadata=_help(
-        "text + prompt + EOS tokens; the text is truncated, never the prompt"))
-    special_tokens: SpecialTokens = field(default=SpecialTokens.TOKENIZER, metadata=_help(
-        "tokenizer: the tokenizer's special tokens (XGLM starts with </s>); reference: none, as the study's code"))
-    engine: Engine = field(default=Engine.AUTO, metadata=_help(
-        "auto/cached: text states computed once, steps run the prompt positions only; naive: the full pass"))
+    max_length: int = _readout_field("max_length")
+    special_tokens: SpecialTokens = _readout_field("special_tokens")
+    engine: Engine = _readout_field("engine")
     langs: str | tuple[str, ...] = field(default="52", metadata=_help(
         "target languages: 52 (the study's; for data other than SIB-200: all of its languages), all, or codes such as eng_Latn,fra_Latn"))
     save_model: bool = field(default=False, metadata=_help(
@@ -124,12 +109,12 @@ class RunConfig:
         "train this many prompts (seeds seed, seed+1, ...) that vote with their mean class log-probabilities"))
     shared_sample: bool = field(default=False, metadata=_help(
         "ensemble members all train on the sample of --seed (default: each member draws its own)"))
-    calibration: Protocol = field(default=Protocol.ZERO_SHOT, metadata=_help(
+    calibration: Protocol = field(default=_CALIBRATION.protocol, metadata=_help(
         "zero-shot (the study's: no correction); content-free (protocol a: the label prior of content-free inputs "
         "divided out, no target-language data); unlabeled (protocol b: each language's prior from its unlabeled dev "
         "texts); batch (protocol b: from the texts classified)"))
 
-    standardize: bool = field(default=False, metadata=_help(
+    standardize: bool = field(default=_CALIBRATION.standardize, metadata=_help(
         "with calibration unlabeled or batch: first move each read-out dimension to the training language's mean and "
         "spread, estimated per language on the same unlabeled texts"))
 
@@ -144,37 +129,61 @@ class RunConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _coerce(f, getattr(self, f.name)))
+        self._check_own_fields()
+        self._build_nested()
+        self._check_combinations()
+        # built after the combinations: its own standardize check says "protocol" where we say "calibration"
+        object.__setattr__(self, "_calibration", _built(
+            lambda: CalibrationConfig(protocol=self.calibration, standardize=self.standardize), {"protocol": "calibration"}))
+        if isinstance(self.langs, str) and not self.langs.strip():
+            raise ConfigError("langs", "is empty: use 52, all, or codes such as eng_Latn,fra_Latn")
+
+    def _check_own_fields(self) -> None:
+        """The fields no lower-level config checks, or that mean more here (0, ``reference``)."""
         _check_range("shots", self.shots, 1)
-        _check_range("prompt_length", self.prompt_length, 1)
-        _check_range("reparam_hidden", self.reparam_hidden, 0)
-        _check_range("epochs", self.epochs, 1)
-        _check_range("batch_size", self.batch_size, 1)
-        _check_range("max_length", self.max_length, 8)
-        _check_range("seed", self.seed, 0)
-        if not self.lr > 0:
-            raise ConfigError("lr", f"must be positive (got {self.lr})")
-        if self.model_lr != REFERENCE_MODEL_LR and not float(self.model_lr) > 0:
+        _check_range("reparam_hidden", self.reparam_hidden, 0)  # 0 = off: the prompt config's None
+        _check_range("seed", self.seed, 0)  # seeds the sampling too, not only the training
+        if self.model_lr != REFERENCE_MODEL_LR and not self.model_lr > 0:
             raise ConfigError("model_lr", f"must be positive or 'reference' (got {self.model_lr})")
+
+    def _build_nested(self) -> None:
+        """Build the lower-level configs once; each checks its own fields, its errors named by this config's names.
+
+        ``data`` is resolved here (``$XLSPT_DATA`` when none is given), before any run id is computed.
+        """
+        prompt = _built(lambda: PromptConfig(length=self.prompt_length, reparam_hidden=self.reparam_hidden or None),
+                        {"length": "prompt_length"})
+        train = _built(lambda: TrainConfig(
+            epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed, max_length=self.max_length,
+            freeze_model=self.freeze, model_lr=self.lr if self.model_lr == REFERENCE_MODEL_LR else self.model_lr,
+            engine=self.engine.value, special_tokens=self.special_tokens.value,
+        ), {"freeze_model": "freeze"})
+        readout = train.readout  # checked with the training config; evaluation reads texts the same way
+        data = _built(lambda: DataConfig(
+            source=self.data, text_column=self.text_column, label_column=self.label_column,
+            language_column=self.language_column, split_column=self.split_column, language=self.train_lang,
+        ).resolved(), {"source": "data", "language": "train_lang"})
+        for name, value in (("_prompt", prompt), ("_train", train), ("_readout", readout), ("_data", data),
+                            ("data", data.source)):
+            object.__setattr__(self, name, value)
+
+    def _check_combinations(self) -> None:
+        """What spans several lower-level configs (or fields of this one)."""
         if self.max_length - self.prompt_length - 1 < 2:
             raise ConfigError(
                 "prompt_length",
                 f"{self.prompt_length} leaves no room for text within max_length {self.max_length}: "
                 f"use a prompt length below {self.max_length - 2} or a larger max_length",
             )
-        if self.engine == Engine.CACHED and not self.freeze:
-            raise ConfigError("engine", "cached needs a frozen model: use engine naive or auto with freeze off")
         if self.save_model and self.freeze:
             raise ConfigError("save_model", "only applies with freeze off (a frozen model does not change)")
         _check_range("ensemble", self.ensemble, 1)
         if self.ensemble > 1 and not self.freeze:
             raise ConfigError("ensemble", "needs a frozen model (each member would train its own copy of the weights)")
-        if self.standardize and self.calibration not in (Protocol.UNLABELED, Protocol.BATCH):
+        if self.standardize and not self.calibration.uses_target_text:
             raise ConfigError("standardize", f"needs unlabeled target text: use calibration unlabeled or batch (got {self.calibration.value})")
         if self.method is Method.PROBE and (self.ensemble > 1 or self.calibration is not Protocol.ZERO_SHOT or not self.freeze):
             raise ConfigError("method", "probe is the plain baseline: use it without ensemble, calibration or --no-freeze")
-        self.data_config()  # checks the column names
-        if isinstance(self.langs, str) and not self.langs.strip():
-            raise ConfigError("langs", "is empty: use 52, all, or codes such as eng_Latn,fra_Latn")
 
     # ------------------------------------------------------------ building
 
@@ -196,21 +205,20 @@ class RunConfig:
     # ------------------------------------------------------------ what it means
 
     def prompt_config(self) -> PromptConfig:
-        return PromptConfig(length=self.prompt_length, reparam_hidden=self.reparam_hidden or None)
+        return copy.copy(self._prompt)
 
-    def train_config(self, model_dtype: str | None = None) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed, max_length=self.max_length,
-            freeze_model=self.freeze, model_lr=self.lr if self.model_lr == REFERENCE_MODEL_LR else float(self.model_lr),
-            engine=self.engine.value, special_tokens=self.special_tokens.value,
-        )
+    def train_config(self) -> TrainConfig:
+        return copy.copy(self._train)
+
+    def readout_config(self) -> ReadoutConfig:
+        return self._readout
 
     def data_config(self) -> DataConfig:
-        return DataConfig(source=self.data, text_column=self.text_column, label_column=self.label_column,
-                          language_column=self.language_column, split_column=self.split_column, language=self.train_lang)
+        """Where the data comes from, ``$XLSPT_DATA`` already resolved."""
+        return self._data
 
     def calibration_config(self) -> CalibrationConfig:
-        return CalibrationConfig(protocol=self.calibration, standardize=self.standardize)
+        return self._calibration
 
     def member_seeds(self) -> list[int]:
         """The seeds of the ensemble's members (one for a single prompt)."""
@@ -229,9 +237,7 @@ class RunConfig:
         return str(resolve_dtype(self.dtype.value, resolve_device(device))).removeprefix("torch.")
 
     def resolved_engine(self) -> str:
-        if self.engine != Engine.AUTO:
-            return self.engine.value
-        return Engine.CACHED.value if self.freeze else Engine.NAIVE.value
+        return self.engine.for_training(not self.freeze).value
 
     def canonical(self, *, dtype: str | None = None, languages: list[str] | None = None) -> dict:
         """The fields that can change a result, JSON-ready, with ``auto`` values resolved.
@@ -285,37 +291,30 @@ class RunConfig:
         return "-".join(parts)
 
 
+#: Closed choices among the fields: those typed with a string enum.
+ENUM_FIELDS = {name: kind for name, kind in typing.get_type_hints(RunConfig).items()
+               if isinstance(kind, type) and issubclass(kind, Enum)}
+
+
 # ---------------------------------------------------------------- validation helpers
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
-    """Check ``value``'s type for field ``f`` (YAML and JSON give ints for floats, strings for enums)."""
+    """Check ``value``'s type for field ``f`` (YAML and JSON give ints for floats, strings for enums and,
+    YAML 1.1 for ``5e-3``, strings for numbers)."""
     name, kind = f.name, f.type
     if name in ENUM_FIELDS:
-        enum = ENUM_FIELDS[name]
-        try:
-            return enum(value.value if isinstance(value, Enum) else value)
-        except ValueError:
-            choices = ", ".join(e.value for e in enum)
-            raise ConfigError(name, f"must be one of {choices} (got {value!r})") from None
+        return enum_value(ENUM_FIELDS[name], name, value)
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(name, f"must be true or false (got {value!r})")
         return value
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(name, f"must be a whole number (got {value!r})")
-        return value
+        return _number(name, value, int, "must be a whole number")
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(name, f"must be a number (got {value!r})")
-        return float(value)
+        return _number(name, value, float, "must be a number")
     if name == "model_lr":
-        if value == REFERENCE_MODEL_LR:
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(name, f"must be a number or 'reference' (got {value!r})")
-        return float(value)
+        return value if value == REFERENCE_MODEL_LR else _number(name, value, float, "must be a number or 'reference'")
     if name == "langs":
         if isinstance(value, (list, tuple)):
             if not value or not all(isinstance(v, str) and v.strip() for v in value):
@@ -333,6 +332,29 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
             raise ConfigError(name, f"must be a non-empty string (got {value!r})")
         return value
     return value
+
+
+def _number(name: str, value: Any, kind: type, problem: str) -> int | float:
+    """``value`` as a ``kind`` (int or float): a number of that kind (an int is a float too) or a string that
+    parses as one; never a boolean."""
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    elif not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int):
+        return kind(value)
+    raise ConfigError(name, f"{problem} (got {value!r})")
+
+
+def _built(make: Callable[[], _Config], renamed: Mapping[str, str] | None = None) -> _Config:
+    """``make()``; its :class:`ConfigError` names the run config's field where the lower-level name differs."""
+    try:
+        return make()
+    except ConfigError as exc:
+        if exc.field not in (renamed or {}):
+            raise
+        raise ConfigError(renamed[exc.field], exc.problem) from exc
 
 
 def _default_value(name: str):

@@ -1,6 +1,7 @@
-"""Running a sweep's runs as Ray tasks: a local Ray instance on this machine, or an existing cluster.
+"""Where a sweep's runs execute, behind one interface: in this process, or as Ray tasks.
 
-One task per group of runs that share a model and a training sample (they train together),
+:class:`LocalExecutor` runs the claimed runs group by group in this process. :class:`RayExecutor`
+runs them as Ray tasks, on a local Ray instance on this machine or an existing cluster: one task per group of runs that share a model and a training sample (they train together),
 and one per run with the model trained too. Ray reuses its worker processes, so each worker
 keeps its loaded model between tasks (:data:`_WORKER_SESSION`). Every task claims its runs in
 the store and writes their records itself, so the store must be on a filesystem all nodes see.
@@ -12,12 +13,69 @@ reporting, with a small object store (tasks pass only configs), and is shut down
 from __future__ import annotations
 
 import os
+from enum import Enum
 from typing import Callable
 
 from ..errors import XlsptError
 from .records import RunRecord
 from .runner import PlannedRun, Session, run_group, task_key
 from .store import ResultStore
+
+
+class Executor(str, Enum):
+    """Where runs execute: in this process, or as Ray tasks (a local instance or a cluster)."""
+
+    LOCAL = "local"
+    RAY = "ray"
+
+
+def executor_for(kind: Executor | str, *, ray_address: str | None = None) -> "LocalExecutor | RayExecutor":
+    """The executor of ``kind``; both run claimed runs through :func:`~xlspt.study.runner.run_group`."""
+    return LocalExecutor() if Executor(kind) is Executor.LOCAL else RayExecutor(ray_address)
+
+
+class LocalExecutor:
+    """Runs the runs in this process, one model group after another (one model load per group)."""
+
+    def run(self, todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool, log) -> None:
+        run_local(todo, store, session, retry_failed=retry_failed, log=log, total=len(todo))
+
+
+class RayExecutor:
+    """Runs the runs as Ray tasks on a local instance, or on the cluster at ``address``."""
+
+    def __init__(self, address: str | None = None):
+        self.address = address
+
+    def run(self, todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool, log) -> None:
+        run_on_ray(todo, store, address=self.address, retry_failed=retry_failed, device=session.device, log=log)
+
+
+def model_groups(runs: list[PlannedRun], dtype_of: Callable[[PlannedRun], str]) -> list[list[PlannedRun]]:
+    """Runs grouped by (model, dtype): one model load per group."""
+    groups: dict[tuple, list[PlannedRun]] = {}
+    for run in runs:
+        groups.setdefault((run.config.model, dtype_of(run)), []).append(run)
+    return list(groups.values())
+
+
+def run_local(todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool, log, total: int) -> None:
+    """Run the claimed runs group by group in this process."""
+    finished = [0]
+
+    def on_record(record: RunRecord) -> None:
+        store.write_record(record)
+        finished[0] += 1
+        log(f"[{finished[0]}/{total}] {record.describe()}")
+
+    for group in model_groups(todo, lambda run: run.config.resolved_dtype(session.device)):
+        with store.claim([r.run_id for r in group], retry_failed=retry_failed) as owned:
+            mine = [r for r in group if r.run_id in set(owned)]
+            if len(mine) < len(group):
+                log(f"{len(group) - len(mine)} run(s) of this group are done or running elsewhere: skipped")
+            run_group(mine, session, on_record, log=log)
+
+
 
 #: Object store of a local instance: tasks exchange configs and a few counts, not tensors.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
@@ -55,10 +113,8 @@ def _run_task(configs: list[dict], run_ids: list[str], store_root: str, retry_fa
     lines: list[str] = []
 
     def on_record(record: RunRecord) -> None:
-        from .sweep import describe
-
         store.write_record(record)
-        lines.append(describe(record))
+        lines.append(record.describe())
 
     with store.claim([p.run_id for p in planned], retry_failed=retry_failed) as owned:
         run_group([p for p in planned if p.run_id in set(owned)], session, on_record, log=lambda message: None)

@@ -6,9 +6,10 @@ after the run's prompt and result files; its presence is what makes a run count 
 
 from __future__ import annotations
 
-import platform
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+
+from ..results.device import device_info, library_versions  # noqa: F401 (the record's fields)
 
 RECORD_FORMAT = 1
 
@@ -20,16 +21,6 @@ class RunStatus(str, Enum):
     FAILED = "failed"
     RUNNING = "running"
     PENDING = "pending"
-
-
-@dataclass
-class LanguageResult:
-    """One target language's scores on its test split."""
-
-    language: str
-    accuracy: float
-    macro_f1: float
-    n: int
 
 
 @dataclass
@@ -56,6 +47,7 @@ class RunRecord:
         error: the error message of a failed run.
         protocol: the calibration protocol of ``results`` (``zero-shot`` is the study's).
         member_results: for an ensemble, each member's own per-language results (same protocol).
+        evaluation_engine: the pass that scored the test sentences (``cached`` or ``naive``).
         data_checksum: SHA-256 of the examples the run read (training language's train and dev, each
             target's test split; :meth:`~xlspt.data.TaskData.checksum`).
     """
@@ -77,54 +69,28 @@ class RunRecord:
     device: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
-    started: str | None = None
     finished: str | None = None
     protocol: str = "zero-shot"
     member_results: list[list[dict]] | None = None
     data_checksum: str | None = None
+    evaluation_engine: str | None = None
     format: int = RECORD_FORMAT
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line for a finished run: its id, its settings and its mean accuracy (or its error)."""
+        c = self.config
+        name = f"{c.get('model')} len{c.get('prompt_length')} reparam{c.get('reparam_hidden')} " \
+               f"{'MF' if c.get('freeze') else 'noMF'} {c.get('shots')}shot seed{c.get('seed')}"
+        if self.status != RunStatus.DONE.value:
+            return f"{self.run_id} {name}: FAILED: {(self.error or '').splitlines()[0]}"
+        accuracies = [r["accuracy"] for r in self.results]
+        mean = 100 * sum(accuracies) / len(accuracies) if accuracies else float("nan")
+        return f"{self.run_id} {name}: mean accuracy {mean:.1f}% over {len(accuracies)} languages ({self.timings.get('total', 0):.0f} s)"
+
     @classmethod
     def from_dict(cls, data: dict) -> "RunRecord":
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def library_versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    from .. import __version__
-
-    return {
-        "xlspt": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def device_info(device, dtype) -> dict[str, str]:
-    import torch
-
-    device = str(device)
-    if device.startswith("cuda") and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        name = _cpu_name()
-    return {"device": device, "dtype": str(dtype).removeprefix("torch."), "name": name,
-            "threads": torch.get_num_threads() if device == "cpu" else None}
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

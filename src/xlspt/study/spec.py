@@ -13,7 +13,8 @@ The product of the lists is the set of runs::
 ``langs`` and ``label_words`` are values, not axes: a list of language codes is the target
 languages of every run. A spec is checked whole before anything runs: an unknown key, an
 empty list, a value of the wrong type or broken YAML is refused with one line naming the key
-and its line in the file.
+and its line in the file. A number is a number however YAML reads it (YAML 1.1 reads ``5e-3``
+as a string).
 """
 
 from __future__ import annotations

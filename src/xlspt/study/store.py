@@ -20,15 +20,25 @@ import fcntl
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import XlsptError
 from ..files import write_json_atomic
-from .outputs import RECORD_FILE
+from ..layout import LOCK_FILE, RECORD_FILE
 from .records import RunRecord, RunStatus
 
-LOCK_FILE = ".lock"
+
+@dataclass
+class StoreContents:
+    """Every run folder of a store, sorted by what its record says."""
+
+    root: Path
+    done: list[RunRecord] = field(default_factory=list)
+    failed: list[RunRecord] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)  # run ids without a finished record (pending or running)
+    unreadable: list[str] = field(default_factory=list)  # "runs/<run_id>/record.json: <why>" per unparsable record
 
 
 class ResultStore:
@@ -44,11 +54,19 @@ class ResultStore:
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
 
+    def exists(self) -> bool:
+        """Whether the store has its ``runs/`` folder (opening a store to write makes it)."""
+        return (self.root / "runs").is_dir()
+
+    def read_record(self, run_id: str) -> RunRecord:
+        """The run's record; raises OSError, ValueError or TypeError when it is missing or cannot be parsed."""
+        path = self.run_dir(run_id) / RECORD_FILE
+        return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
     def record(self, run_id: str) -> RunRecord | None:
         """The finished run's record, or ``None`` (a record that cannot be read counts as missing)."""
-        path = self.run_dir(run_id) / RECORD_FILE
         try:
-            return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            return self.read_record(run_id)
         except (OSError, ValueError, TypeError):
             return None
 
@@ -61,6 +79,29 @@ class ResultStore:
             if record is not None:
                 out.append(record)
         return out
+
+    def contents(self) -> StoreContents:
+        """Every run folder, by what its record says; unlike :meth:`records`, it also names the runs
+        without a finished record and the records that cannot be parsed (with the parser's error)."""
+        contents = StoreContents(root=self.root)
+        runs = self.root / "runs"
+        for directory in sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []:
+            path = directory / RECORD_FILE
+            if not path.is_file():
+                contents.unfinished.append(directory.name)  # the record is written last: the run has not finished
+                continue
+            try:
+                record = self.read_record(directory.name)
+            except (OSError, ValueError, TypeError) as error:
+                contents.unreadable.append(f"{path.relative_to(self.root)}: {error}")
+                continue
+            if record.status == RunStatus.DONE.value:
+                contents.done.append(record)
+            elif record.status == RunStatus.FAILED.value:
+                contents.failed.append(record)
+            else:
+                contents.unfinished.append(directory.name)
+        return contents
 
     def write_record(self, record: RunRecord) -> None:
         write_json_atomic(self.run_dir(record.run_id) / RECORD_FILE, record.to_dict())

@@ -14,17 +14,11 @@ from enum import Enum
 from typing import Callable
 
 from ..errors import XlsptError
-from .records import RunRecord, RunStatus
-from .runner import PlannedRun, Session, plan, run_group
+from .executors import Executor, executor_for
+from .records import RunStatus
+from .runner import PlannedRun, Session, plan
 from .spec import SweepSpec
 from .store import ResultStore
-
-
-class Executor(str, Enum):
-    """Where runs execute: in this process, or as Ray tasks (a local instance or a cluster)."""
-
-    LOCAL = "local"
-    RAY = "ray"
 
 
 @dataclass
@@ -77,14 +71,6 @@ def sweep_status(spec: SweepSpec, store: ResultStore, session: Session | None = 
     return SweepStatus(runs, status, errors)
 
 
-def model_groups(runs: list[PlannedRun], dtype_of: Callable[[PlannedRun], str]) -> list[list[PlannedRun]]:
-    """Runs grouped by (model, dtype): one model load per group."""
-    groups: dict[tuple, list[PlannedRun]] = {}
-    for run in runs:
-        groups.setdefault((run.config.model, dtype_of(run)), []).append(run)
-    return list(groups.values())
-
-
 def run_sweep(
     spec: SweepSpec,
     store: ResultStore,
@@ -108,43 +94,33 @@ def run_sweep(
         f"({executor.value}) into {store.root}")
     if todo:
         started = time.time()
-        if executor == Executor.LOCAL:
-            run_local(todo, store, session, retry_failed=retry_failed, log=log, total=len(todo))
-        else:
-            from .executors import run_on_ray
-
-            run_on_ray(todo, store, address=ray_address, retry_failed=retry_failed, device=device, log=log)
+        executor_for(executor, ray_address=ray_address).run(todo, store, session, retry_failed=retry_failed, log=log)
         log(f"sweep finished in {time.time() - started:.0f} s")
     return sweep_status(spec, store, session)
 
 
-def run_local(todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool, log, total: int) -> None:
-    """Run the claimed runs group by group in this process."""
-    finished = [0]
+def sweep_from(
+    spec_path: str | None, preset: str | None, store_root: str, overrides: dict, *, status_only: bool = False,
+    executor: Executor | str = Executor.LOCAL, ray_address: str | None = None, retry_failed: bool = False,
+    device: str | None = None, progress: bool = True,
+) -> SweepStatus:
+    """``xlspt sweep``: the spec of a file or a preset, with ``overrides`` (field -> one value), run into the store
+    ``store_root`` (or, with ``status_only``, only its status read)."""
+    import dataclasses
 
-    def on_record(record: RunRecord) -> None:
-        store.write_record(record)
-        finished[0] += 1
-        log(f"[{finished[0]}/{total}] {describe(record)}")
+    from .spec import load_spec, preset_path
 
-    for group in model_groups(todo, lambda run: run.config.resolved_dtype(session.device)):
-        with store.claim([r.run_id for r in group], retry_failed=retry_failed) as owned:
-            mine = [r for r in group if r.run_id in set(owned)]
-            if len(mine) < len(group):
-                log(f"{len(group) - len(mine)} run(s) of this group are done or running elsewhere: skipped")
-            run_group(mine, session, on_record, log=log)
-
-
-def describe(record: RunRecord) -> str:
-    """One line for a finished run: its id, its settings and its mean accuracy (or its error)."""
-    c = record.config
-    name = f"{c.get('model')} len{c.get('prompt_length')} reparam{c.get('reparam_hidden')} " \
-           f"{'MF' if c.get('freeze') else 'noMF'} {c.get('shots')}shot seed{c.get('seed')}"
-    if record.status != RunStatus.DONE.value:
-        return f"{record.run_id} {name}: FAILED: {(record.error or '').splitlines()[0]}"
-    accuracies = [r["accuracy"] for r in record.results]
-    mean = 100 * sum(accuracies) / len(accuracies) if accuracies else float("nan")
-    return f"{record.run_id} {name}: mean accuracy {mean:.1f}% over {len(accuracies)} languages ({record.timings.get('total', 0):.0f} s)"
+    if bool(spec_path) == bool(preset):
+        raise XlsptError("give a sweep spec file or --preset NAME (one of them)")
+    overrides = {k: (v.value if isinstance(v, Enum) else v) for k, v in overrides.items()}
+    spec = load_spec(spec_path or preset_path(preset), overrides)
+    if preset:
+        spec = dataclasses.replace(spec, source=f"the {preset} preset")
+    store = ResultStore(store_root, create=not status_only)
+    if status_only:
+        return sweep_status(spec, store, Session(device=device, progress=False))
+    return run_sweep(spec, store, executor=executor, ray_address=ray_address, retry_failed=retry_failed, device=device,
+                     progress=progress)
 
 
 def require_runs(spec: SweepSpec) -> None:

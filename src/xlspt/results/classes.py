@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from ..files import write_with_atomic
+from ..layout import CONFUSION_DIR, PER_CLASS_FILE
 
 PER_CLASS_COLUMNS = ["language", "label", "precision", "recall", "f1", "support"]
 DPI = 130
@@ -96,14 +97,14 @@ def write_class_reports(out_dir: str | Path, per_class: pd.DataFrame, confusions
     names = {language: safe_name(language) for language in confusions}
     if len(set(names.values())) < len(names):  # two languages must never overwrite each other's figure
         raise ValueError(f"languages collide once sanitised: {names}")
-    csv = out_dir / "per_class.csv"
+    csv = out_dir / PER_CLASS_FILE
     table = per_class[PER_CLASS_COLUMNS]
     write_with_atomic(csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
     written = [csv]
     for language, matrix in confusions.items():
         total = int(np.asarray(matrix).sum())
         written.append(plot_confusion(matrix, labels, f"{language}: confusion matrix (n = {total})",
-                                      out_dir / "confusion" / f"{names[language]}.png"))
+                                      out_dir / CONFUSION_DIR / f"{names[language]}.png"))
     return written
 
 

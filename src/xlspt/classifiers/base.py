@@ -1,0 +1,184 @@
+"""What every trained classifier offers, and the registry that finds one by its method.
+
+lm-evaluation-harness's ``api/registry.py`` and ``api/model.py`` are the pattern: callers name a
+method (``prompt``, ``probe``) or hand over a saved folder, and get an object with one
+interface; they never branch on the method themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence, runtime_checkable
+
+from ..calibration import CalibrationConfig
+from ..engine.options import ReadoutConfig
+from ..errors import XlsptError
+from ..prompt import PromptConfig, SoftPrompt
+from ..sidecar import Sidecar
+from ..train import TrainConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from ..data.task import TaskData
+    from ..engine.options import ReadoutConfig
+    from ..models.loading import LoadedModel
+
+
+class Method(str, Enum):
+    """What is trained: a soft ``prompt`` (one, or an ensemble) or the frozen-feature ``probe`` baseline."""
+
+    PROMPT = "prompt"
+    PROBE = "probe"
+
+
+@dataclass
+class FitRequest:
+    """What one classifier is fitted with: its sample, its method's settings, and where it goes.
+
+    Built by the study runner from a run config, and by the Python API from its arguments.
+
+    Attributes:
+        train_language, shots, seed: the sample (``shots`` examples per class of ``train_language``,
+            drawn with ``seed``; an ensemble's member ``i`` trains with ``seed + i``).
+        readout: how texts are read (maximum length, special tokens).
+        prompt, training, label_words, allow_first_subtoken, ensemble, shared_sample, calibration,
+            initial: a soft prompt's settings (the probe reads none of them).
+        name: how logs name it.
+        out: its folder, where a diverged prompt's best epoch is kept.
+    """
+
+    train_language: str = "eng_Latn"
+    shots: int = 8
+    seed: int = 0
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    label_words: dict[str, str] | None = None
+    allow_first_subtoken: bool = False
+    ensemble: int = 1
+    shared_sample: bool = False
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    initial: SoftPrompt | None = None
+    name: str = "a prompt"
+    out: Path | None = None
+
+    @property
+    def changes_model(self) -> bool:
+        """Whether fitting trains the model's weights too (the runner restores them after the run)."""
+        return not self.training.freeze_model
+
+
+#: Logs a line of progress (stderr in a terminal, a log file, or nothing).
+Log = Callable[[str], None]
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """A trained classifier on a frozen model: fitted on a few-shot sample, saved and loaded with a typed sidecar.
+
+    Attributes:
+        method: the registry key of the implementation.
+        model: the loaded model it reads.
+        metadata: the typed sidecar (:class:`~xlspt.sidecar.Sidecar`) written with it.
+    """
+
+    method: ClassVar[Method]
+    model: "LoadedModel"
+    metadata: Sidecar
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    @property
+    def readout(self) -> "ReadoutConfig": ...
+
+    @property
+    def size(self) -> int:
+        """Number of scorers that vote (prompts of an ensemble; 1 otherwise)."""
+
+    @property
+    def trainable_parameters(self) -> int: ...
+
+    def scores(self, texts: Sequence[str], **options: Any) -> "torch.Tensor":
+        """``[N, C]`` class log-probabilities of ``texts``."""
+
+    def evaluate(self, data: "TaskData", languages: Sequence[str], **options: Any) -> "pd.DataFrame":
+        """Accuracy and macro-F1 per language (``language, accuracy, macro_f1, n, protocol``)."""
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the weights file and the sidecar into ``directory``; returns the weights file."""
+
+    @classmethod
+    def load(cls, directory: str | Path, model: "LoadedModel | str | None" = None, **options: Any) -> "Classifier": ...
+
+    @classmethod
+    def fit_many(cls, model: "LoadedModel", data: "TaskData", requests: Sequence[FitRequest], *, progress: bool = True,
+                 log: Log = print, raise_errors: bool = True) -> "list[Classifier | BaseException]":
+        """Fit one classifier per request, sharing what they can; each request gets its classifier or the error
+        that stopped it (with ``raise_errors``, the first error propagates)."""
+
+    @classmethod
+    def evaluate_many(cls, classifiers: "Sequence[Classifier]", data: "TaskData", languages: Sequence[str], *,
+                      progress: bool = True, log: Log = print) -> "list[Evaluation]":
+        """Evaluate classifiers that read text alike together: one pass over each language's text for all."""
+
+    def record_entries(self) -> dict:
+        """What a run record keeps of the fit: ``best_epoch``, ``best_val_loss``, ``history``, ``protocol``, ``notes``."""
+
+    def sidecar_dict(self) -> dict:
+        """The sidecar as written: what summaries and model cards read."""
+
+    def fit_summary(self) -> str:
+        """A line about the fit (time, best epoch or chosen regularisation), for the command line."""
+
+    @staticmethod
+    def load_sidecar(path: str | Path) -> Sidecar:
+        """The typed sidecar of the artifact saved at ``path``, without loading a model."""
+
+
+@dataclass
+class Evaluation:
+    """One classifier's per-language results (its vote, for an ensemble), each member's own, and the pass that read the text."""
+
+    results: "pd.DataFrame"
+    member_results: "list[pd.DataFrame] | None" = None
+    engine: str = "naive"
+
+
+_REGISTRY: dict[Method, type] = {}
+
+
+def register(method: Method):
+    """Class decorator: make ``cls`` the implementation of ``method``."""
+
+    def wrap(cls):
+        cls.method = method
+        _REGISTRY[method] = cls
+        return cls
+
+    return wrap
+
+
+def classifier_class(method: Method | str) -> type:
+    """The implementation of ``method`` (the package's ``__init__`` imports every implementation, so they are registered)."""
+    try:
+        return _REGISTRY[Method(method.value if isinstance(method, Enum) else method)]
+    except (KeyError, ValueError):
+        raise XlsptError(f"unknown method {method!r}: use one of {', '.join(m.value for m in Method)}") from None
+
+
+def saved_method(path: str | Path) -> Method:
+    """The method of the artifact saved at ``path`` (a folder, or a prompt ``.safetensors`` file)."""
+    path = Path(path).expanduser()
+    kind = Sidecar.kind_of(path) if path.is_dir() else None
+    return Method(kind.method) if kind is not None else Method.PROMPT
+
+
+def load_classifier(path: str | Path, model: "LoadedModel | str | None" = None, **options: Any) -> Classifier:
+    """Load whatever classifier is saved at ``path`` (a prompt, an ensemble or a probe), on ``model``."""
+    return classifier_class(saved_method(path)).load(path, model, **options)
+

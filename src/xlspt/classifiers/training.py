@@ -1,0 +1,99 @@
+"""The one path that trains soft prompts: jobs grouped into passes, each group on its sample.
+
+Every caller trains through :func:`train_prompt_jobs`: the Python API (one prompt or an
+ensemble's members), ``xlspt label-words`` (one prompt per candidate), and the study runner
+(``xlspt run``, ``xlspt train`` and every sweep). It alone decides which prompts train
+together: prompts that draw the same sample and take the same steps (same seed, batches,
+epochs and text encoding, the model frozen) run packed into one pass over the cached text at
+every step (:func:`~xlspt.train.train_prompts`); anything else trains alone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..data.sampling import FewShotSplit, sample_few_shot
+from ..data.task import TaskData
+from ..engine.options import Engine
+from ..models.loading import LoadedModel
+from ..prompt import PromptConfig, SoftPrompt
+from ..train import TrainConfig, TrainResult, train_prompts
+from ..verbalizer import Verbalizer
+
+
+@dataclass
+class PromptJob:
+    """One prompt to train: its shape and optimisation, the seed its sample is drawn with, and a name for logs.
+
+    ``initial``: continue from a saved prompt (with its reparameterization network).
+    """
+
+    prompt: PromptConfig
+    training: TrainConfig
+    sample_seed: int
+    initial: SoftPrompt | None = None
+    name: str = "a prompt"
+
+
+@dataclass
+class FinishedJob:
+    """A trained job: its result (the best epoch's prompt) or the error that stopped it, with what it read."""
+
+    job: PromptJob
+    examples: FewShotSplit | None
+    outcome: TrainResult | BaseException
+    seconds: float = 0.0
+
+
+def step_key(job: PromptJob) -> tuple:
+    """Prompts with equal keys draw the same examples and take the same steps: they train together.
+
+    A prompt that trains the model too, or resumes from a saved one, trains alone.
+    """
+    t = job.training
+    alone = id(job) if (not t.freeze_model or job.initial is not None) else None
+    return (job.sample_seed, t.seed, t.epochs, t.batch_size, t.max_length, t.special_tokens, t.eval_batch_size,
+            Engine(t.engine).for_training(not t.freeze_model), alone)
+
+
+def group_jobs(jobs: Sequence[PromptJob]) -> list[list[PromptJob]]:
+    """``jobs`` grouped by :func:`step_key`, in the order of their first job."""
+    groups: dict[tuple, list[PromptJob]] = {}
+    for job in jobs:
+        groups.setdefault(step_key(job), []).append(job)
+    return list(groups.values())
+
+
+def train_prompt_jobs(
+    model: LoadedModel, data: TaskData, verbalizer: Verbalizer, jobs: Sequence[PromptJob], *,
+    train_language: str, shots: int, progress: bool = True, desc: str = "training",
+    log: Callable[[str], None] = lambda message: None, raise_errors: bool = True,
+) -> list[FinishedJob]:
+    """Train ``jobs`` (all on ``verbalizer``'s labels, ``shots`` per class of ``train_language``), group by group.
+
+    Returns one :class:`FinishedJob` per job, in order. A prompt whose loss diverged gets its
+    :class:`~xlspt.train.TrainingDiverged` (with the best epoch before it in ``.best``); with
+    ``raise_errors`` (the Python API) any other error propagates, otherwise it is that group's outcome.
+    ``desc`` may hold ``{n}``, the number of prompts of the group.
+    """
+    finished: dict[int, FinishedJob] = {}
+    for group in group_jobs(jobs):
+        names = ", ".join(job.name for job in group)
+        log(f"training {f'{len(group)} prompts together ({names})' if len(group) > 1 else names} "
+            f"on {shots} examples per class of {train_language}")
+        started = time.time()
+        try:
+            examples = sample_few_shot(data, train_language, shots, group[0].sample_seed)
+            results = train_prompts(model, verbalizer, examples, [j.prompt for j in group], [j.training for j in group],
+                                    initials=[j.initial for j in group], progress=progress, desc=desc.format(n=len(group)))
+        except Exception as exc:
+            if raise_errors:
+                raise
+            finished.update({id(j): FinishedJob(j, None, exc) for j in group})
+            continue
+        seconds = (time.time() - started) / len(group)
+        finished.update({id(j): FinishedJob(j, examples, r, seconds) for j, r in zip(group, results)})
+    return [finished[id(job)] for job in jobs]
+

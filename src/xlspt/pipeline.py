@@ -1,0 +1,387 @@
+"""One library function per command: what ``xlspt run``, ``train``, ``evaluate``, ``predict``, ``push`` and
+``label-words`` do, for the command line and for Python alike.
+
+Each function checks what it can before minutes of model loading, writes files only through the
+library's rules (:mod:`xlspt.layout`, :mod:`xlspt.results.summary`, the classifiers' ``save``)
+and returns what the command prints; the command line only parses, calls and prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import pandas as pd
+
+from . import layout
+from .calibration import CalibrationConfig, Protocol
+from .classifiers import PromptClassifier, classifier_class, load_classifier, saved_method, stacked_reference
+from .data import DataConfig, TaskData, resolve_languages
+from .errors import XlsptError
+from .evaluate import Scorer, evaluate_prompts, scored_predictions
+from .hub import resolve_pretrained
+from .models.loading import LoadedModel, load_model, resolve_device
+from .results.summary import comparison, results_summary, write_comparison, write_results
+from .study.config import RunConfig
+from .study.records import RunRecord
+from .study.runner import Session, run_one, train_one
+
+
+def say(message: str) -> None:
+    """A line of progress or outcome on stderr (standard output keeps what a pipe reads)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_data(config: RunConfig, data: TaskData, *, targets: bool = True) -> None:
+    """Read and check the training language's splits, the label words and every target's test split now,
+    before minutes of model loading: a broken file fails here, not after training."""
+    resolve_languages([config.train_lang], data.languages())
+    for split in ("train", "dev"):
+        data.split(config.train_lang, split)
+    config.label_word_map(data.labels(config.train_lang))
+    if targets:
+        for lang in data.target_languages(config.langs):
+            data.split(lang, "test")
+
+
+# ---------------------------------------------------------------- run and train
+
+
+@dataclass
+class RunOutcome:
+    """What ``xlspt run`` made: the run's record, the printed results table and a line about the fit."""
+
+    record: RunRecord
+    table: str
+    fit: str
+
+
+def run(config: RunConfig, out: str | Path | None, *, overwrite: bool = False, device: str | None = None,
+        progress: bool = True) -> tuple[Path, RunOutcome]:
+    """Train ``config`` on its training language and evaluate it on its targets into the folder ``out``."""
+    folder = layout.prepare_out_dir(out, config.model, overwrite)
+    session = Session(device=resolve_device(device), progress=progress, strict=True, class_figures=True)
+    check_data(config, session.data(config))
+    if overwrite:
+        layout.clear_files(folder)
+    record = run_one(config, folder, session)
+    model = session.model(config)
+    fit = (f"best epoch {record.best_epoch} (validation loss {record.best_val_loss:.3f})"
+           if record.best_val_loss is not None else "the probe baseline")
+    line = (f"model {model.name} ({model.model_type}, {str(model.dtype)[6:]} on {model.device}); "
+            f"trained in {record.timings.get('train', 0):.0f} s, {fit}; evaluated in {record.timings.get('evaluate', 0):.0f} s")
+    sidecar = classifier_class(config.method).load_sidecar(folder)
+    table, _, _ = results_summary(sidecar.summary_header(), pd.DataFrame(record.results))
+    return folder, RunOutcome(record, table, line)
+
+
+def train(config: RunConfig, out: str | Path | None, *, overwrite: bool = False, resume: str | None = None,
+          device: str | None = None, progress: bool = True) -> tuple[Path, str]:
+    """Fit ``config`` and save it into ``out`` (nothing evaluated); returns the weights file and a line about the fit."""
+    if not config.freeze:
+        raise XlsptError("`xlspt train --no-freeze` would save a prompt without the model weights it needs: use `xlspt run --no-freeze`")
+    session = Session(device=device, progress=progress, strict=True)
+    data = session.data(config)
+    check_data(config, data, targets=False)
+    folder = layout.prepare_out_dir(out, config.model, overwrite, files=layout.ARTIFACT_FILES)
+    initial = _resumed(resume, session.model(config)) if resume else None
+    model = session.model(config)
+    say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
+        f"on {model.device}); data {data.description}")
+    if overwrite:
+        layout.clear_files(folder)
+    classifier = train_one(config, folder, session, initial)
+    return folder / classifier.metadata.weights_file, classifier.fit_summary()
+
+
+def _resumed(path: str, model: LoadedModel):
+    """The trainable prompt saved at ``path``, checked against ``model``."""
+    from .artifact import PromptArtifact
+
+    artifact = PromptArtifact.load(path)
+    artifact.check_model(model.signature(), model.name)
+    if artifact.is_ensemble:
+        raise XlsptError(f"--resume {path} is an ensemble of {len(artifact.prompts)} prompts: resume a single prompt")
+    return artifact.soft_prompt()
+
+
+def label_words(config: RunConfig, candidates: Sequence[str], *, progress: bool = True) -> tuple[dict, pd.DataFrame]:
+    """The label-word candidate (a ``--label-words`` text, or ``default``) whose prompt does best on the training
+    language's dev split, and the table of all candidates."""
+    from .classifiers import build_verbalizer, choose_label_words
+    from .verbalizer import parse_label_words
+
+    data = TaskData.resolve(config.data_config())
+    check_data(config, data, targets=False)
+    labels = data.labels(config.train_lang)
+    parsed = [None if c == "default" else parse_label_words(c, labels) for c in candidates]
+    model = load_model(config.model, dtype=config.dtype.value, trust_remote_code=config.trust_remote_code)
+    parsed = [c or build_verbalizer(model, labels=labels).as_dict() for c in parsed]
+    return choose_label_words(model, data, parsed, train_language=config.train_lang, shots=config.shots,
+                              prompt=config.prompt_config(), training=config.train_config(),
+                              allow_first_subtoken=config.allow_subword_labels, progress=progress)
+
+
+# ---------------------------------------------------------------- evaluate and predict
+
+
+@dataclass
+class LoadOptions:
+    """How saved classifiers are loaded: on which model, dtype and device (``None``: as they were trained)."""
+
+    model: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    trust_remote_code: bool = False
+
+    def model_for(self, path: str) -> LoadedModel | str | None:
+        """``model`` as a name, or, with ``trust_remote_code``, the model loaded here with its remote code allowed."""
+        if not self.trust_remote_code:
+            return self.model
+        sidecar = classifier_class(saved_method(path)).load_sidecar(path)
+        return load_model(self.model or sidecar.model, dtype=self.dtype or sidecar.dtype, device=self.device,
+                          trust_remote_code=True)
+
+    def load(self, path: str):
+        """The classifier saved at ``path`` (a folder, a prompt file or a Hub id), on this model."""
+        local = resolve_pretrained(path)
+        return load_classifier(local, self.model_for(str(local)), dtype=self.dtype, device=self.device)
+
+
+@dataclass
+class EvaluateOptions:
+    """What ``xlspt evaluate`` does besides scoring: vote, show members, calibrate, keep text states."""
+
+    vote: bool = False
+    members: bool = False
+    calibration: CalibrationConfig | None = None
+    engine: str = "auto"
+    cache_states: bool = False
+    progress: bool = True
+
+
+def evaluate(paths: Sequence[str], data: DataConfig, langs: str, out: str | Path | None = None, *,
+             overwrite: bool = False, load: LoadOptions = LoadOptions(),
+             options: EvaluateOptions = EvaluateOptions()) -> str:
+    """Evaluate saved prompts (several: from one pass over the text) on ``langs``; write ``out`` if given.
+    Returns the printed text (one table, or a table per prompt and their comparison)."""
+    first_sidecar = classifier_class(saved_method(resolve_pretrained(paths[0]))).load_sidecar(resolve_pretrained(paths[0]))
+    trained_on = first_sidecar.data.train_language if first_sidecar.data else None
+    task = TaskData.resolve(dataclasses.replace(data, language=trained_on) if trained_on and not data.language else data)
+    languages = task.target_languages(langs)
+    for lang in languages:
+        task.split(lang, "test")
+    folder = layout.prepare_out_dir(out, "", overwrite, files=layout.RESULT_FILES) if out else None
+    classifiers, names = _loaded_together(paths, load, options.vote)
+    all_results, scorers, labels = _score_together(classifiers, names, task, languages, options)
+    if folder is not None and overwrite:
+        layout.clear_files(folder, layout.RESULT_FILES)
+    if len(all_results) == 1:
+        table, text, summary = results_summary(classifiers[0].metadata.summary_header(), all_results[0])
+        if folder is not None:
+            write_results(folder, all_results[0], text, summary, figures=True)
+    else:
+        owners = [c for c in classifiers for _ in c.prompts]
+        headers = [owners[s.members[0]].metadata.summary_header() for s in scorers]
+        table, combined, summary = comparison(labels, headers, all_results)
+        if folder is not None:
+            write_comparison(folder, table, combined, summary)
+    if folder is not None:
+        say(f"wrote {folder / layout.RESULTS_FILE} and {folder / layout.SUMMARY_FILE}")
+    return table
+
+
+def _loaded_together(paths: Sequence[str], load: LoadOptions, vote: bool) -> tuple[list[PromptClassifier], list[str]]:
+    """The prompts of ``paths`` on one model (as one ensemble with ``vote``), refused if they read text differently."""
+    first = load.load(paths[0])
+    classifiers = [first] + [PromptClassifier.from_pretrained(p, first.model) for p in paths[1:]]
+    if any(c.verbalizer != first.verbalizer or c.readout != first.readout for c in classifiers):
+        raise XlsptError("these prompts use different label words, maximum lengths or tokenization: evaluate them one at a time")
+    names = list(paths)
+    if vote and len(classifiers) > 1:
+        return [PromptClassifier.ensemble_of(classifiers)], [f"vote of {len(paths)} prompts"]
+    return classifiers, names
+
+
+def _score_together(classifiers, names, data: TaskData, languages, options: EvaluateOptions):
+    """One pass over each language's text for every prompt; a scorer per prompt (and per member with ``members``)."""
+    prompts, scorers, labels = [], [], []
+    for name, clf in zip(names, classifiers):
+        calibration = options.calibration or clf.calibration
+        if calibration.standardize and clf.reference is None:
+            clf.fit_reference(data, force=True)
+        own = tuple(range(len(prompts), len(prompts) + clf.size))
+        prompts += clf.prompts
+        scorers.append(Scorer(own, calibration))
+        labels.append(name)
+        if options.members and clf.size > 1:
+            scorers += [Scorer((j,), calibration) for j in own]
+            labels += [f"{name} member {i}" for i in range(clf.size)]
+    store = None
+    first = classifiers[0]
+    if options.cache_states:
+        from .engine.store import TextStateStore
+
+        store = TextStateStore(first.model)
+    results = evaluate_prompts(first.model, first.verbalizer, prompts, data, languages, scorers=scorers,
+                               reference=stacked_reference(classifiers), max_length=first.max_length,
+                               engine=options.engine, store=store, special_tokens=first.special_tokens,
+                               progress=options.progress)
+    if store is not None:
+        say(f"text states: {store.hits} batches read from {store.root}, {store.misses} computed and stored")
+    return results, scorers, labels
+
+
+#: Texts scored per step when predictions stream (a batch-calibrated run reads all first).
+PREDICT_CHUNK = 64
+
+
+@dataclass
+class PredictOptions:
+    """How ``xlspt predict`` scores: calibration, unlabeled texts, language, top-k, abstention, engine."""
+
+    calibration: CalibrationConfig | None = None
+    unlabeled: list[str] = field(default_factory=list)
+    language: str | None = None
+    top_k: int | None = None
+    min_confidence: float | None = None
+    engine: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.top_k is not None and self.top_k < 1:
+            raise XlsptError(f"--top-k must be at least 1 (got {self.top_k})")
+        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
+            raise XlsptError(f"--min-confidence must be a probability between 0 and 1 (got {self.min_confidence})")
+
+
+def predict(path: str, texts: Iterable[str], *, load: LoadOptions = LoadOptions(),
+            options: PredictOptions = PredictOptions()) -> tuple[Iterator[pd.DataFrame], str, tuple[str, ...]]:
+    """Scored predictions of ``texts`` (non-empty lines) by the classifier saved at ``path``, a frame per chunk;
+    what produced them (the protocol, or the probe baseline) and the labels. Answers stream, unless the
+    calibration needs every text first."""
+    classifier = load.load(path)
+    protocol, whole = _prediction_protocol(classifier, options)
+    if protocol is None:
+        score = classifier.scores
+    else:
+        def score(chunk):
+            return classifier.scores(chunk, calibration=options.calibration, unlabeled_texts=options.unlabeled,
+                                     language=options.language, engine=options.engine)
+    chunks = _chunks((t for t in texts if t.strip()), None if whole else PREDICT_CHUNK)
+    frames = (scored_predictions(chunk, score(chunk), classifier.labels, top_k=options.top_k,
+                                 min_confidence=options.min_confidence) for chunk in chunks)
+    described = f"protocol: {protocol.name}" if protocol is not None else "probe baseline"
+    return frames, described, tuple(classifier.labels)
+
+
+def _prediction_protocol(classifier, options: PredictOptions) -> tuple[CalibrationConfig | None, bool]:
+    """The protocol the answers follow (``None``: a classifier without calibration), checked against what was
+    given; and whether it needs every text first."""
+    protocol = getattr(classifier, "calibration", None)
+    if protocol is None:  # the probe: no calibration at all
+        if options.calibration is not None or options.unlabeled:
+            raise XlsptError("the probe baseline takes no calibration: drop --calibration and --unlabeled")
+        return None, False
+    protocol = options.calibration or protocol
+    if protocol.protocol is Protocol.UNLABELED and not options.unlabeled:
+        raise XlsptError(f"calibration {protocol.name} needs --unlabeled FILE (unlabeled texts of the same language, one per line)")
+    if options.unlabeled and protocol.protocol is not Protocol.UNLABELED:
+        raise XlsptError(f"--unlabeled FILE is read for --calibration unlabeled only (this run uses {protocol.name}): "
+                         "add it, or drop --unlabeled")
+    if protocol.standardize and classifier.reference is None:
+        raise XlsptError("--standardize needs the training language's statistics, which this prompt was not saved with: "
+                         "train it with --standardize, or calibrate without it")
+    return protocol, protocol.protocol in (Protocol.BATCH, Protocol.UNLABELED)
+
+
+def _chunks(texts: Iterable[str], size: int | None) -> Iterator[list[str]]:
+    """``texts`` ``size`` at a time (all at once for ``None``); refuses no text at all."""
+    chunk: list[str] = []
+    count = 0
+    for text in texts:
+        chunk.append(text)
+        if size is not None and len(chunk) >= size:
+            count += len(chunk)
+            yield chunk
+            chunk = []
+    if chunk:
+        count += len(chunk)
+        yield chunk
+    if not count:
+        raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
+
+
+class PredictionWriter:
+    """Writes scored predictions to ``stream`` as a table (label, probability, text), JSON Lines or CSV,
+    flushing each chunk."""
+
+    def __init__(self, fmt: str, top_k: bool, stream=None) -> None:
+        import csv
+
+        self.fmt, self.top_k, self.stream = fmt, top_k, stream or sys.stdout
+        self.csv = csv.writer(self.stream, lineterminator="\n") if fmt == "csv" else None
+        if self.csv is not None:
+            self.csv.writerow(["text", "label", "probability", *(["top_k"] if top_k else [])])
+
+    def write(self, table: pd.DataFrame) -> int:
+        for row in table.to_dict(orient="records"):
+            print(self._line(row), file=self.stream) if self.csv is None else self._csv_row(row)
+        self.stream.flush()
+        return len(table)
+
+    def _line(self, row: dict) -> str:
+        import json
+
+        if self.fmt == "json":
+            row["probability"] = round(row["probability"], 6)
+            for item in row.get("top_k", []):
+                item["probability"] = round(item["probability"], 6)
+            return json.dumps(row, ensure_ascii=False)
+        top = ["  ".join(f"{t['label']}:{t['probability']:.3f}" for t in row["top_k"])] if self.top_k else []
+        return "\t".join([row["label"], f"{row['probability']:.3f}", *top, row["text"]])
+
+    def _csv_row(self, row: dict) -> None:
+        import json
+
+        top = [json.dumps([[t["label"], round(t["probability"], 6)] for t in row["top_k"]], ensure_ascii=False)] if self.top_k else []
+        self.csv.writerow([row["text"], row["label"], f"{row['probability']:.6f}", *top])
+
+
+# ---------------------------------------------------------------- sharing
+
+
+def push(folder: str | Path, repo: str, *, hub: str | None = None, token: str | None = None,
+         private: bool = False) -> str:
+    """Share a saved prompt folder as ``repo`` with its model card (its results too, when the folder has them)."""
+    import shutil
+    import tempfile
+
+    from .card import model_card
+    from .files import write_text_atomic
+    from .hub import push_folder
+
+    folder = Path(folder)
+    if not (folder / layout.PROMPT_FILE).is_file() or not (folder / layout.PROMPT_SIDECAR).is_file():
+        raise XlsptError(f"--prompt {folder} is not a saved prompt folder (no {layout.PROMPT_FILE} and "
+                         f"{layout.PROMPT_SIDECAR}): pass the --out folder of `xlspt run` or `xlspt train`")
+    sidecar = PromptClassifier.load_sidecar(folder).to_dict()
+    results = pd.read_csv(folder / layout.RESULTS_FILE) if (folder / layout.RESULTS_FILE).is_file() else None
+    with tempfile.TemporaryDirectory(prefix="xlspt-push-") as staging:
+        for name in (*layout.PROMPT_FILES, layout.RESULTS_FILE, layout.PER_CLASS_FILE, layout.SUMMARY_FILE):
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, Path(staging) / name)
+        write_text_atomic(Path(staging) / layout.CARD_FILE, model_card(sidecar, results, repo_id=repo))
+        return push_folder(staging, repo, hub=hub, token=token, private=private)
+
+
+def read_lines(path: str, option: str, stdin: Callable[[], str] = lambda: sys.stdin.read()) -> list[str]:
+    """The lines of the UTF-8 text file ``path`` (``-``: standard input), or one line naming ``option``."""
+    if path == "-":
+        return stdin().splitlines()
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise XlsptError(f"cannot read {option} {path}: {exc.__class__.__name__}: pass a UTF-8 text file") from None

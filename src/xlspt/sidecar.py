@@ -1,0 +1,383 @@
+"""Typed sidecars: the JSON beside every artifact's tensors, as a serialized typed config.
+
+PEFT's ``PeftConfigMixin`` is the pattern: a dataclass per artifact kind, ``to_dict`` to write
+it and ``from_dict`` to read it back, one schema for the fields every artifact has
+(:class:`Sidecar`: method, model and its shape signature, dtype, labels, read-out settings,
+training sample, versions, the format version and the SHA-256 of the weights file) and each
+method's own fields on top (:class:`PromptSidecar`, :class:`ProbeSidecar`).
+
+Format versions (``MAJOR.MINOR``): 1.1 added ensembles; 1.2 the prompt file's checksum and the
+label set; 1.3 the ``method`` and ``readout`` entries, and probe sidecars versioned and
+checksummed like prompts. Every earlier sidecar still loads: what it lacks is read where that
+version kept it (a prompt's read-out settings under ``train_config``, a probe's at the top).
+A newer MAJOR version is refused; a newer MINOR version's unknown entries are ignored with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ._version import __version__
+from .calibration import CalibrationConfig
+from .engine.options import ReadoutConfig
+from .errors import ConfigError, XlsptError
+from .files import write_json_atomic
+from .layout import PROBE_FILE, PROBE_SIDECAR, PROMPT_FILE, PROMPT_SIDECAR
+from .prompt import PromptConfig
+from .results.summary import Header
+from .train import TrainConfig
+
+FORMAT_VERSION = "1.3"
+
+
+class FormatWarning(Warning):
+    """A sidecar from a newer minor format version: what this version does not know is ignored."""
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@dataclass
+class Sample:
+    """The few-shot sample an artifact was fitted on (the sidecar's ``data`` entry)."""
+
+    source: str = ""
+    train_language: str = "eng_Latn"
+    shots_per_class: int | None = None
+    sampling_seed: int | None = None
+    train_index_ids: list[int] = field(default_factory=list)
+    validation_index_ids: list[int] = field(default_factory=list)
+    validation_per_class: int | None = None  # prompts only; earlier probe sidecars never had it
+
+    _ORDER: ClassVar[tuple[str, ...]] = ("source", "train_language", "shots_per_class", "validation_per_class",
+                                         "sampling_seed", "train_index_ids", "validation_index_ids")
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        return {k: values[k] for k in self._ORDER if not (k == "validation_per_class" and values[k] is None)}
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "Sample | None":
+        if not isinstance(values, dict):
+            return None
+        return cls(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(cls)}})
+
+
+@dataclass
+class Training:
+    """One trained prompt's own entries: its configs, sample and curve (each ensemble member has its own)."""
+
+    prompt_config: PromptConfig
+    train_config: TrainConfig
+    data: Sample | None = None
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float | None = None
+    created: str | None = None
+
+    def to_dict(self) -> dict:
+        out = {"prompt_config": self.prompt_config.to_dict(), "train_config": self.train_config.to_dict()}
+        if self.data is not None:
+            out["data"] = self.data.to_dict()
+        out.update(best_epoch=self.best_epoch, best_val_loss=self.best_val_loss, history=self.history,
+                   train_seconds=self.train_seconds)
+        if self.created is not None:
+            out["created"] = self.created
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Training":
+        return cls(prompt_config=_config(PromptConfig, values.get("prompt_config")),
+                   train_config=_config(TrainConfig, values.get("train_config")),
+                   data=Sample.from_dict(values.get("data")), best_epoch=values.get("best_epoch"),
+                   best_val_loss=values.get("best_val_loss"), history=list(values.get("history") or []),
+                   train_seconds=values.get("train_seconds"), created=values.get("created"))
+
+
+def _config(kind, values: dict | None):
+    """A config dataclass from a sidecar's dict: keys this version does not know are dropped."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    try:
+        return kind(**{k: v for k, v in (values or {}).items() if k in names})
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise XlsptError(f"the sidecar's {kind.__name__} is not valid ({exc}): save the artifact again") from None
+
+
+@dataclass
+class Sidecar:
+    """The fields every artifact's sidecar has; subclasses add a method's own.
+
+    ``sha256`` is the checksum of the weights file, written under :attr:`checksum_key`.
+    """
+
+    method: ClassVar[str] = ""
+    weights_file: ClassVar[str] = ""
+    sidecar_file: ClassVar[str] = ""
+    checksum_key: ClassVar[str] = ""
+
+    model: str = ""
+    model_signature: dict = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    dtype: str = "float32"
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+    data: Sample | None = None
+    train_seconds: float | None = None
+    created: str = field(default_factory=now)
+    xlspt_version: str = __version__
+    sha256: str | None = None
+    format_version: str = FORMAT_VERSION
+
+    _KINDS: ClassVar[dict[str, type["Sidecar"]]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.method:
+            Sidecar._KINDS[cls.method] = cls
+
+    # ------------------------------------------------------------ writing
+
+    def common_dict(self) -> dict:
+        """The shared schema's entries, in the order a reader meets them."""
+        return {"format_version": FORMAT_VERSION, self.checksum_key: self.sha256, "method": self.method,
+                "xlspt_version": self.xlspt_version, "model": self.model, "model_signature": self.model_signature,
+                "labels": list(self.labels), "dtype": self.dtype,
+                "readout": {"max_length": self.readout.max_length, "special_tokens": self.readout.special_tokens.value}}
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def summary_header(self) -> Header:
+        """What the summary of this artifact's results says about it."""
+        raise NotImplementedError
+
+    def _training_line(self, best_epoch, seed) -> str:
+        sample = self.data or Sample(train_language=None)
+        return f"training: {sample.shots_per_class} shots/class of {sample.train_language}, best epoch {best_epoch}, seed {seed}"
+
+    def write(self, directory: Path) -> Path:
+        """Write the sidecar beside the weights file in ``directory`` (whose checksum it records)."""
+        self.sha256 = sha256_file(directory / self.weights_file)
+        self.format_version = FORMAT_VERSION
+        write_json_atomic(directory / self.sidecar_file, self.to_dict())
+        return directory / self.sidecar_file
+
+    # ------------------------------------------------------------ reading
+
+    @staticmethod
+    def kind_of(directory: Path) -> type["Sidecar"] | None:
+        """The sidecar kind saved in ``directory`` (by which sidecar file it holds), or ``None``."""
+        for kind in Sidecar._KINDS.values():
+            if (directory / kind.sidecar_file).is_file():
+                return kind
+        return None
+
+    @classmethod
+    def read(cls, path: Path) -> "Sidecar":
+        """Read and check the sidecar at ``path`` (format version, required entries)."""
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise XlsptError(f"{path} is not valid JSON ({exc.__class__.__name__}): re-train or restore it") from None
+        if not isinstance(values, dict):
+            raise XlsptError(f"{path} is not a JSON object: it is not an xlspt {cls.method} sidecar")
+        check_format(values, path, cls.known_keys())
+        missing = [k for k in cls.required if k not in values]
+        if missing:
+            raise XlsptError(f"{path} lacks {missing[0]!r}: it is not an xlspt {cls.method} sidecar")
+        try:
+            return cls.from_dict(values)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise XlsptError(f"{path} does not describe an xlspt {cls.method} ({exc.__class__.__name__}: {exc}): "
+                             "re-train or restore it") from None
+
+    def check_weights(self, directory: Path) -> None:
+        """Refuse weights that changed since the sidecar was written (sidecars before 1.2 hold no checksum)."""
+        if self.sha256 is not None and self.sha256 != sha256_file(directory / self.weights_file):
+            raise XlsptError(f"{directory / self.weights_file} does not match the checksum in {self.sidecar_file} (changed "
+                             "or damaged since it was saved): restore the pair, or train it again")
+
+    required: ClassVar[tuple[str, ...]] = ("model",)
+
+    @classmethod
+    def known_keys(cls) -> set[str]:
+        return {"format_version", cls.checksum_key, "method", "xlspt_version", "created", "model", "model_signature",
+                "labels", "dtype", "readout", "data", "train_seconds"}
+
+    @classmethod
+    def common_fields(cls, values: dict, readout: dict) -> dict[str, Any]:
+        """The shared schema's fields from a sidecar dict; ``readout``: where this sidecar's version kept them."""
+        readout = values.get("readout") or readout
+        return dict(model=str(values["model"]), model_signature=dict(values.get("model_signature") or {}),
+                    labels=list(values.get("labels") or []), dtype=str(values.get("dtype", "float32")),
+                    readout=_config(ReadoutConfig, {k: readout[k] for k in ("max_length", "special_tokens") if k in readout}),
+                    data=Sample.from_dict(values.get("data")), train_seconds=values.get("train_seconds"),
+                    created=str(values.get("created", "")), xlspt_version=str(values.get("xlspt_version", "")),
+                    sha256=values.get(cls.checksum_key), format_version=str(values.get("format_version", "1.0")))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Sidecar":
+        raise NotImplementedError
+
+    def check_model(self, signature: dict, model_name: str, width: int | None = None) -> None:
+        """Refuse a model whose shape differs from the one the artifact was made for."""
+        expected = self.model_signature
+        if (width is not None and width != int(signature["hidden_size"])) or any(
+            expected.get(k) != signature.get(k) for k in ("model_type", "hidden_size", "vocab_size")
+        ):
+            raise XlsptError(
+                f"this {self.method} was made for {self.model!r} ({expected.get('model_type')}, hidden size "
+                f"{expected.get('hidden_size')}), not {model_name!r} ({signature.get('model_type')}, hidden size "
+                f"{signature.get('hidden_size')}): pass --model {self.model} or a {self.method} trained for this model"
+            )
+
+
+def check_format(values: dict, where: Path, known: set[str]) -> None:
+    """Refuse a sidecar of a newer MAJOR format version; warn about unknown keys of a newer MINOR one."""
+    version = str(values.get("format_version", "1.0"))
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        raise XlsptError(f"{where} has the format version {version!r}, not MAJOR.MINOR: it is not an xlspt sidecar") from None
+    ours = tuple(int(x) for x in FORMAT_VERSION.split("."))
+    if major > ours[0]:
+        raise XlsptError(f"{where} is format {version}, newer than this xlspt reads ({FORMAT_VERSION}): upgrade xlspt")
+    unknown = sorted(set(values) - known)
+    if unknown and (major, minor) > ours:
+        warnings.warn(f"{where} is format {version} (this xlspt reads {FORMAT_VERSION}); ignoring its unknown "
+                      f"entries {', '.join(unknown)}", FormatWarning, stacklevel=4)
+
+
+@dataclass
+class PromptSidecar(Sidecar):
+    """A soft prompt or an ensemble of them: label words, calibration, and each member's training.
+
+    A single prompt keeps its :class:`Training` entries at the top; an ensemble keeps the first
+    member's there (they stand for the ensemble in summaries) and every member's under ``ensemble``.
+    """
+
+    method: ClassVar[str] = "prompt"
+    weights_file: ClassVar[str] = PROMPT_FILE
+    sidecar_file: ClassVar[str] = PROMPT_SIDECAR
+    checksum_key: ClassVar[str] = "prompt_sha256"
+    required: ClassVar[tuple[str, ...]] = ("model", "model_signature", "label_words", "prompt_config")
+
+    label_words: dict[str, str] = field(default_factory=dict)
+    label_token_ids: list[int] | None = None
+    allow_first_subtoken: bool = False
+    members: list[Training] = field(default_factory=list)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    diverged: str | None = None
+
+    @property
+    def training(self) -> Training:
+        """The (first) member's training: it stands for an ensemble in summaries."""
+        return self.members[0]
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
+
+    def ensemble_summary(self) -> dict | None:
+        """``size, seeds, sampling, distinct_train_examples`` of an ensemble (``None`` for one prompt)."""
+        if not self.is_ensemble:
+            return None
+        seen = {(m.data.train_language, i) for m in self.members if m.data for i in m.data.train_index_ids}
+        samples = {m.data.sampling_seed if m.data else None for m in self.members}
+        return {"size": len(self.members), "seeds": [m.train_config.seed for m in self.members],
+                "sampling": "shared" if len(samples) == 1 else "per-member", "distinct_train_examples": len(seen)}
+
+    @classmethod
+    def known_keys(cls) -> set[str]:
+        return super().known_keys() | {"label_words", "label_token_ids", "allow_first_subtoken", "prompt_config",
+                                       "train_config", "best_epoch", "best_val_loss", "history", "ensemble",
+                                       "calibration", "diverged"}
+
+    def to_dict(self) -> dict:
+        out = self.common_dict()
+        out.update(label_words=dict(self.label_words), label_token_ids=self.label_token_ids,
+                   allow_first_subtoken=self.allow_first_subtoken, **self.training.to_dict())
+        if self.is_ensemble:
+            out["ensemble"] = {**self.ensemble_summary(), "members": [m.to_dict() for m in self.members]}
+        out["calibration"] = self.calibration.to_dict()
+        if self.diverged is not None:
+            out["diverged"] = self.diverged
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PromptSidecar":
+        ensemble = values.get("ensemble")
+        members = ([Training.from_dict(m) for m in ensemble["members"]] if isinstance(ensemble, dict)
+                   else [Training.from_dict(values)])
+        words = dict(values["label_words"])
+        return cls(**cls.common_fields(values, values.get("train_config") or {}),
+                   label_words=words, label_token_ids=values.get("label_token_ids"),
+                   allow_first_subtoken=bool(values.get("allow_first_subtoken", False)), members=members,
+                   calibration=CalibrationConfig.from_dict(values.get("calibration")), diverged=values.get("diverged"))
+
+    def __post_init__(self) -> None:
+        if not self.labels:  # sidecars before 1.2: the label words' classes, in order
+            self.labels = list(self.label_words)
+
+    def summary_header(self) -> Header:
+        ensemble = self.ensemble_summary()
+        lines = [f"prompt: {self.training.prompt_config.to_dict()}",
+                 self._training_line(self.training.best_epoch, self.training.train_config.seed)]
+        if ensemble:
+            lines.append(f"ensemble: {ensemble['size']} prompts (seeds {ensemble['seeds']}, {ensemble['sampling']} samples, "
+                         f"{ensemble['distinct_train_examples']} distinct training examples); the table is their vote")
+        lines.append(f"label words: {self.label_words}")
+        return Header(self.model, self.data.train_language if self.data else None, len(self.labels), lines,
+                      "soft prompt", ensemble)
+
+
+@dataclass
+class ProbeSidecar(Sidecar):
+    """The probe baseline: its regularisation strength, chosen by log-loss on the validation examples."""
+
+    method: ClassVar[str] = "probe"
+    weights_file: ClassVar[str] = PROBE_FILE
+    sidecar_file: ClassVar[str] = PROBE_SIDECAR
+    checksum_key: ClassVar[str] = "probe_sha256"
+    required: ClassVar[tuple[str, ...]] = ("model", "model_signature", "labels")
+
+    C: float = 1.0
+    validation_log_loss: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def known_keys(cls) -> set[str]:
+        return super().known_keys() | {"C", "validation_log_loss", "max_length", "special_tokens"}
+
+    def to_dict(self) -> dict:
+        out = self.common_dict()
+        out.update(created=self.created, C=self.C, validation_log_loss=self.validation_log_loss)
+        if self.data is not None:
+            out["data"] = self.data.to_dict()
+        out["train_seconds"] = self.train_seconds
+        return out
+
+    def summary_header(self) -> Header:
+        lines = [f"probe: logistic regression on the read-out state of text + EOS, C={self.C}",
+                 self._training_line(None, self.data.sampling_seed if self.data else None), f"labels: {self.labels}"]
+        return Header(self.model, self.data.train_language if self.data else None, len(self.labels), lines, "probe baseline")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ProbeSidecar":
+        return cls(**cls.common_fields(values, values), C=float(values.get("C", 1.0)),
+                   validation_log_loss=dict(values.get("validation_log_loss") or {}))

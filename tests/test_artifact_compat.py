@@ -1,0 +1,66 @@
+"""Artifacts written by the last release before typed sidecars (commit 66d20ae's code) still load, and score the same.
+
+``tests/fixtures/artifacts`` holds a reparameterized prompt, a calibrated ensemble with its reference statistics and
+a probe, all on the tiny Gemma 3 model, with the scores they gave when saved (``make_fixtures.py`` wrote them).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import xlspt
+from xlspt.classifiers import ProbeClassifier, PromptClassifier, load_classifier, saved_method
+from xlspt.sidecar import FORMAT_VERSION, ProbeSidecar, PromptSidecar
+
+FIXTURES = Path(__file__).parent / "fixtures" / "artifacts"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name, kind, texts", [
+    ("prompt", PromptClassifier, EXPECTED["texts"]),
+    ("ensemble", PromptClassifier, EXPECTED["texts"] * 8),
+    ("probe", ProbeClassifier, EXPECTED["texts"]),
+])
+def test_artifacts_of_the_last_release_load_through_the_registry_and_score_the_same(tiny_models, name, kind, texts):
+    clf = load_classifier(FIXTURES / name, tiny_models["gemma3"])
+    assert isinstance(clf, kind) and saved_method(FIXTURES / name).value == kind.method.value
+    assert torch.allclose(clf.scores(texts), torch.tensor(EXPECTED[name]), atol=1e-5)
+
+
+def test_old_sidecars_read_as_typed_configs_with_their_fields_in_place():
+    prompt = PromptSidecar.read(FIXTURES / "prompt" / "prompt.json")
+    assert prompt.format_version == "1.2" and prompt.members[0].prompt_config.reparam_hidden == 8
+    assert prompt.readout.max_length == 128 and prompt.training.train_config.seed == 3  # under train_config in 1.2
+    ensemble = PromptSidecar.read(FIXTURES / "ensemble" / "prompt.json")
+    assert ensemble.is_ensemble and [m.train_config.seed for m in ensemble.members] == [5, 6]
+    assert ensemble.calibration.name == "b:batch+standardize"
+    probe = ProbeSidecar.read(FIXTURES / "probe" / "probe.json")
+    assert probe.format_version == "1.0" and probe.sha256 is None and probe.C == 0.01
+    assert probe.readout.max_length == 128  # at the top of a probe's sidecar before 1.3
+
+
+@pytest.mark.parametrize("name", ["prompt", "ensemble", "probe"])
+def test_saved_again_an_old_artifact_gets_the_current_format_and_checksum(tiny_models, tmp_path, name):
+    clf = load_classifier(FIXTURES / name, tiny_models["gemma3"])
+    clf.save(tmp_path)
+    sidecar = json.loads((tmp_path / clf.metadata.sidecar_file).read_text(encoding="utf-8"))
+    assert sidecar["format_version"] == FORMAT_VERSION and sidecar["method"] == clf.method.value
+    assert sidecar[clf.metadata.checksum_key] == xlspt.sidecar.sha256_file(tmp_path / clf.metadata.weights_file)
+    assert set(sidecar["readout"]) == {"max_length", "special_tokens"}
+    again = load_classifier(tmp_path, tiny_models["gemma3"])
+    assert torch.equal(again.scores(EXPECTED["texts"] * 8), clf.scores(EXPECTED["texts"] * 8))
+
+
+def test_a_probe_whose_weights_changed_is_refused(tiny_models, tmp_path):
+    shutil.copytree(FIXTURES / "probe", tmp_path / "probe")
+    load_classifier(tmp_path / "probe", tiny_models["gemma3"]).save(tmp_path / "probe")  # now with a checksum
+    data = bytearray((tmp_path / "probe" / "probe.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "probe" / "probe.safetensors").write_bytes(bytes(data))
+    with pytest.raises(xlspt.XlsptError, match="does not match the checksum"):
+        load_classifier(tmp_path / "probe", tiny_models["gemma3"])
