@@ -39,6 +39,7 @@ import torch
 import xlspt
 from xlspt.data import sample_few_shot
 from xlspt.engine import CachedTextEngine, NaiveEngine, encode_texts, shuffled_batches
+from xlspt.engine import ReadoutConfig
 from xlspt.evaluate import label_logits
 from xlspt.train import readout_loss
 
@@ -251,7 +252,7 @@ def bench_evaluation(loaded, data, language: str, naive: bool, rounds: int) -> d
         "eight": lambda: label_logits(loaded, verbalizer, prompts, texts),
     }
     if naive:
-        fns["cached_one"] = lambda: label_logits(loaded, verbalizer, prompts[0], texts, engine="cached")
+        fns["cached_one"] = lambda: label_logits(loaded, verbalizer, prompts[0], texts, ReadoutConfig(engine="cached"))
     best = interleaved_best(fns, rounds)
     one, eight, cached_one = best["one"], best["eight"], best.get("cached_one")
     text_tokens = sum(len(x) for x in encode_texts(loaded, texts, 4))

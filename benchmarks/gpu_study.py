@@ -307,6 +307,7 @@ def phase_check(ctx: Context) -> None:
 
     import xlspt
     from xlspt.engine import CachedTextEngine, NaiveEngine, encode_texts
+    from xlspt.engine import ReadoutConfig
     from xlspt.evaluate import label_logits
     from xlspt.train import readout_loss
 
@@ -335,8 +336,8 @@ def phase_check(ctx: Context) -> None:
         together = cached.readout_hidden_many(cached.encode_batch(ids4), stacked)
         for p in range(stacked.shape[0]):
             diffs["packed"] = max(diffs["packed"], relative_difference(naive.readout_hidden(ids4, stacked[p]), together[p]))
-        reference = label_logits(loaded, verbalizer, prompts, texts, batch_size=8, engine="naive")
-        fast = label_logits(loaded, verbalizer, prompts, texts, batch_size=8, engine="cached")
+        reference = label_logits(loaded, verbalizer, prompts, texts, ReadoutConfig(batch_size=8, engine="naive"))
+        fast = label_logits(loaded, verbalizer, prompts, texts, ReadoutConfig(batch_size=8, engine="cached"))
         diffs["label_logits"] = relative_difference(reference, fast)
         agree = (reference.argmax(-1) == fast.argmax(-1)).float().mean().item()
     for n, reparam in ((1, None), (4, None), (16, None), (4, 64)):

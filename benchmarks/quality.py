@@ -38,8 +38,9 @@ from sklearn.metrics import f1_score
 
 import xlspt
 from xlspt import calibration as cal
-from xlspt.classifier import PromptClassifier
+from xlspt.classifiers import PromptClassifier
 from xlspt.data import resolve_languages
+from xlspt.engine import ReadoutConfig
 from xlspt.evaluate import readout_states, states_to_logits
 from xlspt.files import cache_dir, write_with_atomic
 from xlspt.verbalizer import parse_label_words
@@ -107,7 +108,7 @@ def train_members(model, data, groups, root: Path, fresh: bool) -> dict[str, Pro
             )
             clf.save(folder)
             members[key] = clf
-            log(f"trained {key} in {time.time() - started:.0f} s (best epoch {clf.metadata['best_epoch']})")
+            log(f"trained {key} in {time.time() - started:.0f} s (best epoch {clf.metadata.training.best_epoch})")
     return members
 
 
@@ -155,7 +156,7 @@ def main() -> None:
         if args.fresh and path.exists():
             path.unlink()
         return cached_states(path, keys, lambda missing: readout_states(
-            model, [members[k].prompt for k in missing], texts, max_length=first.max_length, engine="cached"))
+            model, [members[k].prompt for k in missing], texts, ReadoutConfig(max_length=first.max_length, engine="cached")))
 
     cf_texts = cal.content_free_texts(model.tokenizer, 32, seed=0)
     content_free = states_of(cf_texts, "content-free")

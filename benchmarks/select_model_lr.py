@@ -15,6 +15,7 @@ import time
 
 import xlspt
 from xlspt.data import sample_few_shot
+from xlspt.engine import ReadoutConfig
 from xlspt.evaluate import evaluate_prompts
 from xlspt.study import RunConfig
 from xlspt.train import train_prompts
@@ -45,8 +46,8 @@ def main() -> None:
         if isinstance(result, Exception):
             rows.append({"model_lr": rate, "error": str(result)})
         else:
-            [dev] = evaluate_prompts(loaded, verbalizer, [result.prompt.export()], data, ["eng_Latn"], split="dev",
-                                     engine="naive", progress=False)
+            [dev] = evaluate_prompts(loaded, verbalizer, [result.prompt.export()], data, ["eng_Latn"],
+                                     ReadoutConfig(engine="naive"), split="dev", progress=False)
             rows.append({"model_lr": rate, "dev_accuracy": round(float(dev["accuracy"][0]), 4),
                          "dev_macro_f1": round(float(dev["macro_f1"][0]), 4), "best_epoch": result.best_epoch,
                          "best_val_loss": round(result.best_val_loss, 4), "seconds": round(time.time() - started)})

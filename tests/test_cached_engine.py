@@ -78,6 +78,7 @@ def test_training_with_the_cached_engine_gives_the_naive_prompt(tiny, data):
 
 
 def test_many_prompts_of_different_lengths_score_like_one_at_a_time(tiny, data):
+    from xlspt.engine import ReadoutConfig
     from xlspt.evaluate import label_logits
 
     texts = data.split("fra_Latn", "test")["text"].tolist()[:40]
@@ -85,10 +86,10 @@ def test_many_prompts_of_different_lengths_score_like_one_at_a_time(tiny, data):
     generator = torch.Generator().manual_seed(5)
     prompts = [torch.empty(n, tiny.hidden_size).uniform_(-0.5, 0.5, generator=generator) for n in (1, 4, 16, 4)]
     verbalizer = xlspt.build_verbalizer(tiny)
-    together = label_logits(tiny, verbalizer, prompts, texts, batch_size=8, max_length=32)
+    together = label_logits(tiny, verbalizer, prompts, texts, ReadoutConfig(batch_size=8, max_length=32))
     assert together.shape == (4, len(texts), 7)
     for j, prompt in enumerate(prompts):
-        alone = label_logits(tiny, verbalizer, prompt, texts, batch_size=8, max_length=32, engine="naive")
+        alone = label_logits(tiny, verbalizer, prompt, texts, ReadoutConfig(batch_size=8, max_length=32, engine="naive"))
         torch.testing.assert_close(together[j], alone, rtol=1e-5, atol=1e-5)
 
 
@@ -150,15 +151,16 @@ def test_fused_head_cross_entropy_matches_autograd(tiny_models, dtype):
 def test_stored_text_states_are_reused_and_give_the_same_logits(tiny_models, data, tmp_path, monkeypatch, family):
     from xlspt.engine.cached import CachedTextEngine
     from xlspt.engine.store import TextStateStore
+    from xlspt.engine import ReadoutConfig
     from xlspt.evaluate import label_logits
 
     loaded = tiny_models[family]
     verbalizer = xlspt.build_verbalizer(loaded)
     texts = data.split("swh_Latn", "test")["text"].tolist()[:50]
     prompts = [torch.empty(3, loaded.hidden_size).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
-    expected = label_logits(loaded, verbalizer, prompts, texts, batch_size=16, engine="naive")
+    expected = label_logits(loaded, verbalizer, prompts, texts, ReadoutConfig(batch_size=16, engine="naive"))
     first = TextStateStore(loaded, tmp_path / "states")
-    computed = label_logits(loaded, verbalizer, prompts, texts, batch_size=16, store=first)
+    computed = label_logits(loaded, verbalizer, prompts, texts, ReadoutConfig(batch_size=16), store=first)
     assert (first.hits, first.misses) == (0, 4) and len(list((tmp_path / "states").iterdir())) == 4
 
     def no_text_pass(*args, **kwargs):
@@ -166,7 +168,7 @@ def test_stored_text_states_are_reused_and_give_the_same_logits(tiny_models, dat
 
     monkeypatch.setattr(CachedTextEngine, "encode_batch", no_text_pass)
     second = TextStateStore(loaded, tmp_path / "states")
-    reused = label_logits(loaded, verbalizer, prompts, texts, batch_size=16, store=second)
+    reused = label_logits(loaded, verbalizer, prompts, texts, ReadoutConfig(batch_size=16), store=second)
     assert (second.hits, second.misses) == (4, 0)
     torch.testing.assert_close(computed, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(reused, computed, rtol=0, atol=0)

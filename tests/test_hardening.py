@@ -224,6 +224,7 @@ def test_a_damaged_text_state_file_is_detected_and_recomputed(tiny_models, data,
     import torch
 
     from xlspt.engine.store import TextStateStore
+    from xlspt.engine import ReadoutConfig
     from xlspt.evaluate import label_logits
 
     loaded = tiny_models["gemma3"]
@@ -231,7 +232,7 @@ def test_a_damaged_text_state_file_is_detected_and_recomputed(tiny_models, data,
     texts = data.split("fra_Latn", "test")["text"].tolist()[:20]
     prompts = [torch.empty(2, loaded.hidden_size).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
     store = TextStateStore(loaded, tmp_path / "states")
-    expected = label_logits(loaded, verbalizer, prompts, texts, batch_size=8, store=store)
+    expected = label_logits(loaded, verbalizer, prompts, texts, ReadoutConfig(batch_size=8), store=store)
     files = sorted((tmp_path / "states").iterdir())
     target = files[0]
     raw = bytearray(target.read_bytes())
@@ -243,7 +244,7 @@ def test_a_damaged_text_state_file_is_detected_and_recomputed(tiny_models, data,
     else:
         target.write_bytes(b"\x00" * 64)
     again = TextStateStore(loaded, tmp_path / "states")
-    reread = label_logits(loaded, verbalizer, prompts, texts, batch_size=8, store=again)
+    reread = label_logits(loaded, verbalizer, prompts, texts, ReadoutConfig(batch_size=8), store=again)
     assert (again.damaged, again.misses, again.hits) == (1, 1, len(files) - 1)
     torch.testing.assert_close(reread, expected, rtol=0, atol=0)
     assert again._read(target) is not None  # rewritten whole

@@ -331,6 +331,7 @@ def test_label_words_are_chosen_on_the_training_languages_dev_split(tiny_model_d
 
 
 def test_content_free_inputs_follow_the_languages_script(tiny_models, tmp_path):
+    from xlspt.engine import ReadoutConfig
     from xlspt.evaluate import Calibrator, Scorer
 
     tokenizer = tiny_models["gemma3"].tokenizer
@@ -341,7 +342,7 @@ def test_content_free_inputs_follow_the_languages_script(tiny_models, tmp_path):
     verbalizer = xlspt.build_verbalizer(loaded)
     prompts = [torch.randn(2, loaded.hidden_size)]
     config = CalibrationConfig("content-free")
-    calibrator = Calibrator(loaded, verbalizer, prompts, [Scorer((0,), config)], max_length=32)
+    calibrator = Calibrator(loaded, verbalizer, prompts, [Scorer((0,), config)], ReadoutConfig(max_length=32))
     by_script = calibrator.content_free(config, "fra_Latn")
     anywhere = calibrator.content_free(CalibrationConfig("content-free", by_script=False), "fra_Latn")
     assert by_script.shape == anywhere.shape and not torch.equal(by_script, anywhere)

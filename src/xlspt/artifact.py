@@ -28,8 +28,6 @@ from .layout import PROMPT_FILE, PROMPT_SIDECAR
 from .prompt import PromptConfig, SoftPrompt
 from .sidecar import FORMAT_VERSION, FormatWarning, PromptSidecar, sha256_file  # noqa: F401 (the format's names)
 
-SIDECAR_FILE = PROMPT_SIDECAR
-
 
 def _soft_prompt_tensors(soft_prompt: SoftPrompt | None) -> dict[str, torch.Tensor]:
     extra = {}
@@ -105,7 +103,7 @@ class PromptArtifact:
         """Read a prompt from a run directory or a ``.safetensors`` file with its ``.json`` sidecar."""
         path = Path(path).expanduser()
         if path.is_dir():
-            tensor_path, sidecar_path = path / PROMPT_FILE, path / SIDECAR_FILE
+            tensor_path, sidecar_path = path / PROMPT_FILE, path / PROMPT_SIDECAR
         else:
             tensor_path, sidecar_path = path, path.with_suffix(".json")
         if not tensor_path.is_file():

@@ -216,7 +216,9 @@ def _on_sigterm(signum, frame) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    _quiet_libraries()
+    from .progress import quiet_libraries
+
+    quiet_libraries()
     import signal
     import threading
 
@@ -255,32 +257,14 @@ def _ending(exc: BaseException, debug: bool) -> int:
     return 1
 
 
-def _quiet_libraries() -> None:
-    import warnings
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def _set_threads(args) -> None:
-    from .errors import XlsptError
-
-    threads = getattr(args, "threads", None)
-    if threads is not None:
-        if threads < 1:
-            raise XlsptError(f"--threads must be at least 1 (got {threads})")
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _set_threads(threads: int | None) -> None:
+    from .models.loading import set_threads
+
+    set_threads(threads)
 
 
 def _data_config(args, language: str | None = None):
@@ -293,16 +277,10 @@ def _data_config(args, language: str | None = None):
 
 
 def _calibration(args):
-    from .calibration import CalibrationConfig
+    from .pipeline import calibration_from
 
-    if getattr(args, "standardize", False) and not getattr(args, "calibration", None):
-        from .errors import XlsptError
-
-        raise XlsptError("--standardize goes with --calibration unlabeled or batch: add one")
-    if not getattr(args, "calibration", None):
-        return None
-    return CalibrationConfig(args.calibration, standardize=getattr(args, "standardize", False),
-                             **({"unlabeled_split": args.unlabeled_split} if hasattr(args, "unlabeled_split") else {}))
+    return calibration_from(getattr(args, "calibration", None), getattr(args, "standardize", False),
+                            getattr(args, "unlabeled_split", None))
 
 
 def _load_options(args):
@@ -319,7 +297,7 @@ def cmd_run(args) -> int:
     from . import pipeline
 
     config = _run_config(args)
-    _set_threads(args)
+    _set_threads(getattr(args, "threads", None))
     out, outcome = pipeline.run(config, args.out, overwrite=args.overwrite, device=args.device, progress=not args.quiet)
     _say(outcome.fit)
     for note in outcome.record.notes:
@@ -333,7 +311,7 @@ def cmd_train(args) -> int:
     from . import pipeline
 
     config = _run_config(args)
-    _set_threads(args)
+    _set_threads(getattr(args, "threads", None))
     path, summary = pipeline.train(config, args.out, overwrite=args.overwrite, resume=args.resume, device=args.device,
                                    progress=not args.quiet)
     _say(summary)
@@ -344,7 +322,7 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from . import pipeline
 
-    _set_threads(args)
+    _set_threads(getattr(args, "threads", None))
     options = pipeline.EvaluateOptions(vote=args.vote, members=args.members, calibration=_calibration(args),
                                        engine=getattr(args, "engine", "auto"), cache_states=args.cache_states,
                                        progress=not args.quiet)
@@ -366,7 +344,7 @@ def cmd_predict(args) -> int:
         raise pipeline.XlsptError(f"--unlabeled {args.unlabeled} holds no text: give unlabeled texts of the language, one per line")
     if not args.texts and not args.file and sys.stdin.isatty():
         raise pipeline.XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
-    _set_threads(args)
+    _set_threads(getattr(args, "threads", None))
     lines = (iter(pipeline.read_lines(args.file, "--file")) if args.file and args.file != "-" else
              (line.rstrip("\r\n") for line in sys.stdin) if args.file == "-" or not args.texts else iter(()))
     frames, described, labels = pipeline.predict(args.prompt, itertools.chain(args.texts, lines), load=_load_options(args),

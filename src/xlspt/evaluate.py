@@ -22,13 +22,13 @@ import torch
 from . import calibration as cal
 from .calibration import CalibrationConfig, Protocol, content_free_texts
 from .data.task import TaskData
-from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, NaiveEngine, batches_by_length, encode_texts
+from .engine import CachedTextEngine, Engine, NaiveEngine, ReadoutConfig, batches_by_length, encode_texts
 from .engine.memory import release_freed_memory
 from .engine.store import TextStateStore
 from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
 from .progress import interactive, progress_bar
-from .results import language_result, per_class_table, results_table, score  # noqa: F401 (re-exported)
+from .results import language_result, results_table
 from .verbalizer import Verbalizer
 
 #: Prompts of one length scored in one pass over the weights, up to this many (prompt, text) rows.
@@ -40,23 +40,19 @@ def readout_states(
     loaded: LoadedModel,
     prompts: torch.Tensor | Sequence[torch.Tensor],
     texts: Sequence[str],
+    readout: ReadoutConfig = ReadoutConfig(),
     *,
-    batch_size: int = 32,
-    max_length: int = DEFAULT_MAX_LENGTH,
-    engine: str = "auto",
     store: TextStateStore | None = None,
-    special_tokens: str = "tokenizer",
 ) -> torch.Tensor:
     """Final hidden states at the read-out position (what the LM head reads), float32 on the CPU.
 
     Args:
         prompts: one ``[n, d]`` prompt, or a sequence of prompts (lengths may differ).
         texts: ``N`` texts.
-        engine: ``"cached"`` (text states computed once for all prompts), ``"naive"`` (a full pass
-            per prompt, the reference path), or ``"auto"``: naive for one prompt (one pass over text
-            and prompt together is the least work), cached for several.
+        readout: truncation, tokenization, batch size and the pass: ``cached`` (text states computed
+            once for all prompts), ``naive`` (a full pass per prompt, the reference path), or ``auto``
+            (:meth:`~xlspt.engine.Engine.for_scoring`: naive for one prompt, cached for several).
         store: keep the text states on disk and reuse them in later calls (implies the cached engine).
-        special_tokens: ``"tokenizer"`` or ``"reference"`` (see :func:`~xlspt.engine.encode_texts`).
 
     Returns:
         ``[N, d]`` for one prompt, ``[P, N, d]`` for a sequence of ``P`` prompts.
@@ -65,11 +61,12 @@ def readout_states(
     prompt_list = [prompts] if single else list(prompts)
     out = torch.empty(len(prompt_list), len(texts), loaded.hidden_size)
     # Token ids per distinct prompt length; the shortest prompt leaves the longest text budget.
-    ids_by_length = {n: encode_texts(loaded, texts, n, max_length, special_tokens) for n in sorted({p.shape[0] for p in prompt_list})}
-    if engine == "naive" or (engine == "auto" and len(prompt_list) == 1 and store is None):
-        _naive_states(loaded, prompt_list, ids_by_length, batch_size, out)
+    ids_by_length = {n: encode_texts(loaded, texts, n, readout.max_length, readout.special_tokens)
+                     for n in sorted({p.shape[0] for p in prompt_list})}
+    if readout.engine.for_scoring(len(prompt_list), store is not None) is Engine.NAIVE:
+        _naive_states(loaded, prompt_list, ids_by_length, readout.batch_size, out)
     else:
-        _cached_states(loaded, prompt_list, ids_by_length, batch_size, store, out)
+        _cached_states(loaded, prompt_list, ids_by_length, readout.batch_size, store, out)
     return out[0] if single else out
 
 
@@ -90,13 +87,13 @@ def label_logits(
     verbalizer: Verbalizer,
     prompts: torch.Tensor | Sequence[torch.Tensor],
     texts: Sequence[str],
-    **kwargs,
+    readout: ReadoutConfig = ReadoutConfig(),
+    *,
+    store: TextStateStore | None = None,
 ) -> torch.Tensor:
-    """Label-word logits at the read-out position: ``[N, W]`` for one prompt, ``[P, N, W]`` for several.
-
-    Takes the arguments of :func:`readout_states`.
-    """
-    return states_to_logits(loaded, verbalizer, readout_states(loaded, prompts, texts, **kwargs))
+    """Label-word logits at the read-out position: ``[N, W]`` for one prompt, ``[P, N, W]`` for several
+    (the arguments of :func:`readout_states`)."""
+    return states_to_logits(loaded, verbalizer, readout_states(loaded, prompts, texts, readout, store=store))
 
 
 def _naive_states(loaded, prompts, ids_by_length, batch_size, out) -> None:
@@ -167,13 +164,14 @@ class Calibrator:
     """
 
     def __init__(self, loaded: LoadedModel, verbalizer: Verbalizer, prompts: Sequence[torch.Tensor],
-                 scorers: Sequence[Scorer], *, reference: cal.StateStatistics | None = None, **read_kwargs):
+                 scorers: Sequence[Scorer], readout: ReadoutConfig = ReadoutConfig(), *,
+                 reference: cal.StateStatistics | None = None, store: TextStateStore | None = None):
         self.loaded, self.verbalizer, self.scorers = loaded, verbalizer, list(scorers)
         self.reference = reference
         if reference is None and any(s.calibration.standardize for s in self.scorers):
             raise XlsptError("standardize needs the training language's read-out statistics: evaluate with the data "
                              "the prompt was trained on, or calibrate without standardize")
-        self.prompts, self.read_kwargs = list(prompts), read_kwargs
+        self.prompts, self.readout, self.store = list(prompts), readout, store
         self._content_free: dict[str | None, torch.Tensor] = {}  # per script (None: any script)
 
     def content_free(self, calibration: CalibrationConfig, language: str | None) -> torch.Tensor:
@@ -182,7 +180,7 @@ class Calibrator:
         key = (script, calibration.content_free_texts)
         if key not in self._content_free:
             texts = content_free_texts(self.loaded.tokenizer, calibration.content_free_texts, script=script)
-            self._content_free[key] = self.log_probs(readout_states(self.loaded, self.prompts, texts, **self.read_kwargs))
+            self._content_free[key] = self.log_probs(readout_states(self.loaded, self.prompts, texts, self.readout, store=self.store))
         return self._content_free[key]
 
     def log_probs(self, states: torch.Tensor) -> torch.Tensor:
@@ -226,9 +224,9 @@ class Calibrator:
 
 
 def reference_statistics(loaded: LoadedModel, prompts: Sequence[torch.Tensor], texts: Sequence[str],
-                         **read_kwargs) -> cal.StateStatistics:
+                         readout: ReadoutConfig = ReadoutConfig()) -> cal.StateStatistics:
     """Read-out mean and spread ``[P, d]`` of ``prompts`` on unlabeled texts of the training language."""
-    return cal.StateStatistics.of(readout_states(loaded, list(prompts), list(texts), **read_kwargs))
+    return cal.StateStatistics.of(readout_states(loaded, list(prompts), list(texts), readout))
 
 
 def score_texts(
@@ -236,12 +234,12 @@ def score_texts(
     verbalizer: Verbalizer,
     prompts: Sequence[torch.Tensor],
     texts: Sequence[str],
+    readout: ReadoutConfig = ReadoutConfig(),
     *,
     calibration: CalibrationConfig = CalibrationConfig(),
     unlabeled_texts: Sequence[str] = (),
     reference: cal.StateStatistics | None = None,
     language: str | None = None,
-    **read_kwargs,
 ) -> torch.Tensor:
     """``[N, C]`` class log-probabilities of an ensemble of ``prompts`` (one prompt: an ensemble of one).
 
@@ -249,9 +247,9 @@ def score_texts(
     (a code such as ``ory_Orya``) lets ``content-free`` use the language's script.
     """
     scorer = Scorer(tuple(range(len(prompts))), calibration)
-    calibrator = Calibrator(loaded, verbalizer, prompts, [scorer], reference=reference, **read_kwargs)
+    calibrator = Calibrator(loaded, verbalizer, prompts, [scorer], readout, reference=reference)
     extra = list(unlabeled_texts) if calibration.protocol is Protocol.UNLABELED else []
-    states = readout_states(loaded, list(prompts), [*texts, *extra], **read_kwargs)
+    states = readout_states(loaded, list(prompts), [*texts, *extra], readout)
     return calibrator.scores(scorer, states[:, : len(texts)], states[:, len(texts) :], language)
 
 
@@ -260,19 +258,19 @@ def predict(
     verbalizer: Verbalizer,
     prompts: torch.Tensor | Sequence[torch.Tensor],
     texts: Sequence[str],
+    readout: ReadoutConfig = ReadoutConfig(),
     *,
     calibration: CalibrationConfig = CalibrationConfig(),
     unlabeled_texts: Sequence[str] = (),
     reference: cal.StateStatistics | None = None,
     language: str | None = None,
-    **read_kwargs,
 ) -> list[str]:
     """The predicted class of each text (an ensemble's vote when several prompts are given)."""
     if not texts:
         return []
     prompts = [prompts] if isinstance(prompts, torch.Tensor) else list(prompts)
-    scores = score_texts(loaded, verbalizer, prompts, texts, calibration=calibration,
-                         unlabeled_texts=unlabeled_texts, reference=reference, language=language, **read_kwargs)
+    scores = score_texts(loaded, verbalizer, prompts, texts, readout, calibration=calibration,
+                         unlabeled_texts=unlabeled_texts, reference=reference, language=language)
     return [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
 
 
@@ -365,14 +363,11 @@ def evaluate_prompts(
     prompts: Sequence[torch.Tensor],
     data: TaskData,
     languages: Sequence[str],
+    readout: ReadoutConfig = ReadoutConfig(),
     *,
     scorers: Sequence[Scorer] | None = None,
     split: str = "test",
-    batch_size: int = 32,
-    max_length: int = DEFAULT_MAX_LENGTH,
-    engine: str = "auto",
     store: TextStateStore | None = None,
-    special_tokens: str = "tokenizer",
     reference: cal.StateStatistics | None = None,
     headline: Sequence[int] | None = None,
     progress: bool = True,
@@ -380,8 +375,10 @@ def evaluate_prompts(
     """Per-language results of several scorers (prompts alone or ensembles), reading each language's text once.
 
     Args:
+        readout: how texts are read (:func:`readout_states`).
         scorers: which prompts vote together and how they are calibrated; default: each prompt
             alone, uncalibrated (the study's zero-shot protocol).
+        store: text states kept on disk (:class:`~xlspt.engine.store.TextStateStore`).
         reference: for scorers that ``standardize``: the training language's statistics per prompt
             (:func:`reference_statistics`).
         headline: the scorers whose mean accuracy the per-language log line shows (default: all).
@@ -392,8 +389,7 @@ def evaluate_prompts(
     language's ``confusion`` counts ``[C, C]`` (gold rows, predicted columns; nested lists).
     """
     scorers = list(scorers) if scorers is not None else [Scorer((j,)) for j in range(len(prompts))]
-    read = dict(batch_size=batch_size, max_length=max_length, engine=engine, store=store, special_tokens=special_tokens)
-    calibrator = Calibrator(loaded, verbalizer, prompts, scorers, reference=reference, **read)
+    calibrator = Calibrator(loaded, verbalizer, prompts, scorers, readout, reference=reference, store=store)
     for s in scorers:
         if s.calibration.protocol is Protocol.UNLABELED and s.calibration.unlabeled_split == split:
             raise ConfigError("unlabeled_split", f"is the split being scored ({split}): use another split's texts, or batch")
@@ -404,7 +400,7 @@ def evaluate_prompts(
         # The unlabeled splits ride along after the scored texts, in the same read.
         extra = {name: data.split(lang, name)["text"].tolist() for name in unlabeled_splits}
         texts = frame["text"].tolist() + [t for name in unlabeled_splits for t in extra[name]]
-        states = readout_states(loaded, list(prompts), texts, **read)
+        states = readout_states(loaded, list(prompts), texts, readout, store=store)
         unlabeled = _split_rows(states[:, len(frame) :], {name: len(part) for name, part in extra.items()})
         return [calibrator.scores(s, states[:, : len(frame)], unlabeled.get(s.calibration.unlabeled_split), lang)
                 for s in scorers]

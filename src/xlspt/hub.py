@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .card import REPO_ID as _REPO_ID
 from .errors import XlsptError
+from .layout import PROMPT_SIDECAR
 
 LOCAL_HUB_ENV = "XLSPT_HUB_DIR"
 _FILES = ["*.json", "*.safetensors", "*.md"]
@@ -41,7 +42,7 @@ def push_folder(
     """
     _check_repo_id(repo_id)
     folder = Path(folder)
-    if not (folder / "prompt.json").is_file():
+    if not (folder / PROMPT_SIDECAR).is_file():
         raise XlsptError(f"{folder} holds no saved prompt (prompt.json): pass a folder written by save or save_pretrained")
     local = _local_hub(hub)
     if local is not None:
@@ -102,6 +103,6 @@ def resolve_pretrained(
             repo_id=name, revision=revision, token=token, allow_patterns=_FILES))
     except Exception as exc:  # noqa: BLE001 - not found, offline, bad revision: one line for the user
         raise XlsptError(fix.format(f" ({exc.__class__.__name__})")) from exc
-    if not (found / "prompt.json").is_file():
+    if not (found / PROMPT_SIDECAR).is_file():
         raise XlsptError(f"the Hub repository {name!r} holds no xlspt prompt (prompt.json): pass a repository pushed with xlspt")
     return found

@@ -128,6 +128,15 @@ def label_words(config: RunConfig, candidates: Sequence[str], *, progress: bool 
 # ---------------------------------------------------------------- evaluate and predict
 
 
+def calibration_from(protocol: str | None, standardize: bool = False, unlabeled_split: str | None = None) -> CalibrationConfig | None:
+    """The calibration asked for on the command line (``None``: each prompt's own)."""
+    if standardize and not protocol:
+        raise XlsptError("--standardize goes with --calibration unlabeled or batch: add one")
+    if not protocol:
+        return None
+    return CalibrationConfig(protocol, standardize=standardize, **({"unlabeled_split": unlabeled_split} if unlabeled_split else {}))
+
+
 @dataclass
 class LoadOptions:
     """How saved classifiers are loaded: on which model, dtype and device (``None``: as they were trained)."""
@@ -226,10 +235,9 @@ def _score_together(classifiers, names, data: TaskData, languages, options: Eval
         from .engine.store import TextStateStore
 
         store = TextStateStore(first.model)
-    results = evaluate_prompts(first.model, first.verbalizer, prompts, data, languages, scorers=scorers,
-                               reference=stacked_reference(classifiers), max_length=first.max_length,
-                               engine=options.engine, store=store, special_tokens=first.special_tokens,
-                               progress=options.progress)
+    results = evaluate_prompts(first.model, first.verbalizer, prompts, data, languages,
+                               dataclasses.replace(first.readout, engine=options.engine), scorers=scorers,
+                               reference=stacked_reference(classifiers), store=store, progress=options.progress)
     if store is not None:
         say(f"text states: {store.hits} batches read from {store.root}, {store.misses} computed and stored")
     return results, scorers, labels

@@ -21,3 +21,18 @@ def interactive() -> bool:
 def progress_bar(iterable=None, *, disable: bool = False, **kwargs) -> tqdm:
     """``tqdm`` on a terminal; a silent stand-in otherwise or when ``disable``."""
     return tqdm(iterable, disable=disable or not interactive(), dynamic_ncols=True, **kwargs)
+
+
+def quiet_libraries() -> None:
+    """Only errors from the libraries xlspt drives (transformers' logs and bars, their warnings): a command's
+    output is xlspt's own lines."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

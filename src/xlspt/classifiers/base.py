@@ -149,6 +149,25 @@ class Evaluation:
     engine: str = "naive"
 
 
+class ReadsLikeItsSidecar:
+    """What every implementation reads from its typed sidecar (``self.metadata``): the read-out settings."""
+
+    metadata: Sidecar
+
+    @property
+    def readout(self) -> "ReadoutConfig":
+        """How texts are read: the maximum length and special tokens it was fitted with."""
+        return self.metadata.readout
+
+    @property
+    def max_length(self) -> int:
+        return self.readout.max_length
+
+    @property
+    def special_tokens(self) -> str:
+        return self.readout.special_tokens.value
+
+
 _REGISTRY: dict[Method, type] = {}
 
 

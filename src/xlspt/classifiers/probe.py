@@ -31,7 +31,7 @@ from ..layout import PROBE_FILE, PROBE_SIDECAR
 from ..models.loading import LoadedModel, load_model
 from ..probe import eos_states, evaluate_probes
 from ..sidecar import ProbeSidecar, Sample
-from .base import Evaluation, FitRequest, Log, Method, register
+from .base import Evaluation, FitRequest, Log, Method, ReadsLikeItsSidecar, register
 
 #: Inverse regularisation strengths tried on the validation examples.
 C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -55,7 +55,7 @@ def _fit(x_train, y_train, x_val, y_val, n_labels: int, seed: int):
 
 @register(Method.PROBE)
 @dataclass
-class ProbeClassifier:
+class ProbeClassifier(ReadsLikeItsSidecar):
     """A linear classifier ``softmax(((h - mean) / scale) @ coef.T + intercept)`` over read-out states ``h [d]``."""
 
     model: LoadedModel
@@ -67,18 +67,6 @@ class ProbeClassifier:
     metadata: ProbeSidecar = field(default_factory=ProbeSidecar)
 
     size = 1
-
-    @property
-    def readout(self) -> ReadoutConfig:
-        return self.metadata.readout
-
-    @property
-    def max_length(self) -> int:
-        return self.readout.max_length
-
-    @property
-    def special_tokens(self) -> str:
-        return self.readout.special_tokens.value
 
     @property
     def trainable_parameters(self) -> int:

@@ -39,7 +39,7 @@ from ..prompt import PromptConfig, SoftPrompt
 from ..sidecar import PromptSidecar, Sample, Training
 from ..train import TrainConfig, TrainingDiverged, TrainResult
 from ..verbalizer import Verbalizer, propose_label_words
-from .base import Evaluation, FitRequest, Log, Method, register
+from .base import Evaluation, FitRequest, Log, Method, ReadsLikeItsSidecar, register
 from .training import FinishedJob, PromptJob, train_prompt_jobs
 
 
@@ -67,7 +67,7 @@ def build_verbalizer(
 
 @register(Method.PROMPT)
 @dataclass
-class PromptClassifier:
+class PromptClassifier(ReadsLikeItsSidecar):
     """A frozen causal LM, a verbalizer and trained soft prompts ``[n_i, d]``: one, or an ensemble's members.
 
     An ensemble predicts with the mean of its members' class log-probabilities; scoring all
@@ -116,19 +116,6 @@ class PromptClassifier:
     @property
     def labels(self) -> tuple[str, ...]:
         return tuple(self.verbalizer.labels)
-
-    @property
-    def readout(self) -> ReadoutConfig:
-        """How texts are read: the training's maximum length and special tokens."""
-        return self.metadata.readout
-
-    @property
-    def max_length(self) -> int:
-        return self.readout.max_length
-
-    @property
-    def special_tokens(self) -> str:
-        return self.readout.special_tokens.value
 
     @property
     def trainable_parameters(self) -> int:
@@ -293,7 +280,7 @@ class PromptClassifier:
         sample = self.metadata.training.data
         language = sample.train_language if sample is not None else "eng_Latn"
         texts = data.split(language, self.calibration.unlabeled_split)["text"].tolist()
-        self.reference = reference_statistics(self.model, self.prompts, texts, **self._read_kwargs(batch_size, engine))
+        self.reference = reference_statistics(self.model, self.prompts, texts, self._readout(batch_size, engine))
 
     def member(self, i: int) -> "PromptClassifier":
         """Member ``i`` of an ensemble as a classifier of its own."""
@@ -447,8 +434,9 @@ class PromptClassifier:
 
     # ------------------------------------------------------------ scoring
 
-    def _read_kwargs(self, batch_size: int, engine: str) -> dict:
-        return dict(batch_size=batch_size, max_length=self.max_length, engine=engine, special_tokens=self.special_tokens)
+    def _readout(self, batch_size: int, engine: str) -> ReadoutConfig:
+        """How texts are read: as at training, with this batch size and pass."""
+        return dataclasses.replace(self.readout, batch_size=batch_size, engine=engine)
 
     def scores(
         self, texts: Sequence[str], *, calibration: CalibrationConfig | None = None,
@@ -458,9 +446,9 @@ class PromptClassifier:
         (default: the classifier's own). ``unlabeled_texts`` serve the ``unlabeled`` protocol;
         ``language`` (e.g. ``ory_Orya``) lets ``content-free`` draw its inputs in the language's script."""
         return score_texts(
-            self.model, self.verbalizer, self.prompts, list(texts), calibration=calibration or self.calibration,
-            unlabeled_texts=unlabeled_texts, reference=self.reference, language=language,
-            **self._read_kwargs(batch_size, engine),
+            self.model, self.verbalizer, self.prompts, list(texts), self._readout(batch_size, engine),
+            calibration=calibration or self.calibration, unlabeled_texts=unlabeled_texts, reference=self.reference,
+            language=language,
         )
 
     def predict(
@@ -502,8 +490,8 @@ class PromptClassifier:
         if members and self.size > 1:
             scorers += [Scorer((i,), calibration) for i in range(self.size)]
         tables = evaluate_prompts(
-            self.model, self.verbalizer, self.prompts, data, languages, scorers=scorers, reference=self.reference,
-            progress=progress, **self._read_kwargs(batch_size, engine),
+            self.model, self.verbalizer, self.prompts, data, languages, self._readout(batch_size, engine),
+            scorers=scorers, reference=self.reference, progress=progress,
         )
         if len(tables) == 1:
             return tables[0]
@@ -530,9 +518,8 @@ class PromptClassifier:
         log(f"scoring {count} on {len(languages)} languages")
         first = classifiers[0]
         tables = evaluate_prompts(
-            first.model, first.verbalizer, prompts, data, languages, scorers=scorers, max_length=first.max_length,
-            special_tokens=first.special_tokens, progress=progress, reference=stacked_reference(classifiers),
-            headline=[at for at, _ in spans],  # each classifier's own vote, not its members
+            first.model, first.verbalizer, prompts, data, languages, first.readout, scorers=scorers, progress=progress,
+            reference=stacked_reference(classifiers), headline=[at for at, _ in spans],  # each one's vote, not its members
         )
         engine = Engine.AUTO.for_scoring(len(prompts)).value
         return [Evaluation(tables[at], tables[at + 1 : at + 1 + size] if size > 1 else None, engine) for at, size in spans]

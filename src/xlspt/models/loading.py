@@ -114,6 +114,14 @@ def cpu_bf16_speedup() -> float:
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def set_threads(threads: int | None) -> None:
+    """Let torch use ``threads`` CPU threads (``None``: torch's choice)."""
+    if threads is not None:
+        if threads < 1:
+            raise XlsptError(f"--threads must be at least 1 (got {threads})")
+        torch.set_num_threads(threads)
+
+
 def resolve_device(device: str | None = None) -> str:
     """``None``/``"auto"``: the first CUDA GPU if there is one, else Apple's MPS, else the CPU.
 
