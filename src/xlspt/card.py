@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 
 from .calibration import CalibrationConfig, describe_protocol
 from .errors import XlsptError
+from .files import write_text_atomic
+from .layout import CARD_FILE
 
 TAGS = ("xlspt", "soft-prompt", "prompt-tuning", "cross-lingual", "text-classification")
 #: The Hub's own rule (owner optional): letters, digits, ``-_.``, no ``--``/``..``, at most 96 characters a part.
@@ -61,6 +64,14 @@ def model_card(metadata: dict, results: pd.DataFrame | None = None, *, repo_id: 
                  _results(results, protocol), _usage(model, repo_id), _licence(model, source)]
     # Sections are separated by one blank line; an absent one (no ensemble, no results) leaves none.
     return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
+
+
+def write_model_card(directory: str | Path, metadata: dict, results: pd.DataFrame | None = None, *,
+                     repo_id: str | None = None) -> Path:
+    """Write the folder's ``README.md`` (:func:`model_card`) atomically; the one way a card reaches a folder."""
+    path = Path(directory) / CARD_FILE
+    write_text_atomic(path, model_card(metadata, results, repo_id=repo_id))
+    return path
 
 
 def _front_matter(model: str, source: str, train_lang: str | None) -> list[str]:

@@ -367,8 +367,7 @@ def push(folder: str | Path, repo: str, *, hub: str | None = None, token: str | 
     import shutil
     import tempfile
 
-    from .card import model_card
-    from .files import write_text_atomic
+    from .card import write_model_card
     from .hub import push_folder
 
     folder = Path(folder)
@@ -381,7 +380,7 @@ def push(folder: str | Path, repo: str, *, hub: str | None = None, token: str | 
         for name in (*layout.PROMPT_FILES, layout.RESULTS_FILE, layout.PER_CLASS_FILE, layout.SUMMARY_FILE):
             if (folder / name).is_file():
                 shutil.copy2(folder / name, Path(staging) / name)
-        write_text_atomic(Path(staging) / layout.CARD_FILE, model_card(sidecar, results, repo_id=repo))
+        write_model_card(staging, sidecar, results, repo_id=repo)
         return push_folder(staging, repo, hub=hub, token=token, private=private)
 
 

@@ -126,6 +126,10 @@ class Classifier(Protocol):
                       progress: bool = True, log: Log = print) -> "list[Evaluation]":
         """Evaluate classifiers that read text alike together: one pass over each language's text for all."""
 
+    @classmethod
+    def check_request(cls, request: FitRequest) -> None:
+        """Refuse settings this method has no use for (a :class:`~xlspt.errors.ConfigError` naming ``method``)."""
+
     def record_entries(self) -> dict:
         """What a run record keeps of the fit: ``best_epoch``, ``best_val_loss``, ``history``, ``protocol``, ``notes``."""
 

@@ -25,7 +25,8 @@ import torch
 from ..data.sampling import sample_few_shot
 from ..data.task import TaskData
 from ..engine.options import ReadoutConfig
-from ..errors import XlsptError
+from ..calibration import Protocol
+from ..errors import ConfigError, XlsptError
 from ..files import write_with_atomic
 from ..layout import PROBE_FILE, PROBE_SIDECAR
 from ..models.loading import LoadedModel, load_model
@@ -145,6 +146,11 @@ class ProbeClassifier(ReadsLikeItsSidecar):
         """Score several probes on one model, reading each language's text once."""
         log(f"scoring {len(classifiers)} probe(s) on {len(languages)} languages")
         return [Evaluation(table, None, "naive") for table in evaluate_probes(classifiers, data, languages, progress=progress)]
+
+    @classmethod
+    def check_request(cls, request: FitRequest) -> None:
+        if request.ensemble > 1 or request.calibration.protocol is not Protocol.ZERO_SHOT or request.changes_model:
+            raise ConfigError("method", "probe is the plain baseline: use it without ensemble, calibration or --no-freeze")
 
     def record_entries(self) -> dict:
         return {"best_epoch": None, "best_val_loss": None, "history": [], "protocol": "zero-shot",

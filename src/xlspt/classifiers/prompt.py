@@ -398,12 +398,10 @@ class PromptClassifier(ReadsLikeItsSidecar):
     def save_pretrained(self, directory: str | Path, results: pd.DataFrame | None = None) -> Path:
         """:meth:`save` plus a model card (``README.md``: base model, label words, training data,
         protocol and, given ``results``, per-language scores): a folder to share like an adapter."""
-        from ..card import model_card
-        from ..files import write_text_atomic
-        from ..layout import CARD_FILE
+        from ..card import write_model_card
 
         path = self.save(directory)
-        write_text_atomic(Path(directory) / CARD_FILE, model_card(self.sidecar_dict(), results))
+        write_model_card(directory, self.sidecar_dict(), results)
         return path
 
     @classmethod
@@ -523,6 +521,10 @@ class PromptClassifier(ReadsLikeItsSidecar):
         )
         engine = Engine.AUTO.for_scoring(len(prompts)).value
         return [Evaluation(tables[at], tables[at + 1 : at + 1 + size] if size > 1 else None, engine) for at, size in spans]
+
+    @classmethod
+    def check_request(cls, request: FitRequest) -> None:
+        """A soft prompt takes every setting."""
 
     def record_entries(self) -> dict:
         training = self.metadata.training

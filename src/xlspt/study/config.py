@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from ..calibration import CalibrationConfig, Protocol
-from ..classifiers.base import Method
+from ..classifiers import FitRequest, Method, classifier_class
 from ..data.task import DataConfig
 from ..engine.options import Engine, ReadoutConfig, SpecialTokens, enum_value
 from ..errors import ConfigError
@@ -182,8 +182,8 @@ class RunConfig:
             raise ConfigError("ensemble", "needs a frozen model (each member would train its own copy of the weights)")
         if self.standardize and not self.calibration.uses_target_text:
             raise ConfigError("standardize", f"needs unlabeled target text: use calibration unlabeled or batch (got {self.calibration.value})")
-        if self.method is Method.PROBE and (self.ensemble > 1 or self.calibration is not Protocol.ZERO_SHOT or not self.freeze):
-            raise ConfigError("method", "probe is the plain baseline: use it without ensemble, calibration or --no-freeze")
+        classifier_class(self.method).check_request(FitRequest(
+            ensemble=self.ensemble, calibration=CalibrationConfig(protocol=self.calibration), training=self._train))
 
     # ------------------------------------------------------------ building
 

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..card import model_card
+from ..card import write_model_card
 from ..classifiers import Classifier
-from ..files import write_text_atomic
-from ..layout import CARD_FILE
 from ..results.summary import results_summary, write_results
 
 
@@ -20,5 +18,5 @@ def write_run_results(out: Path, classifier: Classifier, results: pd.DataFrame, 
     """Write one classifier's results, summary and model card into its run folder; returns the printed table."""
     table, text, summary = results_summary(classifier.metadata.summary_header(), results)
     write_results(out, results, text, summary, figures=figures)
-    write_text_atomic(out / CARD_FILE, model_card(classifier.sidecar_dict(), results))
+    write_model_card(out, classifier.sidecar_dict(), results)
     return table
