@@ -39,15 +39,27 @@ _LOADING = {"model": "the model the prompt was trained with", "dtype": "the dtyp
 _DATA = {"data": None, "text_column": None, "label_column": None, "language_column": None, "split_column": None,
          "langs": None}
 _CALIBRATION = {"calibration": "what the prompt was saved with", "standardize": None}
+#: What the calibration flags read where a saved prompt is scored (the run config's help speaks of training runs).
+_CALIBRATION_HELP = (
+    "zero-shot (the study's, no correction); content-free (protocol a: no target-language data); unlabeled "
+    "(protocol b: the label prior of {}); batch (protocol b: of the texts classified)",
+    "with --calibration unlabeled or batch: first move each read-out dimension to the training language's mean and "
+    "spread (saved with the prompt), estimated on the same unlabeled texts")
+
+
+def _calibration_help(unlabeled: str) -> dict:
+    return {"calibration": _CALIBRATION_HELP[0].format(unlabeled), "standardize": _CALIBRATION_HELP[1]}
 _METAVARS = {"model": "NAME", "data": "PATH", "text_column": "NAME", "label_column": "NAME", "language_column": "NAME",
              "split_column": "NAME", "langs": "LANGS", "label_words": "WORDS", "train_lang": "LANG",
              "reparam_hidden": "H", "model_lr": "X"}
 
 
-def _add_config_flags(p: argparse.ArgumentParser, names, *, title: str | None = None, defaults: dict | None = None) -> None:
+def _add_config_flags(p: argparse.ArgumentParser, names, *, title: str | None = None, defaults: dict | None = None,
+                      helps: dict | None = None) -> None:
     """One flag per :class:`~xlspt.study.config.RunConfig` field in ``names``, with its help, type and choices
     from the field. Flags not given stay out of the namespace (``SUPPRESS``), so only what the user typed
-    overrides the config's defaults, a preset or a sweep spec; ``defaults`` says what a default means instead."""
+    overrides the config's defaults, a preset or a sweep spec; ``defaults`` says what a default means instead,
+    ``helps`` what a flag does where it differs from a run's."""
     import dataclasses
     import typing
     from enum import Enum
@@ -62,7 +74,7 @@ def _add_config_flags(p: argparse.ArgumentParser, names, *, title: str | None = 
                 continue
             default = getattr(base, f.name) if f.name != "data" else None  # not the $XLSPT_DATA resolved into it
             default = defaults.get(f.name) or (default.value if isinstance(default, Enum) else default)
-            text = (f.metadata["help"] + ("" if default in (None, False) else f" (default: {default})")).replace("%", "%%")
+            text = ((helps or {}).get(f.name, f.metadata["help"]) + ("" if default in (None, False) else f" (default: {default})")).replace("%", "%%")
             kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text)
             kind = types[f.name]
             if kind is bool:
@@ -112,7 +124,7 @@ def _add_device(p: argparse.ArgumentParser, threads: bool = True) -> None:
     from .models.loading import DEVICES
 
     p.add_argument("--device", default=None if not threads else "auto", metavar="{" + ",".join(DEVICES) + ",cuda:N}",
-                   help="where the model runs: auto = a CUDA GPU, else Apple's MPS, else the CPU; recorded with the results")
+                   help="where the model runs: auto = a CUDA GPU, else Apple's MPS, else the CPU (default: auto); recorded with the results")
     if threads:
         p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice); recorded with the results")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -156,7 +168,8 @@ def _add_scoring_commands(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate saved prompts on target languages")
     p.add_argument("--prompt", required=True, action="append", metavar="PATH", help="a run directory, a prompt .safetensors "
                    "file or a Hub repository (owner/name); repeat to score several prompts from one pass over the text")
-    _add_config_flags(p, {**_LOADING, **_DATA, **_CALIBRATION}, defaults={**_LOADING, **_CALIBRATION})
+    _add_config_flags(p, {**_LOADING, **_DATA, **_CALIBRATION}, defaults={**_LOADING, **_CALIBRATION},
+                      helps=_calibration_help("each language's unlabeled texts of --unlabeled-split"))
     p.add_argument("--out", metavar="DIR", help="write results.csv (with a prompt column for several prompts) and the summary here (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     p.add_argument("--cache-states", action="store_true", help="keep the text states on disk (under the cache directory) so that later evaluations of the same sentences skip the text pass")
@@ -169,7 +182,8 @@ def _add_scoring_commands(sub) -> None:
     p.add_argument("--prompt", required=True, metavar="PATH", help="a run directory, a prompt .safetensors file, or a Hub repository (owner/name; $XLSPT_HUB_DIR for a local hub)")
     p.add_argument("texts", nargs="*", help="texts to classify; with none, lines are read from --file or standard input")
     p.add_argument("--file", metavar="FILE", help="read one text per line from FILE ('-' for standard input)")
-    _add_config_flags(p, {**_LOADING, **_CALIBRATION}, defaults={**_LOADING, **_CALIBRATION})
+    _add_config_flags(p, {**_LOADING, **_CALIBRATION}, defaults={**_LOADING, **_CALIBRATION},
+                      helps=_calibration_help("the lines of --unlabeled FILE"))
     p.add_argument("--unlabeled", metavar="FILE", help="with --calibration unlabeled: unlabeled texts of the same language, one per line")
     p.add_argument("--lang", metavar="CODE", help="the texts' language (e.g. ory_Orya): content-free calibration then uses its script")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="table: label, probability and "
@@ -326,8 +340,11 @@ def cmd_evaluate(args) -> int:
     options = pipeline.EvaluateOptions(vote=args.vote, members=args.members, calibration=_calibration(args),
                                        engine=getattr(args, "engine", "auto"), cache_states=args.cache_states,
                                        progress=not args.quiet)
-    print(pipeline.evaluate(args.prompt, _data_config(args), getattr(args, "langs", "52"), args.out,
-                            overwrite=args.overwrite, load=_load_options(args), options=options))
+    table, written = pipeline.evaluate(args.prompt, _data_config(args), getattr(args, "langs", "52"), args.out,
+                                      overwrite=args.overwrite, load=_load_options(args), options=options)
+    print(table)
+    if written:
+        _say(f"wrote {' and '.join(map(str, written))}")
     return 0
 
 
@@ -401,35 +418,18 @@ def cmd_push(args) -> int:
 
 
 def cmd_languages(args) -> int:
-    from .data import TaskData, language_info, study_languages
+    from .pipeline import languages_table
 
-    study = [lang.code for lang in study_languages()]
-    data = None if args.study else TaskData.resolve(_data_config(args))
-    codes = study if data is None else data.languages()
-    print(f"{'code':<10} {'name':<22} {'study':>5} {'XGLM %':>7} {'BLOOM %':>7}")
-    for code in codes:
-        info = language_info(code)
-        xglm = f"{100 * info.xglm_share:.2f}" if info.xglm_share is not None else "-"
-        bloom = f"{100 * info.bloom_share:.2f}" if info.bloom_share is not None else "-"
-        print(f"{code:<10} {(info.name or '')[:22]:<22} {'yes' if code in study else '':>5} {xglm:>7} {bloom:>7}")
-    where = f" in {data.description}" if data is not None else ""
-    _say(f"{len(codes)} languages{where}; 'study' marks the 52 of --langs 52; shares are of pretraining data")
+    table, closing = languages_table(None if args.study else _data_config(args))
+    print(table)
+    _say(closing)
     return 0
 
 
 def cmd_models(args) -> int:
-    from .models import ADAPTERS, EMBEDDED_DEFAULT, EMBEDDED_MODELS, STUDY_MODELS
+    from .pipeline import models_table
 
-    print("Embedded (no download):")
-    for name, text in EMBEDDED_MODELS.items():
-        print(f"  {name:<24} {text}{'  [default]' if name == EMBEDDED_DEFAULT else ''}")
-    print("The study's models (Hugging Face Hub):")
-    for name, text in STUDY_MODELS.items():
-        print(f"  {name:<24} {text}")
-    print("Any causal LM of these architectures (Hub id, local directory or .gguf file), with default label words:")
-    for adapter in ADAPTERS:
-        words = ", ".join(json.dumps(w) for w in adapter.label_words.values())
-        print(f"  {adapter.family:<8} model_type {', '.join(adapter.model_types):<18} {words}")
+    print(models_table())
     return 0
 
 

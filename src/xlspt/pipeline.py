@@ -21,6 +21,7 @@ from .calibration import CalibrationConfig, Protocol
 from .classifiers import PromptClassifier, classifier_class, load_classifier, saved_method, stacked_reference
 from .data import DataConfig, TaskData, resolve_languages
 from .errors import XlsptError
+from .train import TrainingDiverged
 from .evaluate import Scorer, evaluate_prompts, scored_predictions
 from .hub import resolve_pretrained
 from .models.loading import LoadedModel, load_model, resolve_device
@@ -38,7 +39,6 @@ def say(message: str) -> None:
 def check_data(config: RunConfig, data: TaskData, *, targets: bool = True) -> None:
     """Read and check the training language's splits, the label words and every target's test split now,
     before minutes of model loading: a broken file fails here, not after training."""
-    resolve_languages([config.train_lang], data.languages())
     for split in ("train", "dev"):
         data.split(config.train_lang, split)
     config.label_word_map(data.labels(config.train_lang))
@@ -85,23 +85,34 @@ def train(config: RunConfig, out: str | Path | None, *, overwrite: bool = False,
         raise XlsptError("`xlspt train --no-freeze` would save a prompt without the model weights it needs: use `xlspt run --no-freeze`")
     session = Session(device=device, progress=progress, strict=True)
     data = session.data(config)
+    resolve_languages([config.train_lang], data.languages())
     check_data(config, data, targets=False)
     folder = layout.prepare_out_dir(out, config.model, overwrite, files=layout.ARTIFACT_FILES)
-    initial = _resumed(resume, session.model(config)) if resume else None
+    artifact = _resumable(resume) if resume else None  # a bad path fails now, not after the model loads
     model = session.model(config)
+    initial = _resumed(artifact, resume, model) if artifact else None
     say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
         f"on {model.device}); data {data.description}")
-    if overwrite:
-        layout.clear_files(folder)
-    classifier = train_one(config, folder, session, initial)
+    try:
+        classifier = train_one(config, folder, session, initial)
+    except TrainingDiverged:  # the best prompt before it was kept in the folder: what was there besides goes
+        if overwrite:
+            layout.clear_files(folder, [f for f in layout.RUN_FILES if f not in layout.PROMPT_FILES])
+        raise
+    if overwrite:  # only now: a training that fails leaves the earlier files as they were
+        kept = (classifier.metadata.weights_file, classifier.metadata.sidecar_file)
+        layout.clear_files(folder, [f for f in layout.RUN_FILES if f not in kept])
     return folder / classifier.metadata.weights_file, classifier.fit_summary()
 
 
-def _resumed(path: str, model: LoadedModel):
-    """The trainable prompt saved at ``path``, checked against ``model``."""
+def _resumable(path: str):
     from .artifact import PromptArtifact
 
-    artifact = PromptArtifact.load(path)
+    return PromptArtifact.load(path)
+
+
+def _resumed(artifact, path: str, model: LoadedModel):
+    """The trainable prompt of ``artifact`` (saved at ``path``), checked against ``model``."""
     artifact.check_model(model.signature(), model.name)
     if artifact.is_ensemble:
         raise XlsptError(f"--resume {path} is an ensemble of {len(artifact.prompts)} prompts: resume a single prompt")
@@ -174,12 +185,13 @@ class EvaluateOptions:
 
 def evaluate(paths: Sequence[str], data: DataConfig, langs: str, out: str | Path | None = None, *,
              overwrite: bool = False, load: LoadOptions = LoadOptions(),
-             options: EvaluateOptions = EvaluateOptions()) -> str:
+             options: EvaluateOptions = EvaluateOptions()) -> tuple[str, list[Path]]:
     """Evaluate saved prompts (several: from one pass over the text) on ``langs``; write ``out`` if given.
-    Returns the printed text (one table, or a table per prompt and their comparison)."""
-    first_sidecar = classifier_class(saved_method(resolve_pretrained(paths[0]))).load_sidecar(resolve_pretrained(paths[0]))
+    Returns the printed text (one table, or a table per prompt and their comparison) and the main files written."""
+    first_sidecar = PromptClassifier.load_sidecar(_prompt_folder(paths[0]))
     trained_on = first_sidecar.data.train_language if first_sidecar.data else None
-    task = TaskData.resolve(dataclasses.replace(data, language=trained_on) if trained_on and not data.language else data)
+    # a source without languages of its own is in the prompt's training language
+    task = TaskData.resolve(dataclasses.replace(data, language=trained_on) if trained_on else data)
     languages = task.target_languages(langs)
     for lang in languages:
         task.split(lang, "test")
@@ -198,15 +210,23 @@ def evaluate(paths: Sequence[str], data: DataConfig, langs: str, out: str | Path
         table, combined, summary = comparison(labels, headers, all_results)
         if folder is not None:
             write_comparison(folder, table, combined, summary)
-    if folder is not None:
-        say(f"wrote {folder / layout.RESULTS_FILE} and {folder / layout.SUMMARY_FILE}")
-    return table
+    return table, [folder / layout.RESULTS_FILE, folder / layout.SUMMARY_FILE] if folder is not None else []
+
+
+def _prompt_folder(path: str) -> Path:
+    """The local folder of the prompt ``path`` names; another kind of artifact is refused (it has no scorers)."""
+    local = resolve_pretrained(path)
+    method = saved_method(local)
+    if classifier_class(method) is not PromptClassifier:
+        raise XlsptError(f"{path} holds a {method.value}, not a soft prompt: `xlspt evaluate` scores prompts; the "
+                         f"{method.value}'s results come with `xlspt run --method {method.value}`, and `xlspt predict` classifies with it")
+    return local
 
 
 def _loaded_together(paths: Sequence[str], load: LoadOptions, vote: bool) -> tuple[list[PromptClassifier], list[str]]:
     """The prompts of ``paths`` on one model (as one ensemble with ``vote``), refused if they read text differently."""
     first = load.load(paths[0])
-    classifiers = [first] + [PromptClassifier.from_pretrained(p, first.model) for p in paths[1:]]
+    classifiers = [first] + [PromptClassifier.load(_prompt_folder(p), first.model) for p in paths[1:]]
     if any(c.verbalizer != first.verbalizer or c.readout != first.readout for c in classifiers):
         raise XlsptError("these prompts use different label words, maximum lengths or tokenization: evaluate them one at a time")
     names = list(paths)
@@ -392,3 +412,40 @@ def read_lines(path: str, option: str, stdin: Callable[[], str] = lambda: sys.st
         return Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise XlsptError(f"cannot read {option} {path}: {exc.__class__.__name__}: pass a UTF-8 text file") from None
+
+
+# ---------------------------------------------------------------- listings
+
+
+def languages_table(data: DataConfig | None = None) -> tuple[str, str]:
+    """The languages of ``data`` (``None``: the study's 52) with names and pretraining shares, and a closing line."""
+    from .data import language_info, study_languages
+
+    study = [lang.code for lang in study_languages()]
+    task = TaskData.resolve(data) if data is not None else None
+    codes = study if task is None else task.languages()
+    lines = [f"{'code':<10} {'name':<22} {'study':>5} {'XGLM %':>7} {'BLOOM %':>7}"]
+    for code in codes:
+        info = language_info(code)
+        xglm = f"{100 * info.xglm_share:.2f}" if info.xglm_share is not None else "-"
+        bloom = f"{100 * info.bloom_share:.2f}" if info.bloom_share is not None else "-"
+        lines.append(f"{code:<10} {(info.name or '')[:22]:<22} {'yes' if code in study else '':>5} {xglm:>7} {bloom:>7}")
+    where = f" in {task.description}" if task is not None else ""
+    return "\n".join(lines), f"{len(codes)} languages{where}; 'study' marks the 52 of --langs 52; shares are of pretraining data"
+
+
+def models_table() -> str:
+    """The embedded model, the study's models and the supported architectures with their default label words."""
+    import json
+
+    from .models import ADAPTERS, EMBEDDED_DEFAULT, EMBEDDED_MODELS, STUDY_MODELS
+
+    lines = ["Embedded (no download):"]
+    lines += [f"  {name:<24} {text}{'  [default]' if name == EMBEDDED_DEFAULT else ''}" for name, text in EMBEDDED_MODELS.items()]
+    lines.append("The study's models (Hugging Face Hub):")
+    lines += [f"  {name:<24} {text}" for name, text in STUDY_MODELS.items()]
+    lines.append("Any causal LM of these architectures (Hub id, local directory or .gguf file), with default label words:")
+    for adapter in ADAPTERS:
+        words = ", ".join(json.dumps(w) for w in adapter.label_words.values())
+        lines.append(f"  {adapter.family:<8} model_type {', '.join(adapter.model_types):<18} {words}")
+    return "\n".join(lines)

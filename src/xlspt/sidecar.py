@@ -193,11 +193,13 @@ class Sidecar:
         """Read and check the sidecar at ``path`` (format version, required entries)."""
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise XlsptError(f"{path} is not valid JSON ({exc.__class__.__name__}): re-train or restore it") from None
+        except OSError as exc:
+            raise XlsptError(f"{path} cannot be read ({exc.__class__.__name__}): re-train or restore it") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise XlsptError(f"{path} is not valid JSON ({exc}): re-train or restore it") from None
         if not isinstance(values, dict):
             raise XlsptError(f"{path} is not a JSON object: it is not an xlspt {cls.method} sidecar")
-        check_format(values, path, cls.known_keys())
+        check_format(values, path, cls.known_keys(), cls.method)
         missing = [k for k in cls.required if k not in values]
         if missing:
             raise XlsptError(f"{path} lacks {missing[0]!r}: it is not an xlspt {cls.method} sidecar")
@@ -248,13 +250,13 @@ class Sidecar:
             )
 
 
-def check_format(values: dict, where: Path, known: set[str]) -> None:
+def check_format(values: dict, where: Path, known: set[str], kind: str = "prompt") -> None:
     """Refuse a sidecar of a newer MAJOR format version; warn about unknown keys of a newer MINOR one."""
     version = str(values.get("format_version", "1.0"))
     try:
         major, minor = (int(x) for x in version.split(".")[:2])
     except ValueError:
-        raise XlsptError(f"{where} has the format version {version!r}, not MAJOR.MINOR: it is not an xlspt sidecar") from None
+        raise XlsptError(f"{where} has the format version {version!r}, not MAJOR.MINOR: it is not an xlspt {kind} sidecar") from None
     ours = tuple(int(x) for x in FORMAT_VERSION.split("."))
     if major > ours[0]:
         raise XlsptError(f"{where} is format {version}, newer than this xlspt reads ({FORMAT_VERSION}): upgrade xlspt")

@@ -66,6 +66,7 @@ class ProbeClassifier(ReadsLikeItsSidecar):
     mean: np.ndarray
     scale: np.ndarray
     metadata: ProbeSidecar = field(default_factory=ProbeSidecar)
+    fit_seconds: float = field(default=0.0, compare=False, repr=False)  # how long fitting took, for run records
 
     size = 1
 
@@ -86,6 +87,8 @@ class ProbeClassifier(ReadsLikeItsSidecar):
 
         ``features``: a function ``texts -> [N, d]`` to use instead of :func:`~xlspt.probe.eos_states` (a cache).
         """
+        import sklearn.linear_model  # noqa: F401 - imported before the clock starts: train_seconds times the fit only
+
         started = time.time()
         readout = ReadoutConfig(**({"max_length": max_length} if max_length is not None else {}), special_tokens=special_tokens)
         labels = data.labels(train_language)
@@ -106,24 +109,27 @@ class ProbeClassifier(ReadsLikeItsSidecar):
                                 C=best, validation_log_loss={str(c): round(v, 6) for c, v in losses.items()},
                                 train_seconds=round(time.time() - started, 1))
         return cls(model, tuple(labels), coef.astype(np.float32), intercept.astype(np.float32),
-                   scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32), metadata)
+                   scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32), metadata,
+                   fit_seconds=time.time() - started)
 
     @classmethod
     def fit_many(
         cls, model: LoadedModel, data: TaskData, requests: Sequence[FitRequest], *, progress: bool = True,
-        log: Log = lambda message: None, raise_errors: bool = True,
+        log: Log = lambda message: None, raise_errors: bool = True, desc: str | None = None,
     ) -> list["ProbeClassifier | BaseException"]:
         """Fit one probe per request; the read-out states of texts that several samples share are computed once
-        (requests must read text alike: the first one's read-out serves all)."""
-        seen: dict[str, np.ndarray] = {}
-        readout = requests[0].readout
+        per way of reading text (``desc`` is unused: fitting a probe shows no bar)."""
+        seen: dict[tuple, np.ndarray] = {}
 
-        def features(texts):
-            missing = [t for t in dict.fromkeys(texts) if t not in seen]
-            if missing:
-                seen.update(zip(missing, eos_states(model, missing, max_length=readout.max_length,
-                                                    special_tokens=readout.special_tokens.value)))
-            return np.stack([seen[t] for t in texts])
+        def features(readout: ReadoutConfig):
+            def read(texts):
+                missing = [t for t in dict.fromkeys(texts) if (readout, t) not in seen]
+                if missing:
+                    states = eos_states(model, missing, max_length=readout.max_length,
+                                        special_tokens=readout.special_tokens.value)
+                    seen.update(((readout, t), s) for t, s in zip(missing, states))
+                return np.stack([seen[(readout, t)] for t in texts])
+            return read
 
         out: list[ProbeClassifier | BaseException] = []
         for request in requests:
@@ -131,7 +137,8 @@ class ProbeClassifier(ReadsLikeItsSidecar):
             try:
                 out.append(cls.train(model, data, train_language=request.train_language, shots=request.shots,
                                      seed=request.seed, max_length=request.readout.max_length,
-                                     special_tokens=request.readout.special_tokens.value, features=features))
+                                     special_tokens=request.readout.special_tokens.value,
+                                     features=features(request.readout)))
             except Exception as exc:
                 if raise_errors:
                     raise
@@ -212,7 +219,7 @@ class ProbeClassifier(ReadsLikeItsSidecar):
         except Exception as exc:  # missing, truncated or foreign files: one line
             raise XlsptError(f"{directory} holds no readable probe ({exc.__class__.__name__}): train it again with --method probe") from None
         if not (directory / PROBE_SIDECAR).is_file():
-            raise XlsptError(f"{directory} holds no readable probe (no {PROBE_SIDECAR}): train it again with --method probe")
+            raise XlsptError(f"{directory} holds no readable probe (FileNotFoundError): train it again with --method probe")
         metadata = ProbeSidecar.read(directory / PROBE_SIDECAR)
         metadata.check_weights(directory)
         if model is None or isinstance(model, str):

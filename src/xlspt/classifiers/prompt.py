@@ -92,6 +92,7 @@ class PromptClassifier(ReadsLikeItsSidecar):
     soft_prompts: list[SoftPrompt] | None = None
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     reference: StateStatistics | None = None
+    fit_seconds: float = field(default=0.0, compare=False, repr=False)  # how long training took, for run records
 
     def __post_init__(self) -> None:
         if isinstance(self.prompts, torch.Tensor):
@@ -159,28 +160,27 @@ class PromptClassifier(ReadsLikeItsSidecar):
         """
         prompt = initial.config if initial is not None else (prompt or PromptConfig())
         training = training or TrainConfig()
-        if isinstance(ensemble, int) or ensemble is None:
-            seeds = None
-        else:
-            seeds, ensemble = list(ensemble), len(list(ensemble))
+        seeds = _ensemble_seeds(ensemble, training.seed)
         request = FitRequest(
             train_language=train_language, shots=shots, seed=training.seed if sample_seed is None else sample_seed,
             readout=ReadoutConfig(max_length=training.max_length, special_tokens=training.special_tokens), prompt=prompt,
             training=training, label_words=label_words, allow_first_subtoken=allow_first_subtoken,
-            ensemble=ensemble or 1, shared_sample=shared_sample, calibration=calibration, initial=initial, name="ensemble")
-        log = (lambda message: print(message, file=sys.stderr, flush=True)) if progress and (ensemble or 1) > 1 else _quiet
+            ensemble=len(seeds or [None]), shared_sample=shared_sample, calibration=calibration, initial=initial, name="")
+        log = (lambda message: print(message, file=sys.stderr, flush=True)) if progress and seeds else _quiet
         [clf] = cls.fit_many(model, data, [request], progress=progress, log=log, desc="training", seeds=seeds)
         return clf
 
     @classmethod
     def fit_many(
         cls, model: LoadedModel, data: TaskData, requests: Sequence[FitRequest], *, progress: bool = True,
-        log: Log = _quiet, raise_errors: bool = True, desc: str = "training x{n}", seeds: list[int] | None = None,
+        log: Log = _quiet, raise_errors: bool = True, desc: str | None = None, seeds: list[int] | None = None,
     ) -> list["PromptClassifier | BaseException"]:
         """Train the prompts of ``requests`` through :func:`~xlspt.classifiers.training.train_prompt_jobs`, which
         groups them into passes; each request gets its classifier (its ensemble's vote) or the error that stopped it.
 
         ``seeds``: the members' seeds of a single request (default: ``seed`` to ``seed + ensemble - 1``).
+        ``desc``: the progress bar's label, ``{n}`` the number of prompts trained together (default:
+        ``training x{n}``, or ``training with the model`` for a request that trains the model too).
         """
         out: list[PromptClassifier | BaseException | None] = [None] * len(requests)
         by_words: dict[tuple, list[int]] = {}
@@ -205,6 +205,7 @@ class PromptClassifier(ReadsLikeItsSidecar):
         first = requests[0]
         verbalizer = build_verbalizer(model, first.label_words, first.allow_first_subtoken, data.labels(first.train_language))
         jobs = [_member_jobs(r, seeds) for r in requests]
+        desc = desc or ("training with the model" if first.changes_model else "training x{n}")
         done = train_prompt_jobs(model, data, verbalizer, [j for group in jobs for j in group],
                                  train_language=first.train_language, shots=first.shots, progress=progress, desc=desc,
                                  log=log, raise_errors=raise_errors)
@@ -214,14 +215,18 @@ class PromptClassifier(ReadsLikeItsSidecar):
         outcomes = []
         for request, group in zip(requests, jobs):
             mine = [next(members) for _ in group]
-            examples = [next(finished).examples for _ in group][0]
+            mine_done = [next(finished) for _ in group]
             error = next((m for m in mine if isinstance(m, BaseException)), None)
             if error is None:
                 clf = cls.ensemble_of(mine, calibration=request.calibration)
                 clf.fit_reference(data)
+                clf.fit_seconds = sum(item.seconds for item in mine_done)
                 outcomes.append(clf)
                 continue
-            if isinstance(error, TrainingDiverged) and error.best is not None and len(mine) == 1 and request.out:
+            examples = mine_done[0].examples
+            # a prompt trained with the model is useless without the model's weights, which are not kept
+            if (isinstance(error, TrainingDiverged) and error.best is not None and len(mine) == 1 and request.out
+                    and not request.changes_model):
                 kept = cls.from_training(model, verbalizer, data, examples, error.best,
                                          group[0].training, train_language=first.train_language, shots=first.shots,
                                          allow_first_subtoken=first.allow_first_subtoken, sample_seed=group[0].sample_seed)
@@ -284,7 +289,8 @@ class PromptClassifier(ReadsLikeItsSidecar):
 
     def member(self, i: int) -> "PromptClassifier":
         """Member ``i`` of an ensemble as a classifier of its own."""
-        metadata = dataclasses.replace(self.metadata, members=[self.metadata.members[i]])
+        own = self.metadata.members[i]
+        metadata = dataclasses.replace(self.metadata, members=[own], data=own.data)
         soft = [self.soft_prompts[i]] if self.soft_prompts else None
         reference = self.reference and StateStatistics(self.reference.mean[i : i + 1], self.reference.std[i : i + 1])
         return PromptClassifier(self.model, self.verbalizer, [self.prompts[i]], metadata, soft, self.calibration, reference)
@@ -533,19 +539,30 @@ class PromptClassifier(ReadsLikeItsSidecar):
 
 
 
+def _ensemble_seeds(ensemble: int | Sequence[int] | None, seed: int) -> list[int] | None:
+    """The members' seeds of the Python API's ``ensemble`` (``None``: one prompt), refused unless distinct and
+    non-negative."""
+    if ensemble is None or (isinstance(ensemble, int) and ensemble == 1):
+        return None
+    seeds = list(range(seed, seed + ensemble)) if isinstance(ensemble, int) else list(ensemble)
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError("ensemble", f"needs at least one distinct non-negative seed per member (got {ensemble})")
+    return seeds
+
+
 def _member_jobs(request: FitRequest, seeds: list[int] | None = None) -> list[PromptJob]:
     """The training jobs of one prompt, or of an ensemble's members (one per seed: ``seeds``, or the request's
-    ``training.seed`` onwards)."""
+    ``training.seed`` onwards). A request without a name (the Python API's) names members by number and seed."""
     training = request.training
     if request.ensemble == 1 and seeds is None:
-        return [PromptJob(request.prompt, training, request.seed, request.initial, request.name)]
-    seeds = list(range(training.seed, training.seed + request.ensemble)) if seeds is None else seeds
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise ConfigError("ensemble", f"needs at least one distinct non-negative seed per member (got {seeds})")
+        return [PromptJob(request.prompt, training, request.seed, request.initial, request.name or "a prompt")]
+    seeds = _ensemble_seeds(request.ensemble, training.seed) if seeds is None else seeds
     if request.initial is not None:
         raise XlsptError("an ensemble trains new prompts: resume its members one at a time")
+    names = [f"{request.name} member {i}" if request.name else f"ensemble member {i + 1}/{len(seeds)} (seed {seed})"
+             for i, seed in enumerate(seeds)]
     return [PromptJob(request.prompt, dataclasses.replace(training, seed=seed), training.seed if request.shared_sample else seed,
-                      name=f"{request.name} member {i}") for i, seed in enumerate(seeds)]
+                      name=name) for name, seed in zip(names, seeds)]
 
 
 def stacked_reference(classifiers: Sequence[PromptClassifier]) -> StateStatistics | None:

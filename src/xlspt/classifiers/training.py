@@ -81,7 +81,7 @@ def train_prompt_jobs(
     finished: dict[int, FinishedJob] = {}
     for group in group_jobs(jobs):
         names = ", ".join(job.name for job in group)
-        log(f"training {f'{len(group)} prompts together ({names})' if len(group) > 1 else names} "
+        log(f"training {f'{len(group)} prompts together ({names})' if len(group) > 1 else f'a prompt ({names})'} "
             f"on {shots} examples per class of {train_language}")
         started = time.time()
         try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..classifiers import Classifier, FitRequest, classifier_class
+from ..classifiers import Classifier, FitRequest, Method, classifier_class
 from ..data import DataConfig, TaskData, resolve_languages
 from ..engine.options import ReadoutConfig
 from ..errors import XlsptError
@@ -117,18 +117,17 @@ def _scoring_key(run: PlannedRun) -> tuple:
 
 
 def _work(runs: Sequence[PlannedRun]) -> list[tuple[type, list[PlannedRun]]]:
-    """The runs by method and by what they share: runs of one method that leave the model as it is together
-    (in order), then each run that trains the model alone."""
-    together: dict[type, list[PlannedRun]] = {}
+    """The runs by method and data: runs of one method on one data source that leave the model as it is
+    together (methods in :class:`~xlspt.classifiers.Method` order), then each run that trains the model alone."""
+    together: dict[tuple, list[PlannedRun]] = {}
     alone: list[tuple[type, list[PlannedRun]]] = []
     for run in runs:
-        kind = classifier_class(run.config.method)
         if run.config.freeze:
-            together.setdefault(kind, []).append(run)
+            together.setdefault((list(Method).index(run.config.method), run.config.data_config()), []).append(run)
         else:
-            alone.append((kind, [run]))
-    frozen = list(together.items())
-    return frozen[:1] + alone + frozen[1:]  # as before the registry: frozen prompts, runs that train the model, probes
+            alone.append((classifier_class(run.config.method), [run]))
+    frozen = [(classifier_class(group[0].config.method), group) for _, group in sorted(together.items(), key=lambda kv: kv[0][0])]
+    return frozen + alone
 
 
 def run_group(
@@ -151,23 +150,30 @@ def run_group(
                 _fit_and_evaluate(kind, group, loaded, session, on_record, log)
 
 
-def fit_runs(kind: type, runs: Sequence[PlannedRun], loaded: LoadedModel, session: Session, log) -> list:
-    """Fit and save each run's classifier; each run gets ``(classifier, seconds)`` or the error that stopped it."""
-    started = time.time()
-    requests = [fit_request(run, session.data(run.config).labels(run.config.train_lang)) for run in runs]
+def fit_runs(kind: type, runs: Sequence[PlannedRun], loaded: LoadedModel, session: Session, log, *,
+             desc: str | None = None) -> list:
+    """Fit and save the classifiers of ``runs`` (one data source); each run gets its classifier or the error that
+    stopped it (a run whose request cannot be built fails alone)."""
+    outcomes: dict[int, object] = {}
+    requests: dict[int, FitRequest] = {}
+    for i, run in enumerate(runs):
+        try:
+            requests[i] = fit_request(run, session.data(run.config).labels(run.config.train_lang))
+        except Exception as exc:
+            if session.strict:
+                raise
+            outcomes[i] = exc
     if not runs[0].config.freeze:
         log(f"training {runs[0].config.short_name()} with the model's weights too "
             f"(model_lr {runs[0].config.train_config().model_lr:g})")
-    outcomes = kind.fit_many(loaded, session.data(runs[0].config), requests, progress=session.progress, log=log,
-                             raise_errors=session.strict)
-    seconds = (time.time() - started) / len(runs)
-    fitted = []
-    for run, outcome in zip(runs, outcomes):
-        if not isinstance(outcome, BaseException):
-            outcome.save(run.directory)
-            outcome = (outcome, seconds)
-        fitted.append(outcome)
-    return fitted
+    if requests:
+        fitted = kind.fit_many(loaded, session.data(runs[0].config), list(requests.values()), progress=session.progress,
+                               log=log, raise_errors=session.strict, desc=desc)
+        outcomes.update(zip(requests, fitted))
+    for i, run in enumerate(runs):
+        if not isinstance(outcomes[i], BaseException):
+            outcomes[i].save(run.directory)
+    return [outcomes[i] for i in range(len(runs))]
 
 
 def _fit_and_evaluate(kind, runs, loaded, session, on_record, log) -> None:
@@ -184,8 +190,15 @@ def _fit_and_evaluate(kind, runs, loaded, session, on_record, log) -> None:
         if isinstance(outcome, BaseException):
             on_record(_failed(run, outcome, loaded, started))
         else:
-            done.append((run, *outcome))
-    model_file = _save_model(runs[0], loaded) if done and runs[0].config.save_model else None
+            done.append((run, outcome, outcome.fit_seconds))
+    try:
+        model_file = _save_model(runs[0], loaded) if done and runs[0].config.save_model else None
+    except Exception as exc:
+        if session.strict:
+            raise
+        for run, _, _ in done:
+            on_record(_failed(run, exc, loaded, started))
+        return
     by_scoring: dict[tuple, list] = {}
     for item in done:
         by_scoring.setdefault(_scoring_key(item[0]), []).append(item)
@@ -322,5 +335,6 @@ def train_one(config: RunConfig, directory: Path, session: Session | None = None
     fitting; nothing is evaluated. Errors propagate."""
     session = session or Session(strict=True)
     planned = plan(config, session, directory, initial, targets=False)
-    [(classifier, _)] = fit_runs(classifier_class(config.method), [planned], session.model(config), session, _log)
+    [classifier] = fit_runs(classifier_class(config.method), [planned], session.model(config), session,
+                            lambda message: None, desc="training")
     return classifier
