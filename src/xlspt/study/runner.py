@@ -194,16 +194,20 @@ def _fit_and_evaluate(kind, runs, loaded, session, on_record, log) -> None:
     try:
         model_file = _save_model(runs[0], loaded) if done and runs[0].config.save_model else None
     except Exception as exc:
-        if session.strict:
-            raise
-        for run, _, _ in done:
-            on_record(_failed(run, exc, loaded, started))
-        return
+        return _fail_all([run for run, _, _ in done], exc, loaded, session, on_record, started)
     by_scoring: dict[tuple, list] = {}
     for item in done:
         by_scoring.setdefault(_scoring_key(item[0]), []).append(item)
     for items in by_scoring.values():
         _evaluate_together(kind, items, loaded, session, on_record, log, model_file)
+
+
+def _fail_all(runs: Sequence[PlannedRun], exc: Exception, loaded, session: Session, on_record, started: float) -> None:
+    """Record ``runs`` as failed by ``exc`` (a sweep goes on), or let it propagate (one run from the command line)."""
+    if session.strict:
+        raise exc
+    for run in runs:
+        on_record(_failed(run, exc, loaded, started))
 
 
 def _save_model(run: PlannedRun, loaded: LoadedModel) -> str:
@@ -232,11 +236,7 @@ def _evaluate_together(kind, items, loaded, session, on_record, log, model_file)
         evaluations = kind.evaluate_many([clf for _, clf, _ in items], session.data(run0.config), run0.languages,
                                          progress=session.progress, log=log)
     except Exception as exc:
-        if session.strict:
-            raise
-        for run, _, _ in items:
-            on_record(_failed(run, exc, loaded, started))
-        return
+        return _fail_all([run for run, _, _ in items], exc, loaded, session, on_record, started)
     seconds = (time.time() - started) / len(items)
     trainable_model = 0 if run0.config.freeze else sum(p.numel() for p in loaded.model.parameters())
     for (run, clf, train_seconds), evaluation in zip(items, evaluations):
