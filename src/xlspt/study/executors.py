@@ -34,15 +34,26 @@ def executor_for(kind: Executor | str, *, ray_address: str | None = None) -> "Lo
     return LocalExecutor() if Executor(kind) is Executor.LOCAL else RayExecutor(ray_address)
 
 
+def task_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
+    """The one rule of both executors: the units of work, runs best run by one worker together (frozen runs of a
+    model whose first prompts train together, :func:`~xlspt.study.runner.task_key`; each run that trains the model
+    alone). An executor hands a worker one unit (Ray) or all units of a model at once (local)."""
+    groups: dict[tuple, list[PlannedRun]] = {}
+    for run in todo:
+        groups.setdefault(task_key(run), []).append(run)
+    return list(groups.values())
+
+
 class LocalExecutor:
-    """Runs the runs in this process, one model group after another (one model load per group)."""
+    """Runs the units in this process, all units of a model together: one model load, and every prompt of the
+    model scored in one pass over each language's text."""
 
     def run(self, todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool, log) -> None:
         run_local(todo, store, session, retry_failed=retry_failed, log=log, total=len(todo))
 
 
 class RayExecutor:
-    """Runs the runs as Ray tasks on a local instance, or on the cluster at ``address``."""
+    """Runs the units as Ray tasks, one unit a task, on a local instance or on the cluster at ``address``."""
 
     def __init__(self, address: str | None = None):
         self.address = address
@@ -51,11 +62,11 @@ class RayExecutor:
         run_on_ray(todo, store, address=self.address, retry_failed=retry_failed, device=session.device, log=log)
 
 
-def model_groups(runs: list[PlannedRun], dtype_of: Callable[[PlannedRun], str]) -> list[list[PlannedRun]]:
-    """Runs grouped by (model, dtype): one model load per group."""
+def model_groups(units: list[list[PlannedRun]], dtype_of: Callable[[PlannedRun], str]) -> list[list[PlannedRun]]:
+    """Units of work merged by (model, dtype): one model load per group."""
     groups: dict[tuple, list[PlannedRun]] = {}
-    for run in runs:
-        groups.setdefault((run.config.model, dtype_of(run)), []).append(run)
+    for unit in units:
+        groups.setdefault((unit[0].config.model, dtype_of(unit[0])), []).extend(unit)
     return list(groups.values())
 
 
@@ -68,13 +79,12 @@ def run_local(todo: list[PlannedRun], store: ResultStore, session: Session, *, r
         finished[0] += 1
         log(f"[{finished[0]}/{total}] {record.describe()}")
 
-    for group in model_groups(todo, lambda run: run.config.resolved_dtype(session.device)):
+    for group in model_groups(task_groups(todo), lambda run: run.config.resolved_dtype(session.device)):
         with store.claim([r.run_id for r in group], retry_failed=retry_failed) as owned:
             mine = [r for r in group if r.run_id in set(owned)]
             if len(mine) < len(group):
                 log(f"{len(group) - len(mine)} run(s) of this group are done or running elsewhere: skipped")
             run_group(mine, session, on_record, log=log)
-
 
 
 #: Object store of a local instance: tasks exchange configs and a few counts, not tensors.
@@ -88,14 +98,6 @@ def _import_ray():
     except ImportError:
         raise XlsptError("--executor ray needs Ray: pip install 'xlspt[ray]' (or use --executor local)") from None
     return ray
-
-
-def task_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
-    """Frozen runs grouped by model and training sample; each run with the model trained alone."""
-    groups: dict[tuple, list[PlannedRun]] = {}
-    for run in todo:
-        groups.setdefault(task_key(run), []).append(run)
-    return list(groups.values())
 
 
 def _run_task(configs: list[dict], run_ids: list[str], store_root: str, retry_failed: bool, device: str | None) -> list[str]:
