@@ -62,12 +62,15 @@ class RayExecutor:
         run_on_ray(todo, store, address=self.address, retry_failed=retry_failed, device=session.device, log=log)
 
 
-def model_groups(units: list[list[PlannedRun]], dtype_of: Callable[[PlannedRun], str]) -> list[list[PlannedRun]]:
-    """Units of work merged by (model, dtype): one model load per group."""
+def model_groups(units: list[list[PlannedRun]], dtype_of: Callable[[PlannedRun], str],
+                 order: list[PlannedRun]) -> list[list[PlannedRun]]:
+    """Units of work merged by (model, dtype): one model load per group, its runs in ``order`` (the order of the
+    prompts packed into one pass shapes bfloat16's rounding: a sweep's results must not depend on the grouping)."""
+    position = {run.run_id: i for i, run in enumerate(order)}
     groups: dict[tuple, list[PlannedRun]] = {}
     for unit in units:
         groups.setdefault((unit[0].config.model, dtype_of(unit[0])), []).extend(unit)
-    return list(groups.values())
+    return [sorted(group, key=lambda run: position[run.run_id]) for group in groups.values()]
 
 
 def run_local(todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool, log, total: int) -> None:
@@ -79,7 +82,7 @@ def run_local(todo: list[PlannedRun], store: ResultStore, session: Session, *, r
         finished[0] += 1
         log(f"[{finished[0]}/{total}] {record.describe()}")
 
-    for group in model_groups(task_groups(todo), lambda run: run.config.resolved_dtype(session.device)):
+    for group in model_groups(task_groups(todo), lambda run: run.config.resolved_dtype(session.device), todo):
         with store.claim([r.run_id for r in group], retry_failed=retry_failed) as owned:
             mine = [r for r in group if r.run_id in set(owned)]
             if len(mine) < len(group):
