@@ -112,7 +112,7 @@ def _resumable(path: str):
 
 
 def _resumed(artifact, path: str, model: LoadedModel):
-    """The trainable prompt of ``artifact`` (saved at ``path``), checked against ``model``."""
+    """The trainable prompt of ``artifact`` (``--resume path``), checked against ``model``."""
     artifact.check_model(model.signature(), model.name)
     if artifact.is_ensemble:
         raise XlsptError(f"--resume {path} is an ensemble of {len(artifact.prompts)} prompts: resume a single prompt")
