@@ -131,6 +131,7 @@ class Sidecar:
     weights_file: ClassVar[str] = ""
     sidecar_file: ClassVar[str] = ""
     checksum_key: ClassVar[str] = ""
+    required: ClassVar[tuple[str, ...]] = ("model",)  # entries a sidecar of this kind cannot lack
 
     model: str = ""
     model_signature: dict = field(default_factory=dict)
@@ -214,8 +215,6 @@ class Sidecar:
         if self.sha256 is not None and self.sha256 != sha256_file(directory / self.weights_file):
             raise XlsptError(f"{directory / self.weights_file} does not match the checksum in {self.sidecar_file} (changed "
                              "or damaged since it was saved): restore the pair, or train it again")
-
-    required: ClassVar[tuple[str, ...]] = ("model",)
 
     @classmethod
     def known_keys(cls) -> set[str]:
