@@ -22,7 +22,9 @@ import pytest
 
 from xlspt.errors import XlsptError
 from xlspt.report.distance import typological_distance, typological_vector
-from xlspt.report.findings import CONTRADICTED, NOT_ENOUGH_RUNS, NOT_SUPPORTED, SUPPORTED, sweep_table
+from xlspt.report.findings import (
+    CONTRADICTED, NOT_ENOUGH_RUNS, NOT_SUPPORTED, SUPPORTED, freezing_distance_table, sweep_table,
+)
 from xlspt.report.figures import sweep_plot
 from xlspt.report.grid import build_grid, read_store
 from xlspt.report.study import write_report
@@ -36,7 +38,7 @@ BASE_ACCURACY = dict(zip(LANGUAGES, [0.70, 0.50, 0.48, 0.47, 0.42, 0.28, 0.24, 0
 REPARAM_HELPS = frozenset({"deu_Latn", "zho_Hans", "yor_Latn"})  # +4 points; the other transfer languages lose 4
 LENGTHS = (4, 16, 64)
 FIGURES = ["fig2_freezing.png", "fig3_shots.png", "fig4_prompt_length.png", "fig5_reparameterization.png",
-           "share_correlation.png", "distance_correlation.png", "parameters.png"]
+           "share_correlation.png", "distance_correlation.png", "freezing_distance.png", "parameters.png"]
 
 
 def accuracy(language: str, freeze: bool, prompt_length: int, reparam_hidden: int, seed: int,
@@ -181,13 +183,28 @@ def test_findings_supported_where_the_data_support_them(full):
     assert reparam["verdict"] == SUPPORTED
     assert reparam["helped_share"] == pytest.approx(3 / 7) and reparam["hurt_share"] == pytest.approx(4 / 7)
     assert 0 < reparam["helped_ci_low"] < 3 / 7 < reparam["helped_ci_high"] < 1
+    # The gain from freezing rises with i, and the languages are listed from nearest to English to farthest.
+    distance = finding(report, "distant languages", "xglm-564M")
+    assert distance["verdict"] == SUPPORTED and distance["effect"] == pytest.approx(1.0) and distance["n_languages"] == 7
+    assert distance["slope_no_mf"] < distance["slope_mf"] < 0  # accuracy falls with distance, less so with MF
+    assert distance["slope_mf_ci_low"] < distance["slope_mf"] < distance["slope_mf_ci_high"]
+    assert "flatter with MF" in distance["detail"]
     table = pd.read_csv(out / "findings.csv")
-    assert len(table) == 3 and set(table["model"]) == {"xglm-564M"}  # one model: no pooled row
+    assert len(table) == 4 and set(table["model"]) == {"xglm-564M"}  # one model: no pooled row
+
+
+def test_distance_table_holds_each_languages_gain_from_freezing(tmp_path):
+    grid = build_grid(read_store(build_store(tmp_path)).done)
+    table = freezing_distance_table(grid).set_index("language")
+    gains = {lang: 2.0 + 1.0 * LANGUAGES.index(lang) for lang in LANGUAGES[1:]}  # points, as built
+    assert table["gain"].to_dict() == pytest.approx(gains)
+    assert (table["frozen"] - table["unfrozen"]).to_dict() == pytest.approx(gains)
+    assert table.loc["deu_Latn", "distance"] == pytest.approx(typological_distance("deu_Latn"))
 
 
 def test_findings_contradicted_when_the_data_go_the_other_way(tmp_path):
     report = write_report(build_store(tmp_path, freeze_sign=-1, length_sign=-1), tmp_path / "report")
-    for name in ("freezing", "shorter prompts"):
+    for name in ("freezing", "shorter prompts", "distant languages"):
         row = finding(report, name, "xglm-564M")
         assert row["verdict"] == CONTRADICTED and row["effect"] < 0, row
         assert row["p_value_opposite"] < 0.05 < row["p_value"]
@@ -212,24 +229,26 @@ def test_two_prompt_lengths_use_a_wilcoxon_test(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "removed, finding_name, figure",
+    "removed, finding_names, figures",
     [
-        ({"freeze": False}, "freezing", "fig2_freezing.png"),
-        ({"reparam_hidden": 200}, "reparameterization", "fig5_reparameterization.png"),
+        ({"freeze": False}, ("freezing", "distant languages"), ("fig2_freezing.png", "freezing_distance.png")),
+        ({"reparam_hidden": 200}, ("reparameterization",), ("fig5_reparameterization.png",)),
     ],
 )
-def test_missing_arm_gives_not_enough_runs_and_no_figure(tmp_path, removed, finding_name, figure):
+def test_missing_arm_gives_not_enough_runs_and_no_figure(tmp_path, removed, finding_names, figures):
     store = build_store(tmp_path)
     remove_runs(store, **removed)
     report = write_report(store, tmp_path / "report")
-    row = finding(report, finding_name, "xglm-564M")
-    assert row["verdict"] == NOT_ENOUGH_RUNS and row["p_value"] is None
-    assert not (tmp_path / "report" / figure).exists()
-    assert str(tmp_path / "report" / figure) not in report["files"]
+    for name in finding_names:
+        row = finding(report, name, "xglm-564M")
+        assert row["verdict"] == NOT_ENOUGH_RUNS and row["p_value"] is None
+    for figure in figures:
+        assert not (tmp_path / "report" / figure).exists()
+        assert str(tmp_path / "report" / figure) not in report["files"]
     assert "*Not drawn:" in (tmp_path / "report" / "report.md").read_text()
     # The other findings still stand.
-    others = [r for r in report["findings"] if not r["finding"].startswith(finding_name)]
-    assert all(r["verdict"] == SUPPORTED for r in others)
+    others = [r for r in report["findings"] if not r["finding"].startswith(finding_names)]
+    assert others and all(r["verdict"] == SUPPORTED for r in others)
 
 
 def test_one_prompt_length_gives_not_enough_runs(tmp_path):
@@ -260,7 +279,7 @@ def test_shots_sweep_and_two_models_give_pooled_rows(tmp_path):
     store = build_store(tmp_path, models=(XGLM, GEMMA), shots=(8, 16))
     report = write_report(store, tmp_path / "report")
     assert (tmp_path / "report" / "fig3_shots.png").read_bytes()[:8] == PNG_MAGIC
-    for name in ("freezing", "shorter prompts", "reparameterization"):
+    for name in ("freezing", "shorter prompts", "reparameterization", "distant languages"):
         assert finding(report, name, "all models")["verdict"] == SUPPORTED
         assert finding(report, name, GEMMA)["verdict"] == SUPPORTED
     correlations = pd.read_csv(tmp_path / "report" / "correlations.csv")

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from ..files import write_with_atomic
 from ..results.aggregate import CHANCE_SIB200
-from .findings import freeze_table, reparam_table, sweep_table
+from .findings import DISTANCE_STEP, distance_slope, freeze_table, freezing_distance_table, reparam_table, sweep_table
 from .grid import Grid
 
 MAX_PANELS = 12  # beyond this a figure of per-configuration panels becomes unreadable; the CSVs have all
@@ -231,6 +231,49 @@ def parameters_scatter(configs: pd.DataFrame, path: Path) -> Figure:
     return figure
 
 
+# ----------------------------------------------------------------------------- freezing and distance
+
+
+def _fitted_line(ax, distance: pd.Series, values: pd.Series, color: str, label: str) -> None:
+    """Scatter of ``values`` against distance with its least-squares line, the slope in the label."""
+    slope, low, high = distance_slope(distance, values)
+    ax.scatter(distance, values, s=14, color=color, alpha=0.75)
+    xs = np.linspace(distance.min(), distance.max(), 2)
+    intercept = values.mean() - slope * distance.mean() / DISTANCE_STEP
+    ax.plot(xs, intercept + slope * xs / DISTANCE_STEP, color=color,
+            label=f"{label}: {slope:+.1f} [{low:+.1f}, {high:+.1f}] points per {DISTANCE_STEP}")
+
+
+def freezing_distance_plot(table: pd.DataFrame, path: Path) -> Figure:
+    """Per model, two panels against each transfer language's typological distance from the training
+    language: the gain from freezing (points), and accuracy with and without MF; least-squares lines
+    with their slopes and 95% intervals in the legends."""
+    models = list(dict.fromkeys(table["model"]))
+    figure = Figure(figsize=(11, 0.6 + 4.4 * len(models)), layout="constrained")
+    axes = figure.subplots(len(models), 2, squeeze=False)
+    for (gain_ax, accuracy_ax), model in zip(axes, models):
+        rows = table[table["model"] == model]
+        _fitted_line(gain_ax, rows["distance"], rows["gain"], HELPED_COLOR, "gain")
+        for _, row in rows.iterrows():
+            gain_ax.annotate(row["language"].split("_")[0], (row["distance"], row["gain"]), xytext=(2, 2),
+                             textcoords="offset points", fontsize=5, alpha=0.7)
+        gain_ax.axhline(0, color="grey", linewidth=1)
+        gain_ax.set_ylabel("gain from freezing (points, MF - no MF)")
+        gain_ax.set_title(f"{model}: gain from freezing", fontsize=10)
+        _fitted_line(accuracy_ax, rows["distance"], rows["frozen"], FROZEN_COLOR, "MF (model frozen)")
+        _fitted_line(accuracy_ax, rows["distance"], rows["unfrozen"], UNFROZEN_COLOR, "no MF (model trained too)")
+        _chance_line(accuracy_ax)
+        accuracy_ax.set_ylabel("accuracy (%)")
+        accuracy_ax.set_title(f"{model}: accuracy with and without MF", fontsize=10)
+        for ax in (gain_ax, accuracy_ax):
+            ax.set_xlabel("typological distance from the training language (URIEL, cosine)")
+            ax.legend(fontsize=7, loc="best")
+            ax.grid(alpha=0.3)
+    figure.suptitle("Model freezing and typological distance (one point per transfer language, seed-averaged)")
+    _save(figure, path)
+    return figure
+
+
 # ----------------------------------------------------------------------------- all of them
 
 
@@ -244,6 +287,7 @@ def draw_all(grid: Grid, correlations: pd.DataFrame, out: Path) -> list[DrawnFig
         _reparam_figure(grid, out),
         _share_figure(correlations, out),
         _distance_figure(correlations, out),
+        _freezing_distance_figure(grid, out),
         _parameters_figure(grid, out),
     ]
 
@@ -323,6 +367,19 @@ def _distance_figure(correlations: pd.DataFrame, out: Path) -> DrawnFigure:
         "its URIEL syntax + phonology + inventory vector from the training language's."
         + (f" {left_out} languages unknown to URIEL are left out." if left_out else "")
         + _panels_note(rows),
+    )
+
+
+def _freezing_distance_figure(grid: Grid, out: Path) -> DrawnFigure:
+    table = freezing_distance_table(grid)
+    return _attempt(
+        out, "Model freezing against typological distance", "freezing_distance.png",
+        None if len(table) >= 3 else "not enough runs: no frozen and unfrozen configurations that agree on every other "
+                                     "setting, with 3 or more transfer languages of known distance.",
+        lambda path: freezing_distance_plot(table, path),
+        "Left: each transfer language's gain from freezing the model (seed-averaged accuracy with MF minus without, "
+        "averaged over the matched pairs) against its typological distance from the training language. Right: its "
+        "accuracy with and without MF. Lines: least squares, slopes with 95% intervals (the distance finding).",
     )
 
 

@@ -6,7 +6,7 @@ model's learning rate and whether model weights are saved). Languages are the un
 test: transfer languages only (not the training language), accuracy averaged over seeds first,
 then over a model's matched comparisons, so that each language counts once.
 
-The three findings (design notes, section 2):
+The four findings (design notes, section 2):
 
 1. *Freezing the model helps transfer*: Wilcoxon signed-rank tests over languages of
    accuracy(frozen) - accuracy(not frozen).
@@ -15,6 +15,11 @@ The three findings (design notes, section 2):
    lengths only, which Page's test does not take, a Wilcoxon test of shortest - longest.
 3. *Reparameterization helps some languages and hurts others*: the shares of languages whose
    accuracy rises and falls with it, each with a 95% Wilson interval.
+4. *Distant languages gain most from freezing* (and so reduces the bias toward languages like the
+   training language): Spearman's rho over languages between the gain from freezing and the
+   language's typological distance from the training language, one-sided; beside it, the slopes of
+   accuracy against distance with and without MF, with 95% intervals (flatter with MF when their
+   difference, the slope of the gain, is positive).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from itertools import product
 from typing import Any, Callable, Iterator
 
 import pandas as pd
-from scipy.stats import binomtest, page_trend_test, spearmanr, wilcoxon
+from scipy.stats import binomtest, linregress, page_trend_test, spearmanr, t, wilcoxon
 
 from ..data.languages import language_info
 from ..errors import XlsptError
@@ -45,11 +50,15 @@ NOT_ENOUGH_RUNS = "not enough runs"
 FREEZING = "freezing the model helps transfer"
 SHORT_PROMPTS = "shorter prompts transfer better"
 REPARAMETERIZATION = "reparameterization helps some languages and hurts others"
+DISTANCE = "distant languages gain most from freezing"
+
+DISTANCE_STEP = 0.1  # slopes are given in points of accuracy per 0.1 of cosine distance
 
 COLUMNS = [
     "finding", "model", "verdict", "effect", "effect_unit", "n_languages", "n_comparisons", "test",
     "p_value", "p_value_opposite", "helped_share", "helped_ci_low", "helped_ci_high",
-    "hurt_share", "hurt_ci_low", "hurt_ci_high", "detail",
+    "hurt_share", "hurt_ci_low", "hurt_ci_high", "slope_mf", "slope_mf_ci_low", "slope_mf_ci_high",
+    "slope_no_mf", "slope_no_mf_ci_low", "slope_no_mf_ci_high", "detail",
 ]
 
 
@@ -310,9 +319,84 @@ def reparameterization_finding(grid: Grid) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- 4. freezing and distance
+
+
+def freezing_distance_table(grid: Grid) -> pd.DataFrame:
+    """Per model and transfer language: its typological ``distance`` from the training language, its
+    seed-averaged accuracy (%) with MF (``frozen``) and without (``unfrozen``), each averaged over the
+    model's matched freezing pairs, and the ``gain`` (frozen - unfrozen, the numbers finding 1 tests).
+    Languages unknown to URIEL are left out."""
+    columns = ["model", "language", "distance", "frozen", "unfrozen", "gain"]
+    frames = []
+    for unfrozen, frozen in freeze_pairs(grid):
+        base, other = grid.accuracy_by_language(unfrozen), grid.accuracy_by_language(frozen)
+        distances = distances_from(grid.configs.at[frozen, "train_lang"], list(base.index.intersection(other.index)))
+        languages = list(distances)
+        frames.append(pd.DataFrame({
+            "model": _model_of(grid, frozen), "language": languages, "distance": [distances[lang] for lang in languages],
+            "frozen": 100 * other[languages].to_numpy(dtype=float), "unfrozen": 100 * base[languages].to_numpy(dtype=float),
+        }))
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(frames).groupby(["model", "language"], sort=False).mean().reset_index()
+    table["gain"] = table["frozen"] - table["unfrozen"]
+    return table[columns]
+
+
+def distance_slope(distance: pd.Series, accuracy: pd.Series) -> tuple[float, float, float]:
+    """Least-squares slope of accuracy (points) per :data:`DISTANCE_STEP` of distance, with its 95% interval."""
+    fit = linregress(distance.to_numpy(dtype=float) / DISTANCE_STEP, accuracy.to_numpy(dtype=float))
+    half = float(t.ppf(0.975, len(distance) - 2)) * fit.stderr
+    return float(fit.slope), float(fit.slope - half), float(fit.slope + half)
+
+
+def _distance_row(model: str, table: pd.DataFrame, n_pairs: int) -> dict:
+    rho = spearmanr(table["distance"], table["gain"], alternative="greater")
+    p_opposite = float(spearmanr(table["distance"], table["gain"], alternative="less").pvalue)
+    slopes = {arm: distance_slope(table["distance"], table[arm]) for arm in ("frozen", "unfrozen", "gain")}
+    difference = slopes["gain"]  # slope(frozen) - slope(unfrozen): OLS is linear in the accuracies
+    flatter = abs(slopes["frozen"][0]) < abs(slopes["unfrozen"][0])
+
+    def shown(slope: tuple[float, float, float]) -> str:
+        return f"{slope[0]:+.1f} [{slope[1]:+.1f}, {slope[2]:+.1f}]"
+
+    return _row(
+        DISTANCE, model, verdict=_verdict(float(rho.pvalue), p_opposite), effect=float(rho.statistic),
+        effect_unit="Spearman's rho (gain from MF vs distance)", n_languages=len(table), n_comparisons=n_pairs,
+        test="Spearman's rank correlation over languages", p_value=float(rho.pvalue), p_value_opposite=p_opposite,
+        slope_mf=slopes["frozen"][0], slope_mf_ci_low=slopes["frozen"][1], slope_mf_ci_high=slopes["frozen"][2],
+        slope_no_mf=slopes["unfrozen"][0], slope_no_mf_ci_low=slopes["unfrozen"][1], slope_no_mf_ci_high=slopes["unfrozen"][2],
+        detail=(f"accuracy per {DISTANCE_STEP} of distance: MF {shown(slopes['frozen'])}, no MF {shown(slopes['unfrozen'])} "
+                f"points (95% intervals); {'flatter' if flatter else 'steeper'} with MF, "
+                f"difference {shown(difference)}"),
+    )
+
+
+def freezing_distance_finding(grid: Grid) -> list[dict]:
+    """Finding 4, per model: does the gain from freezing rise with the distance from the training language?"""
+    rows = []
+    pairs = freeze_pairs(grid)
+    table = freezing_distance_table(grid)
+    for model, model_pairs in _per_model(grid, pairs, lambda pair: _model_of(grid, pair[0])):
+        languages = table if model == ALL_MODELS else table[table["model"] == model]
+        if model == ALL_MODELS:  # each language once: its numbers averaged over the models
+            languages = languages.drop(columns="model").groupby("language", sort=False).mean().reset_index()
+        if not model_pairs:
+            rows.append(_row(DISTANCE, model, verdict=NOT_ENOUGH_RUNS,
+                             detail="no frozen and unfrozen configurations that agree on every other setting"))
+        elif len(languages) < 3:
+            rows.append(_row(DISTANCE, model, verdict=NOT_ENOUGH_RUNS, n_comparisons=len(model_pairs),
+                             n_languages=len(languages), detail="fewer than 3 transfer languages with a known distance in both arms"))
+        else:
+            rows.append(_distance_row(model, languages, len(model_pairs)))
+    return rows
+
+
 def findings_table(grid: Grid) -> pd.DataFrame:
     """One row per finding and model (and pooled over models), columns :data:`COLUMNS`."""
-    rows = freezing_finding(grid) + prompt_length_finding(grid) + reparameterization_finding(grid)
+    rows = (freezing_finding(grid) + prompt_length_finding(grid) + reparameterization_finding(grid)
+            + freezing_distance_finding(grid))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

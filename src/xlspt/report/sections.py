@@ -153,12 +153,21 @@ def summary_section(grid: Grid) -> list[str]:
     ]
 
 
+def _effect(effect: float, unit: str) -> str:
+    if pd.isna(effect):
+        return "–"
+    rho = "Spearman's rho"
+    if unit.startswith(rho):  # a correlation, not a number of points
+        return f"rho {effect:+.2f}{unit.removeprefix(rho)}"
+    return f"{effect:+.1f} {unit}"
+
+
 def findings_section(findings: pd.DataFrame) -> list[str]:
     table = pd.DataFrame({
         "finding": findings["finding"],
         "model": findings["model"],
         "verdict": findings["verdict"],
-        "effect": [("–" if pd.isna(e) else f"{e:+.1f} {u}") for e, u in zip(findings["effect"], findings["effect_unit"])],
+        "effect": [_effect(e, u) for e, u in zip(findings["effect"], findings["effect_unit"])],
         "languages": findings["n_languages"].map(_number),
         "comparisons": findings["n_comparisons"].map(_number),
         "test": findings["test"],
@@ -175,7 +184,10 @@ def findings_section(findings: pd.DataFrame) -> list[str]:
         "one in the other direction: **supported** when p < 0.05, **contradicted** when p (opposite) < 0.05, "
         "otherwise **not supported** (no significant effect). For reparameterization the verdict rests on "
         "the shares of languages helped and hurt with their 95% Wilson intervals (supported when both lower "
-        "bounds reach 10%, contradicted when either upper bound stays below 10%). **not enough runs** means "
+        "bounds reach 10%, contradicted when either upper bound stays below 10%). For distance, rho is "
+        "Spearman's between each language's gain from freezing and its typological distance from the training "
+        "language; the detail gives the slopes of accuracy against distance with and without MF (least squares, "
+        "95% intervals) and their difference (positive: flatter with MF). **not enough runs** means "
         "the store lacks the arms to compare.",
         "",
         markdown_table(table),

@@ -9,7 +9,7 @@ writes, into one output directory:
 * ``summary.csv``: per configuration, the mean and standard deviation over seeds of the average
   accuracy over several language groups, and the configuration's parameter and storage cost;
 * ``languages.csv``: per configuration and language, the accuracy averaged over seeds;
-* ``findings.csv``: the study's three findings, tested per model (:mod:`.findings`);
+* ``findings.csv``: the study's four findings, tested per model (:mod:`.findings`);
 * ``correlations.csv``: per configuration, Spearman correlations of per-language accuracy with
   the language's share of pretraining data and its typological distance from the training language;
 * the figures that the grid has the arms for (:mod:`.figures`), and ``report.md``, which shows

@@ -32,7 +32,7 @@ from .config import RunConfig
 LIST_VALUED = ("langs",)
 #: Fields whose values are only valid together with others (checked on the expanded runs).
 CROSS_CHECKED = ("engine", "save_model", "standardize")
-PRESETS = ("smoke", "gemma", "paper", "quality", "quality-unlabeled")
+PRESETS = ("smoke", "gemma", "gemma-shots", "paper", "quality", "quality-unlabeled")
 #: Presets that are one configuration (for ``xlspt run --preset`` and ``xlspt train --preset``).
 RUN_PRESETS = ("quality", "quality-unlabeled")
 
