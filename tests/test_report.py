@@ -27,6 +27,7 @@ from xlspt.report.findings import (
 )
 from xlspt.report.figures import sweep_plot
 from xlspt.report.grid import build_grid, read_store
+from xlspt.report.quotes import stale_quotes
 from xlspt.report.study import write_report
 from xlspt.study.records import RunRecord
 
@@ -414,3 +415,27 @@ def test_the_console_script_finds_lang2vec_data(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = (tmp_path / "out" / "report.md").read_text()
     assert "typological distance" in report and "need the lang2vec package" not in report
+
+
+# ----------------------------------------------------------------------------- quoted tables
+
+
+def test_quoted_tables_are_checked_cell_by_cell(full, tmp_path):
+    out, _ = full
+    report = (out / "report.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| freezing the model helps transfer |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    document = tmp_path / "README.md"
+    quote = ["<!-- report.md: Findings of the study; key: finding, model -->", "| finding | model | verdict | effect |",
+             "|---|---|---|---|", f"| {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} |", "<!-- /report.md -->"]
+    document.write_text("Intro\n\n" + "\n".join(quote) + "\n")
+    assert stale_quotes(document, out / "report.md") == []
+    document.write_text("\n".join(quote).replace(cells[3], "+5.9 points (MF - no MF)"))
+    [problem] = stale_quotes(document, out / "report.md")
+    assert "line 1" in problem and "'effect'" in problem and "+5.9" in problem and cells[3] in problem
+    document.write_text("\n".join(quote).replace(cells[1], "bloom-560m"))
+    assert "no such row" in stale_quotes(document, out / "report.md")[0]
+    document.write_text("\n".join(quote).replace("Findings of the study", "Findings of another study"))
+    assert "no section" in stale_quotes(document, out / "report.md")[0]
+    document.write_text("\n".join(quote).replace("| effect |", "| size |"))
+    assert "no column size" in stale_quotes(document, out / "report.md")[0]

