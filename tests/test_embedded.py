@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -86,3 +91,20 @@ def test_an_own_csv_task_trains_predicts_and_travels_through_a_local_hub(gemma, 
     again = xlspt.PromptClassifier.from_pretrained("me/coarse", gemma, hub=tmp_path / "hub")
     assert again.classify(texts, top_k=3).equals(scored)
     assert "| swh_Latn |" in (tmp_path / "hub" / "me" / "coarse" / "README.md").read_text()
+
+
+def test_a_run_logged_to_a_file_holds_lines_not_bar_frames(sib200_dir, tmp_path):
+    """Output to a file, on an empty cache (so the GGUF conversion runs too): no carriage return, no bar."""
+    env = {**os.environ, "XLSPT_CACHE": str(tmp_path / "cache")}
+    log = tmp_path / "run.log"
+    with open(log, "w", encoding="utf-8") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "xlspt.cli", "run", "--data", str(sib200_dir), "--langs", "eng_Latn,fra_Latn",
+             "--shots", "1", "--epochs", "1", "--out", str(tmp_path / "run")],
+            stdout=out, stderr=subprocess.STDOUT, env=env, timeout=900)
+    text = log.read_text(encoding="utf-8")
+    assert done.returncode == 0, text
+    assert "Converting" in text and "Converted" in text  # the conversion ran, and said so in lines
+    assert "\r" not in text, [line for line in text.split("\n") if "\r" in line][:3]
+    assert not re.search(r"\d+%\|", text), text  # tqdm's "NN%|███" frames
+    assert "French" in text  # the results table

@@ -21,7 +21,7 @@ from xlspt.study.spec import load_spec, preset_path
 ROOT = Path(__file__).resolve().parents[1]
 STORE = Path("results/gemma-3-270m")  # relative, as the report names it in report.md
 PUBLISHED = STORE / "report"
-REFRESH = f"xlspt report --store {STORE} --out {PUBLISHED}"
+REFRESH = "python results/refresh.py"
 DOCUMENTS = ("README.md", "benchmarks/README.md")
 
 

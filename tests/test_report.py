@@ -27,7 +27,7 @@ from xlspt.report.findings import (
 )
 from xlspt.report.figures import sweep_plot
 from xlspt.report.grid import build_grid, read_store
-from xlspt.report.quotes import stale_quotes
+from xlspt.report.quotes import refresh_quotes, stale_quotes
 from xlspt.report.study import write_report
 from xlspt.study.records import RunRecord
 
@@ -439,3 +439,7 @@ def test_quoted_tables_are_checked_cell_by_cell(full, tmp_path):
     assert "no section" in stale_quotes(document, out / "report.md")[0]
     document.write_text("\n".join(quote).replace("| effect |", "| size |"))
     assert "no column size" in stale_quotes(document, out / "report.md")[0]
+    document.write_text("Intro\n\n" + "\n".join(quote).replace(cells[3], "+5.9 points (MF - no MF)") + "\n\nEnd\n")
+    assert refresh_quotes(document, out / "report.md") == []
+    assert stale_quotes(document, out / "report.md") == []
+    assert document.read_text() == "Intro\n\n" + "\n".join(quote) + "\n\nEnd\n"

@@ -7,7 +7,10 @@ line per finished unit of work instead.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
+from typing import Iterator
 
 from tqdm.auto import tqdm
 
@@ -21,6 +24,42 @@ def interactive() -> bool:
 def progress_bar(iterable=None, *, disable: bool = False, **kwargs) -> tqdm:
     """``tqdm`` on a terminal; a silent stand-in otherwise or when ``disable``."""
     return tqdm(iterable, disable=disable or not interactive(), dynamic_ncols=True, **kwargs)
+
+
+def library_bars_off_terminal() -> None:
+    """Off a terminal, no bars from the libraries xlspt drives: transformers' (weight loading), and
+    ``datasets``' and ``huggingface_hub``'s (Hub downloads). On a terminal they stay."""
+    if interactive():
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    with contextlib.suppress(ImportError):
+        import datasets
+
+        datasets.disable_progress_bars()
+    with contextlib.suppress(ImportError):
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
+@contextlib.contextmanager
+def no_bar_off_terminal() -> Iterator[None]:
+    """Off a terminal, standard error held back while a library draws a bar it has no switch for
+    (transformers' GGUF conversion calls tqdm directly); what it held is printed, without the bar's
+    frames, if the block fails."""
+    if interactive():
+        yield
+        return
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):
+            yield
+    except BaseException:
+        lines = [line.rsplit("\r", 1)[-1] for line in held.getvalue().splitlines()]
+        print("\n".join(line for line in lines if line.strip()), file=sys.stderr, flush=True)
+        raise
 
 
 def quiet_libraries() -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ConfigError, XlsptError
+from ..progress import library_bars_off_terminal
 from .sib200 import CATEGORIES
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
@@ -406,6 +407,7 @@ class TaskData:
         if key in self._hub_tables:
             return self._hub_tables[key]
         frame = None
+        library_bars_off_terminal()
         for name in [n for n, s in SPLIT_ALIASES.items() if s == split]:
             try:
                 ds = datasets.load_dataset(self.hub_dataset, config, split=name)

@@ -20,6 +20,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -30,6 +31,7 @@ from torch import nn
 
 from ..errors import XlsptError
 from ..files import cache_dir
+from ..progress import library_bars_off_terminal, no_bar_off_terminal
 from .adapters import ArchitectureAdapter, adapter_for
 
 EMBEDDED_DEFAULT = "gemma-3-270m"
@@ -218,6 +220,7 @@ def load_model(
     The model is put in eval mode with every parameter frozen; training code unfreezes
     what it trains.
     """
+    library_bars_off_terminal()
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     path = Path(name).expanduser()
@@ -377,11 +380,13 @@ def convert_gguf(gguf: Path, target: Path, *, package: str | None = None) -> Pat
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    started = time.time()
     print(f"Converting {gguf.name} to a cached safetensors model in {target} (once; about a minute)...",
           file=sys.stderr, flush=True)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        with no_bar_off_terminal():
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise XlsptError(f"cannot convert GGUF file {gguf}: {_first_line(exc)}") from None
     config = loaded.config
@@ -401,6 +406,7 @@ def convert_gguf(gguf: Path, target: Path, *, package: str | None = None) -> Pat
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    print(f"Converted {gguf.name} into {target} in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
     return target
 
 

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import write_text_atomic
+
 _OPEN = re.compile(r"<!--\s*report\.md:\s*(?P<section>[^;>]+?)\s*;\s*key:\s*(?P<key>[^>]+?)\s*-->")
 _CLOSE = "<!-- /report.md -->"
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
@@ -40,12 +42,19 @@ class Table:
 
 @dataclass(frozen=True)
 class Quote:
-    """One quoted table: the report section it comes from, its key columns, the table and its line."""
+    """One quoted table: the report section it comes from, its key columns, the table, and the lines
+    it spans in the document (0-based, end exclusive, the comments left out)."""
 
     section: str
     key: list[str]
     table: Table
-    line: int
+    start: int
+    end: int
+
+    @property
+    def line(self) -> int:
+        """The 1-based line of the opening comment."""
+        return self.start
 
 
 def _cells(line: str) -> list[str]:
@@ -90,7 +99,7 @@ def quotes_in(document: str) -> list[Quote]:
         end = next((i for i in range(number + 1, len(lines)) if lines[i].strip() == _CLOSE), len(lines))
         table = parse_table(lines[number + 1:end]) or Table(columns=[], rows=[])
         key = [k.strip() for k in match.group("key").split(",")]
-        quotes.append(Quote(section=match.group("section"), key=key, table=table, line=number + 1))
+        quotes.append(Quote(section=match.group("section"), key=key, table=table, start=number + 1, end=end))
     return quotes
 
 
@@ -131,4 +140,36 @@ def stale_quotes(document: str | Path, report: str | Path) -> list[str]:
             problems.append(f"{where}: the report has no section {quote.section!r}")
         else:
             problems += _quote_problems(quote, table, where)
+    return problems
+
+
+def _render(columns: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def refresh_quotes(document: str | Path, report: str | Path) -> list[str]:
+    """Rewrite every quoted cell of ``document`` with the report's; returns what could not be refreshed
+    (a missing section, row or column), as :func:`stale_quotes` words it."""
+    document, report = Path(document), Path(report)
+    tables = report_tables(report.read_text(encoding="utf-8"))
+    lines = document.read_text(encoding="utf-8").splitlines()
+    problems = []
+    for quote in reversed(quotes_in("\n".join(lines))):  # from the end, so that earlier line numbers hold
+        table = _section(tables, quote.section)
+        where = f"{document.name} line {quote.line} ({quote.section})"
+        if table is None:
+            problems.append(f"{where}: the report has no section {quote.section!r}")
+            continue
+        current = table.keyed(quote.key)
+        rows = []
+        for key, row in quote.table.keyed(quote.key).items():
+            if key not in current or any(c not in current[key] for c in quote.table.columns):
+                problems += _quote_problems(Quote(quote.section, quote.key, Table(quote.table.columns, [list(row.values())]),
+                                                  quote.start, quote.end), table, where)
+                rows.append(list(row.values()))
+            else:
+                rows.append([current[key][c] for c in quote.table.columns])
+        lines[quote.start:quote.end] = _render(quote.table.columns, rows)
+    write_text_atomic(document, "\n".join(lines) + "\n")
     return problems
