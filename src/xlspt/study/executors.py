@@ -6,17 +6,23 @@ and one per run with the model trained too. Ray reuses its worker processes, so 
 keeps its loaded model between tasks (:data:`_WORKER_SESSION`). Every task claims its runs in
 the store and writes their records itself, so the store must be on a filesystem all nodes see.
 
-A local instance listens on the loopback address only, without the dashboard or usage
+A local instance listens on the loopback address only (:func:`ray_instance`), needs Ray's token
+authentication (its token in a file only its owner reads), runs without the dashboard or usage
 reporting, with a small object store (tasks pass only configs), and is shut down at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
+import secrets
 from enum import Enum
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 from ..errors import XlsptError
+from ..files import cache_dir
 from .records import RunRecord
 from .runner import PlannedRun, Session, run_group, task_key
 from .store import ResultStore
@@ -142,39 +148,147 @@ def run_on_ray(
     log: Callable[[str], None],
 ) -> None:
     """Run ``todo`` as Ray tasks and wait for them; a local instance is started and stopped here."""
+    with ray_instance(address) as ray:
+        _run_tasks(ray, todo, store, retry_failed=retry_failed, device=device, log=log)
+
+
+#: Ray reads this once, at import: 0 keeps it from swapping 127.0.0.1 for the machine's outbound address
+#: (``ray/_private/services.py``, ``resolve_ip_for_localhost`` and ``get_node_ip_address``). Every Ray
+#: server then binds to 127.0.0.1: the C++ gRPC servers listen on 127.0.0.1 exactly when their node address is
+#: the literal "127.0.0.1", else on 0.0.0.0 (``src/ray/rpc/grpc_server.cc``), and the runtime-env agent binds
+#: to the node address itself.
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOOPBACK = "127.0.0.1"
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether a Ray address (``host:port``, ``ray://host:port``) names this machine's loopback interface."""
+    if not address:
+        return False
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_token_file() -> Path:
+    """Ray's token for local instances: created once, readable by its owner only (Ray's own would be world-readable)."""
+    folder = cache_dir("ray")
+    folder.chmod(0o700)
+    token = folder / "auth_token"
+    if not token.is_file() or not token.read_text(encoding="utf-8").strip():
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+    token.chmod(0o600)
+    return token
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` set in the environment (so Ray's processes inherit them), the old ones back at exit."""
+    old = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _instance_environment(address: str | None) -> dict[str, str]:
+    """What Ray's processes need in their environment: loopback for a local instance or a loopback address,
+    and for a local instance token authentication with our owner-only token file (unless the user gave one)."""
+    values = {"RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0")}
+    if address is None or is_loopback(address):
+        values.update(LOOPBACK_ONLY)
+    if address is None:
+        values["RAY_AUTH_MODE"] = "token"
+        if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+            values["RAY_AUTH_TOKEN_PATH"] = str(auth_token_file())
+    return values
+
+
+def _reload_auth_settings() -> None:
+    """Make this process read Ray's authentication settings from the environment again: Ray caches its config
+    and the token it loaded (``ray/_private/authentication_test_utils.py`` resets them the same way)."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # a Ray without token authentication
+        return
+    Config.initialize("")  # the config first: a draining gRPC thread may reload the token
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+@contextlib.contextmanager
+def _loopback_constant(ray) -> Iterator[None]:
+    """Ray's loopback switch as :data:`LOOPBACK_ONLY` sets it, also when Ray was imported before it was set
+    (``ray_constants.ENABLE_RAY_CLUSTER`` is read at call time); the old value back at exit."""
+    from ray._private import ray_constants
+
+    if not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):  # a Ray that never swaps loopback addresses
+        yield
+        return
+    before, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+@contextlib.contextmanager
+def ray_instance(address: str | None = None, *, num_cpus: int | None = None) -> Iterator:
+    """Ray, connected to the cluster at ``address``, or a local instance started here on the loopback address
+    with token authentication (shut down at exit). Yields the ``ray`` module."""
+    values = _instance_environment(address)
     ray = _import_ray()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    started_here = not ray.is_initialized()
-    if started_here:
+    with contextlib.ExitStack() as stack:
+        stack.callback(_reload_auth_settings)  # last, once the old environment is back
+        stack.enter_context(_environment(values))
+        _reload_auth_settings()
+        if LOOPBACK_ONLY.keys() <= values.keys():
+            stack.enter_context(_loopback_constant(ray))
+        if ray.is_initialized():
+            yield ray  # the caller's own Ray: used as it is, left running
+            return
         options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if address:
             ray.init(address=address, **options)
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                     _node_ip_address="127.0.0.1", **options)
-    try:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)(_run_task)
-        groups = task_groups(todo)
-        log(f"ray: {len(groups)} task(s) on {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
-            f"{f' and {gpus:.0f} GPUs' if gpus else ''}")
-        pending = {
-            task.remote([_config_dict(r) for r in group], [r.run_id for r in group], str(store.root.resolve()),
-                        retry_failed, device): group
-            for group in groups
-        }
-        finished = 0
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            group = pending.pop(ready[0])
-            try:
-                lines = ray.get(ready[0])
-            except Exception as exc:  # a task that died (not a failed run: those are records)
-                lines = [f"task for {len(group)} run(s) ended abnormally: {exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}; its runs stay pending"]
-            for line in lines:
-                finished += 1
-                log(f"[{finished}/{len(todo)}] {line}")
-    finally:
-        if started_here:
-            ray.shutdown()
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                     _node_ip_address=LOOPBACK, **options)
+        stack.callback(ray.shutdown)
+        yield ray
+
+
+def _run_tasks(ray, todo: list[PlannedRun], store: ResultStore, *, retry_failed: bool, device: str | None,
+               log: Callable[[str], None]) -> None:
+    """Run ``todo`` as Ray tasks, one unit of work each, logging each finished run."""
+    gpus = ray.cluster_resources().get("GPU", 0)
+    task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)(_run_task)
+    groups = task_groups(todo)
+    log(f"ray: {len(groups)} task(s) on {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
+        f"{f' and {gpus:.0f} GPUs' if gpus else ''}")
+    pending = {
+        task.remote([_config_dict(r) for r in group], [r.run_id for r in group], str(store.root.resolve()),
+                    retry_failed, device): group
+        for group in groups
+    }
+    finished = 0
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        group = pending.pop(ready[0])
+        try:
+            lines = ray.get(ready[0])
+        except Exception as exc:  # a task that died (not a failed run: those are records)
+            lines = [f"task for {len(group)} run(s) ended abnormally: {exc.__class__.__name__}: "
+                     f"{str(exc).splitlines()[0] if str(exc) else ''}; its runs stay pending"]
+        for line in lines:
+            finished += 1
+            log(f"[{finished}/{len(todo)}] {line}")
