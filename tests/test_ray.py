@@ -107,3 +107,54 @@ def test_sweep_on_ray_listens_on_loopback_only(tmp_path, tiny_model_dirs, sib200
     exposed = {item for item in watcher.seen if item[1] not in LOOPBACK}
     assert not exposed, f"listening beyond loopback: {exposed}"
     assert no_ray_process_left()
+
+
+def _relative_spec(folder, model_dir, sib200_dir) -> str:
+    """The tiny grid with ``data`` relative to ``folder`` (the driver's working directory)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spec.yaml").write_text(
+        f"model: {model_dir}\ndata: {os.path.relpath(sib200_dir, folder)}\ndtype: float32\nshots: 2\nepochs: 2\n"
+        "prompt_length: [1, 3]\nreparam_hidden: [0, 8]\nseed: [0, 1]\nfreeze: [true, false]\nlangs: eng_Latn,fra_Latn\n")
+    return "spec.yaml"
+
+
+def test_a_two_node_cluster_runs_every_run_on_both_nodes_as_the_local_sweep_does(
+        tmp_path, tiny_model_dirs, sib200_dir, monkeypatch, capsys):
+    from ray.cluster_utils import Cluster
+
+    from xlspt.study.executors import LOOPBACK_ONLY, _reload_auth_settings
+
+    driver, nodes = tmp_path / "driver", tmp_path / "nodes"
+    spec = _relative_spec(driver, tiny_model_dirs["llama"], sib200_dir)
+    nodes.mkdir()
+    for name, value in {**LOOPBACK_ONLY, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(auth_token_file()),
+                        "RAY_USAGE_STATS_ENABLED": "0"}.items():
+        monkeypatch.setenv(name, value)
+    _reload_auth_settings()
+    monkeypatch.chdir(nodes)  # the nodes start from another working directory than the driver's
+    node = dict(node_ip_address="127.0.0.1", num_cpus=1, object_store_memory=128 * 1024**2)
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    try:
+        cluster.add_node(**node)
+        cluster.wait_for_nodes()
+        monkeypatch.chdir(driver)
+        store = tmp_path / "shared-store"  # one path every node sees
+        capsys.readouterr()
+        assert main(["sweep", spec, "--store", str(store), "--executor", "ray", "--ray-address", cluster.address]) == 0
+        log = capsys.readouterr().err
+    finally:
+        cluster.shutdown()
+        monkeypatch.undo()
+        _reload_auth_settings()
+    used = {line.rsplit("[node ", 1)[1].rstrip("]") for line in log.splitlines() if "[node " in line}
+    assert len(used) == 2, f"tasks ran on {used}:\n{log}"
+    assert "left pending" not in log
+    monkeypatch.chdir(driver)
+    assert main(["sweep", spec, "--store", str(tmp_path / "local"), "--quiet"]) == 0
+    on_cluster = {r.run_id: r.results for r in ResultStore(store).records()}
+    here = {r.run_id: r.results for r in ResultStore(tmp_path / "local").records()}
+    assert len(here) == 16 and on_cluster.keys() == here.keys()
+    for run_id, results in here.items():
+        assert [(r["language"], r["accuracy"]) for r in results] == \
+               [(r["language"], r["accuracy"]) for r in on_cluster[run_id]], run_id
+    assert no_ray_process_left()

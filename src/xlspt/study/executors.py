@@ -120,19 +120,33 @@ def _run_task(configs: list[dict], run_ids: list[str], store_root: str, retry_fa
     session = _WORKER_SESSION
     store = ResultStore(store_root)
     planned = [plan(RunConfig.from_mapping(c), session, store.run_dir) for c in configs]
-    planned = [p for p, expected in zip(planned, run_ids) if p.run_id == expected]
     lines: list[str] = []
+    for run, expected in zip(planned, run_ids):
+        if run.run_id != expected:  # never dropped silently: the driver says it stays pending
+            lines.append(f"{expected}: this worker computes run id {run.run_id} for its settings (does it see other "
+                         f"data or another model at {run.config.data} and {run.config.model}?): left pending")
+    planned = [p for p, expected in zip(planned, run_ids) if p.run_id == expected]
+    node = _ray_node()
 
     def on_record(record: RunRecord) -> None:
         store.write_record(record)
-        lines.append(record.describe())
+        lines.append(f"{record.describe()} [node {node}]")
 
     with store.claim([p.run_id for p in planned], retry_failed=retry_failed) as owned:
         run_group([p for p in planned if p.run_id in set(owned)], session, on_record, log=lambda message: None)
     return lines
 
 
+def _ray_node() -> str:
+    """The first characters of the Ray node id this task runs on (several nodes may share a host name)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()[:8]
+
+
 def _config_dict(run: PlannedRun) -> dict:
+    """The run's settings for a task, with a local data folder made absolute: a worker started from another working
+    directory must read the same files, and computes the same run id (ids hash the data folder's absolute path)."""
     from dataclasses import fields
     from enum import Enum
 
@@ -140,6 +154,9 @@ def _config_dict(run: PlannedRun) -> dict:
     for f in fields(run.config):
         value = getattr(run.config, f.name)
         out[f.name] = value.value if isinstance(value, Enum) else (list(value) if isinstance(value, tuple) else value)
+    data = run.config.data
+    if data and not data.startswith("hf:"):
+        out["data"] = str(Path(data).expanduser().resolve())
     return out
 
 
