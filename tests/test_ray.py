@@ -109,6 +109,17 @@ def test_sweep_on_ray_listens_on_loopback_only(tmp_path, tiny_model_dirs, sib200
     assert no_ray_process_left()
 
 
+def cluster_environment(monkeypatch) -> None:
+    """What the processes of a test cluster need (as ``ray start`` would be given): loopback only, token
+    authentication with our token file; ``monkeypatch.undo()`` and a reload put it back."""
+    from xlspt.study.executors import LOOPBACK_ONLY, _reload_auth_settings
+
+    for name, value in {**LOOPBACK_ONLY, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(auth_token_file()),
+                        "RAY_USAGE_STATS_ENABLED": "0"}.items():
+        monkeypatch.setenv(name, value)
+    _reload_auth_settings()
+
+
 def _relative_spec(folder, model_dir, sib200_dir) -> str:
     """The tiny grid with ``data`` relative to ``folder`` (the driver's working directory)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -122,15 +133,12 @@ def test_a_two_node_cluster_runs_every_run_on_both_nodes_as_the_local_sweep_does
         tmp_path, tiny_model_dirs, sib200_dir, monkeypatch, capsys):
     from ray.cluster_utils import Cluster
 
-    from xlspt.study.executors import LOOPBACK_ONLY, _reload_auth_settings
+    from xlspt.study.executors import _reload_auth_settings
 
     driver, nodes = tmp_path / "driver", tmp_path / "nodes"
     spec = _relative_spec(driver, tiny_model_dirs["llama"], sib200_dir)
     nodes.mkdir()
-    for name, value in {**LOOPBACK_ONLY, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(auth_token_file()),
-                        "RAY_USAGE_STATS_ENABLED": "0"}.items():
-        monkeypatch.setenv(name, value)
-    _reload_auth_settings()
+    cluster_environment(monkeypatch)
     monkeypatch.chdir(nodes)  # the nodes start from another working directory than the driver's
     node = dict(node_ip_address="127.0.0.1", num_cpus=1, object_store_memory=128 * 1024**2)
     cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
@@ -147,6 +155,7 @@ def test_a_two_node_cluster_runs_every_run_on_both_nodes_as_the_local_sweep_does
         monkeypatch.undo()
         _reload_auth_settings()
     used = {line.rsplit("[node ", 1)[1].rstrip("]") for line in log.splitlines() if "[node " in line}
+    assert "GPU" not in log  # none advertised, none asked for
     assert len(used) == 2, f"tasks ran on {used}:\n{log}"
     assert "left pending" not in log
     monkeypatch.chdir(driver)
@@ -157,4 +166,106 @@ def test_a_two_node_cluster_runs_every_run_on_both_nodes_as_the_local_sweep_does
     for run_id, results in here.items():
         assert [(r["language"], r["accuracy"]) for r in results] == \
                [(r["language"], r["accuracy"]) for r in on_cluster[run_id]], run_id
+    assert no_ray_process_left()
+
+
+def test_tasks_ask_for_a_gpu_where_the_cluster_has_one_and_fall_back_to_the_cpu(
+        tmp_path, tiny_model_dirs, sib200_dir, monkeypatch, capsys):
+    """A node that advertises a (fake) GPU: every task asks for one and gets it; ``--device auto`` inside the task
+    finds no CUDA in this CPU build of torch and runs on the CPU, as the records say."""
+    from ray.cluster_utils import Cluster
+
+    from xlspt.study.executors import _reload_auth_settings
+
+    spec = _relative_spec(tmp_path, tiny_model_dirs["llama"], sib200_dir)
+    cluster_environment(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    cluster = Cluster(initialize_head=True, head_node_args=dict(
+        node_ip_address="127.0.0.1", num_cpus=1, num_gpus=1, object_store_memory=128 * 1024**2, include_dashboard=False))
+    try:
+        cluster.wait_for_nodes()
+        capsys.readouterr()
+        assert main(["sweep", spec, "--store", str(tmp_path / "store"), "--executor", "ray",
+                     "--ray-address", cluster.address, "--device", "auto"]) == 0
+        log = capsys.readouterr().err
+    finally:
+        cluster.shutdown()
+        monkeypatch.undo()
+        _reload_auth_settings()
+    assert "and 1 GPUs" in log
+    lines = [line for line in log.splitlines() if "[node " in line]
+    assert len(lines) == 16 and all(", GPU 0]" in line for line in lines), log
+    records = ResultStore(tmp_path / "store").records()
+    assert len(records) == 16 and {r.device["device"] for r in records} == {"cpu"}
+    assert no_ray_process_left()
+
+
+def _start_sweep(spec, store, *extra) -> subprocess.Popen:
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store), "--quiet",
+                             "--executor", "ray", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _status(spec, store) -> dict:
+    import json
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store), "--status",
+                          "--json"], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def _task_workers() -> list:
+    return [p for p in psutil.process_iter(["cmdline"]) if "ray::_run_task" in " ".join(p.info["cmdline"] or [])]
+
+
+def _wait_for(condition, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_killed_worker_is_retried_and_the_sweep_finishes_with_every_run_once(tmp_path, tiny_model_dirs, sib200_dir):
+    spec = _relative_spec(tmp_path, tiny_model_dirs["llama"], sib200_dir)
+    spec, store = tmp_path / spec, tmp_path / "store"
+    sweep = _start_sweep(spec, store)
+    victim = _wait_for(_task_workers, 120, "a Ray worker running a task")[0]
+    counts = _status(spec, store)
+    victim.kill()  # kill -9, in the middle of its task
+    seen = [counts]
+    while sweep.poll() is None:
+        seen.append(_status(spec, store))
+    log = sweep.stdout.read()
+    assert sweep.returncode == 0, log
+    final = _status(spec, store)
+    assert final == {"total": 16, "done": 16, "running": 0, "failed": 0, "pending": 0}, (final, log)
+    for counts in seen:  # right throughout: every run counted once, done never going back
+        assert sum(counts[k] for k in ("done", "running", "failed", "pending")) == 16 and counts["failed"] == 0
+    assert [c["done"] for c in seen] == sorted(c["done"] for c in seen)
+    records = ResultStore(store).records()
+    assert len(records) == len({r.run_id for r in records}) == 16
+    finished = [line.split("] ", 1)[1].split(" ", 1)[0] for line in log.splitlines() if "[node " in line]
+    assert len(finished) == len(set(finished)) == 16, log  # none run twice
+    assert no_ray_process_left()
+
+
+def test_a_killed_driver_leaves_no_ray_process_and_the_next_sweep_resumes(tmp_path, tiny_model_dirs, sib200_dir):
+    spec = _relative_spec(tmp_path, tiny_model_dirs["llama"], sib200_dir)
+    spec, store = tmp_path / spec, tmp_path / "store"
+    sweep = _start_sweep(spec, store)
+    _wait_for(_task_workers, 120, "a Ray worker running a task")
+    sweep.kill()
+    sweep.wait()
+    assert no_ray_process_left(30), "Ray processes outlived the killed driver"
+    counts = _status(spec, store)
+    assert counts["running"] == 0 and counts["done"] < 16
+    again = _start_sweep(spec, store)
+    log = again.communicate(timeout=600)[0]
+    assert again.returncode == 0, log
+    assert _status(spec, store) == {"total": 16, "done": 16, "running": 0, "failed": 0, "pending": 0}
     assert no_ray_process_left()

@@ -138,10 +138,12 @@ def _run_task(configs: list[dict], run_ids: list[str], store_root: str, retry_fa
 
 
 def _ray_node() -> str:
-    """The first characters of the Ray node id this task runs on (several nodes may share a host name)."""
+    """The first characters of the Ray node id this task runs on (several nodes may share a host name), and the
+    GPUs Ray gave it, if any."""
     import ray
 
-    return ray.get_runtime_context().get_node_id()[:8]
+    gpus = ray.get_gpu_ids()
+    return ray.get_runtime_context().get_node_id()[:8] + (f", GPU {','.join(map(str, gpus))}" if gpus else "")
 
 
 def _config_dict(run: PlannedRun) -> dict:
@@ -288,7 +290,8 @@ def _run_tasks(ray, todo: list[PlannedRun], store: ResultStore, *, retry_failed:
                log: Callable[[str], None]) -> None:
     """Run ``todo`` as Ray tasks, one unit of work each, logging each finished run."""
     gpus = ray.cluster_resources().get("GPU", 0)
-    task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)(_run_task)
+    # A task whose worker dies (killed, out of memory) runs once more; its finished runs are kept, the rest retried.
+    task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=1)(_run_task)
     groups = task_groups(todo)
     log(f"ray: {len(groups)} task(s) on {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
         f"{f' and {gpus:.0f} GPUs' if gpus else ''}")
