@@ -9,7 +9,9 @@ README.md and benchmarks/README.md quote from it (``<!-- report.md: ... -->`` bl
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from xlspt.report.quotes import refresh_quotes
@@ -20,12 +22,24 @@ STORE = Path("results/gemma-3-270m")  # relative: report.md names the store as g
 DOCUMENTS = ("README.md", "benchmarks/README.md")
 
 
+def records_only(root: Path) -> None:
+    """Copy of the store's records (what git keeps of it) under ``root``, at the same relative path: the report
+    must not count the run folders that a sweep running here has claimed but not finished."""
+    for record in (ROOT / STORE / "runs").glob("*/record.json"):
+        target = root / STORE / "runs" / record.parent.name / record.name
+        target.parent.mkdir(parents=True)
+        shutil.copy2(record, target)
+
+
 def main() -> int:
-    os.chdir(ROOT)
-    out = STORE / "report"
+    out = ROOT / STORE / "report"
     for old in [*out.glob("*.png"), *out.glob("*.csv"), *out.glob("report.md")]:
         old.unlink()  # a figure the store no longer has the arms for must not linger
-    report = write_report(STORE, out)
+    with tempfile.TemporaryDirectory() as scratch:
+        records_only(Path(scratch))
+        os.chdir(scratch)
+        report = write_report(STORE, out)
+    os.chdir(ROOT)
     problems = [problem for document in DOCUMENTS for problem in refresh_quotes(document, out / "report.md")]
     print(f"report of {report['runs']} runs in {out}; " + ("; ".join(problems) if problems else "every quote refreshed"))
     return 1 if problems else 0

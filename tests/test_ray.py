@@ -204,7 +204,8 @@ def _start_sweep(spec, store, *extra) -> subprocess.Popen:
     import sys
 
     return subprocess.Popen([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store), "--quiet",
-                             "--executor", "ray", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--executor", "ray", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=spec.parent)  # the spec's data path is relative to its folder
 
 
 def _status(spec, store) -> dict:
@@ -212,7 +213,7 @@ def _status(spec, store) -> dict:
     import sys
 
     out = subprocess.run([sys.executable, "-m", "xlspt.cli", "sweep", str(spec), "--store", str(store), "--status",
-                          "--json"], capture_output=True, text=True, check=True).stdout
+                          "--json"], capture_output=True, text=True, check=True, cwd=spec.parent).stdout
     return json.loads(out)
 
 
@@ -230,11 +231,18 @@ def _wait_for(condition, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _first_task_worker(sweep: subprocess.Popen):
+    """The first Ray worker seen running a task of ``sweep``; the sweep's output if it ended before one ran."""
+    found = _wait_for(lambda: _task_workers() or sweep.poll() is not None, 120, "a Ray worker running a task")
+    assert isinstance(found, list), f"the sweep ended first:\n{sweep.stdout.read()}"
+    return found[0]
+
+
 def test_a_killed_worker_is_retried_and_the_sweep_finishes_with_every_run_once(tmp_path, tiny_model_dirs, sib200_dir):
     spec = _relative_spec(tmp_path, tiny_model_dirs["llama"], sib200_dir)
     spec, store = tmp_path / spec, tmp_path / "store"
     sweep = _start_sweep(spec, store)
-    victim = _wait_for(_task_workers, 120, "a Ray worker running a task")[0]
+    victim = _first_task_worker(sweep)
     counts = _status(spec, store)
     victim.kill()  # kill -9, in the middle of its task
     seen = [counts]
@@ -258,7 +266,7 @@ def test_a_killed_driver_leaves_no_ray_process_and_the_next_sweep_resumes(tmp_pa
     spec = _relative_spec(tmp_path, tiny_model_dirs["llama"], sib200_dir)
     spec, store = tmp_path / spec, tmp_path / "store"
     sweep = _start_sweep(spec, store)
-    _wait_for(_task_workers, 120, "a Ray worker running a task")
+    _first_task_worker(sweep)
     sweep.kill()
     sweep.wait()
     assert no_ray_process_left(30), "Ray processes outlived the killed driver"
