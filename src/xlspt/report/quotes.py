@@ -127,6 +127,14 @@ def _quote_problems(quote: Quote, report: Table, where: str) -> list[str]:
     return problems
 
 
+def _shown(document: Path) -> str:
+    """The document's path as a reader finds it: relative to the working directory when under it."""
+    try:
+        return str(document.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(document)
+
+
 def stale_quotes(document: str | Path, report: str | Path) -> list[str]:
     """Every quoted figure of ``document`` that differs from ``report`` (a ``report.md``), one line each;
     empty when all agree."""
@@ -134,7 +142,7 @@ def stale_quotes(document: str | Path, report: str | Path) -> list[str]:
     tables = report_tables(report.read_text(encoding="utf-8"))
     problems = []
     for quote in quotes_in(document.read_text(encoding="utf-8")):
-        where = f"{document.name} line {quote.line} ({quote.section})"
+        where = f"{_shown(document)} line {quote.line} ({quote.section})"
         table = _section(tables, quote.section)
         if table is None:
             problems.append(f"{where}: the report has no section {quote.section!r}")
@@ -157,7 +165,7 @@ def refresh_quotes(document: str | Path, report: str | Path) -> list[str]:
     problems = []
     for quote in reversed(quotes_in("\n".join(lines))):  # from the end, so that earlier line numbers hold
         table = _section(tables, quote.section)
-        where = f"{document.name} line {quote.line} ({quote.section})"
+        where = f"{_shown(document)} line {quote.line} ({quote.section})"
         if table is None:
             problems.append(f"{where}: the report has no section {quote.section!r}")
             continue
