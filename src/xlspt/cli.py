@@ -197,10 +197,32 @@ def _add_scoring_commands(sub) -> None:
     p.add_argument("--hub", metavar="DIR", help="a local folder standing in for the Hub (default: $XLSPT_HUB_DIR, else the Hub)")
     p.add_argument("--private", action="store_true", help="create the Hub repository private")
     p.add_argument("--token", help="Hub token (default: your `hf auth login`)")
+    _add_serve_command(sub)
     p = sub.add_parser("languages", help="list the languages of the data and the study's 52")
     _add_config_flags(p, {k: None for k in _DATA if k != "langs"})
     p.add_argument("--study", action="store_true", help="only the study's 52 target languages (no data needed)")
     sub.add_parser("models", help="list the embedded model, the study's models and the supported architectures")
+
+
+def _add_serve_command(sub) -> None:
+    import dataclasses
+    import typing
+
+    from .serve.config import API_KEY_ENV, ServeConfig
+
+    p = sub.add_parser("serve", help="serve saved prompts, ensembles and probes over HTTP from one loaded model")
+    p.add_argument("--task", action="append", default=[], metavar="NAME=PATH", help="a task: a run folder or a Hub "
+                   "repository (owner/name) under a name; repeat for several")
+    p.add_argument("--tasks", metavar="DIR", help="one task per run folder inside DIR, named after its folder")
+    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
+                   help=f"require 'Authorization: Bearer KEY' on every request but /healthz and /readyz (default: ${API_KEY_ENV})")
+    g, types = p.add_argument_group("listening and batching"), typing.get_type_hints(ServeConfig)
+    for f in dataclasses.fields(ServeConfig):
+        g.add_argument(flag(f.name), dest=f.name, type=types[f.name], default=f.default,
+                       metavar={str: "ADDR", int: "N", float: "X"}[types[f.name]],
+                       help=f.metadata["help"] + " (default: %(default)s)")
+    _add_config_flags(p, {k: v for k, v in _LOADING.items() if k != "engine"}, defaults=_LOADING)
+    _add_device(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -372,6 +394,15 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import ServeConfig, serve, task_sources
+
+    config = ServeConfig(**{name: getattr(args, name) for name in ServeConfig.field_names()})
+    _set_threads(getattr(args, "threads", None))
+    serve(task_sources(args.task, args.tasks), config, load=_load_options(args), api_key=args.api_key, say=_say)
+    return 0
+
+
 def cmd_label_words(args) -> int:
     from . import pipeline
 
@@ -442,6 +473,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "push": cmd_push,
+    "serve": cmd_serve,
     "languages": cmd_languages,
     "models": cmd_models,
 }

@@ -342,6 +342,17 @@ def _chunks(texts: Iterable[str], size: int | None) -> Iterator[list[str]]:
         raise XlsptError("no text to classify: pass texts as arguments, --file FILE, or lines on standard input")
 
 
+def prediction_records(table: pd.DataFrame) -> list[dict]:
+    """Scored predictions as JSON objects (``text, label, probability[, top_k]``), probabilities to 6 decimals:
+    what ``xlspt predict --format json`` prints and ``xlspt serve`` answers."""
+    rows = table.to_dict(orient="records")
+    for row in rows:
+        row["probability"] = round(row["probability"], 6)
+        for item in row.get("top_k") or []:
+            item["probability"] = round(item["probability"], 6)
+    return rows
+
+
 class PredictionWriter:
     """Writes scored predictions to ``stream`` as a table (label, probability, text), JSON Lines or CSV,
     flushing each chunk."""
@@ -355,7 +366,7 @@ class PredictionWriter:
             self.csv.writerow(["text", "label", "probability", *(["top_k"] if top_k else [])])
 
     def write(self, table: pd.DataFrame) -> int:
-        for row in table.to_dict(orient="records"):
+        for row in prediction_records(table) if self.fmt == "json" else table.to_dict(orient="records"):
             print(self._line(row), file=self.stream) if self.csv is None else self._csv_row(row)
         self.stream.flush()
         return len(table)
@@ -364,9 +375,6 @@ class PredictionWriter:
         import json
 
         if self.fmt == "json":
-            row["probability"] = round(row["probability"], 6)
-            for item in row.get("top_k", []):
-                item["probability"] = round(item["probability"], 6)
             return json.dumps(row, ensure_ascii=False)
         top = ["  ".join(f"{t['label']}:{t['probability']:.3f}" for t in row["top_k"])] if self.top_k else []
         return "\t".join([row["label"], f"{row['probability']:.3f}", *top, row["text"]])
