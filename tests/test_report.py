@@ -443,3 +443,12 @@ def test_quoted_tables_are_checked_cell_by_cell(full, tmp_path):
     assert refresh_quotes(document, out / "report.md") == []
     assert stale_quotes(document, out / "report.md") == []
     assert document.read_text() == "Intro\n\n" + "\n".join(quote) + "\n\nEnd\n"
+    unclosed = "Intro\n\n" + "\n".join(quote[:-1]) + "\n\nEnd of the document\n"
+    document.write_text(unclosed)
+    assert "no closing <!-- /report.md -->" in refresh_quotes(document, out / "report.md")[0]
+    assert document.read_text() == unclosed  # nothing after the quote was replaced
+    bad_key = "\n".join(quote).replace("key: finding, model", "key: finding, colour")
+    document.write_text(bad_key)
+    assert "no key column colour" in refresh_quotes(document, out / "report.md")[0]
+    document.write_text("\n".join(quote).replace(f"| {cells[3]} |", "|"))  # a row short of a cell
+    assert "'effect'" in stale_quotes(document, out / "report.md")[0]

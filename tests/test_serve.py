@@ -39,8 +39,9 @@ def train(out: Path, model: Path, data: Path, *extra: str) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_model_dirs, sib200_dir) -> dict[str, Path]:
-    """A prompt, a content-free-calibrated ensemble of two prompts of another length, a batch-calibrated prompt
-    and a probe, all on the tiny Gemma 3; and a prompt on the tiny BLOOM."""
+    """A prompt, a content-free-calibrated ensemble of two prompts of another length, a batch-calibrated prompt,
+    a prompt calibrated on unlabeled texts after standardizing, and a probe, all on the tiny Gemma 3; and a prompt
+    on the tiny BLOOM."""
     root, gemma, bloom = tmp_path_factory.mktemp("served"), tiny_model_dirs["gemma3"], tiny_model_dirs["bloom"]
     return {
         "topics": train(root / "topics", gemma, sib200_dir, "--prompt-length", "2"),
@@ -49,6 +50,8 @@ def runs(tmp_path_factory, tiny_model_dirs, sib200_dir) -> dict[str, Path]:
         "batched": train(root / "batched", gemma, sib200_dir, "--prompt-length", "2", "--seed", "3",
                          "--calibration", "batch"),
         "probe": train(root / "probe", gemma, sib200_dir, "--method", "probe"),
+        "unlabeled": train(root / "unlabeled", gemma, sib200_dir, "--prompt-length", "2", "--seed", "5",
+                           "--calibration", "unlabeled", "--standardize"),
         "bloom": train(root / "bloom", bloom, sib200_dir, "--prompt-length", "2"),
     }
 
@@ -113,7 +116,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(runs):
     served = Server("--task", f"topics={runs['topics']}", "--task", f"voted={runs['voted']}",
-                    "--task", f"batched={runs['batched']}", "--task", f"probe={runs['probe']}")
+                    "--task", f"batched={runs['batched']}", "--task", f"probe={runs['probe']}",
+                    "--task", f"unlabeled={runs['unlabeled']}")
     yield served
     assert served.stop() == 143
 
@@ -141,6 +145,15 @@ def test_answers_equal_predict(server, runs, many, task):
     (result,) = answer["results"]
     assert result["task"] == task
     assert_same(result["predictions"], predicted(runs[task], texts))
+
+
+def test_a_task_calibrated_on_unlabeled_texts_takes_them_from_the_request(server, runs, many):
+    """Nothing per language is saved with a prompt for protocol b's `unlabeled`: the request brings the texts (as
+    `predict --unlabeled` does), and the saved training-language statistics serve `standardize`."""
+    status, answer, _ = server.classify(task="unlabeled", texts=TEXTS, unlabeled=many, top_k=3, lang="fra_Latn")
+    assert status == 200, answer
+    assert answer["results"][0]["protocol"] == "b:unlabeled(dev)+standardize"
+    assert_same(answer["results"][0]["predictions"], predicted(runs["unlabeled"], TEXTS, unlabeled=many))
 
 
 def test_one_request_serves_several_tasks_from_one_pass(server, runs, many):
@@ -171,7 +184,7 @@ def test_tasks_health_and_openapi(server, runs):
     status, listed, _ = server.call("GET", "/v1/tasks")
     assert status == 200
     tasks = {t["name"]: t for t in listed["tasks"]}
-    assert list(tasks) == ["topics", "voted", "batched", "probe"]
+    assert list(tasks) == ["topics", "voted", "batched", "probe", "unlabeled"]
     assert tasks["voted"]["prompts"] == 2 and tasks["voted"]["protocol"] == "a:content-free(script)"
     assert tasks["probe"]["method"] == "probe" and tasks["topics"]["method"] == "prompt"
     sidecar = json.loads((runs["topics"] / "prompt.json").read_text())
@@ -206,6 +219,8 @@ def _one_line_error(status: int, answer) -> None:
     ({"task": "topics", "texts": ["hi"], "colour": "red"}, 422, "colour"),
     ({"task": "batched", "texts": ["hi"]}, 422, "too few"),
     ({"task": "probe", "texts": ["hi"], "unlabeled": ["x"]}, 422, "probe"),
+    ({"task": "unlabeled", "texts": ["hi"]}, 422, "send some in 'unlabeled'"),
+    ({"task": "topics", "texts": ["hi"], "unlabeled": ["x"]}, 422, "drop it"),
     ([1, 2], 422, "body"),
 ])
 def test_bad_bodies_get_a_one_line_4xx(server, body, status, words):

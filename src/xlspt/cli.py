@@ -215,7 +215,8 @@ def _add_serve_command(sub) -> None:
                    "repository (owner/name) under a name; repeat for several")
     p.add_argument("--tasks", metavar="DIR", help="one task per run folder inside DIR, named after its folder")
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
-                   help=f"require 'Authorization: Bearer KEY' on every request but /healthz and /readyz (default: ${API_KEY_ENV})")
+                   help=f"require 'Authorization: Bearer KEY' on every request but /healthz and /readyz (default: ${API_KEY_ENV}, "
+                        "which keeps the key out of the process list)")
     g, types = p.add_argument_group("listening and batching"), typing.get_type_hints(ServeConfig)
     for f in dataclasses.fields(ServeConfig):
         g.add_argument(flag(f.name), dest=f.name, type=types[f.name], default=f.default,

@@ -57,7 +57,7 @@ def no_bar_off_terminal() -> Iterator[None]:
         with contextlib.redirect_stderr(held):
             yield
     except BaseException:
-        lines = [line.rsplit("\r", 1)[-1] for line in held.getvalue().splitlines()]
+        lines = [line.rsplit("\r", 1)[-1] for line in held.getvalue().split("\n")]  # splitlines() would split at \r too
         print("\n".join(line for line in lines if line.strip()), file=sys.stderr, flush=True)
         raise
 

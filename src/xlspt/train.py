@@ -215,8 +215,8 @@ class _MasterWeights:
 
     The copies are cut into chunks of :attr:`CHUNK` elements. AdamW on a CPU steps one tensor at a time,
     in several elementwise passes over it; on chunks those passes run on data that stays in the cache,
-    which made the optimizer step of the embedded model about 4x faster on a 2-core CPU (0.19 s against
-    0.74 s). Each element goes through the same operations with the same scalars as on whole tensors, so
+    which made the optimizer step of the embedded model about 3x faster on a 2-core CPU (0.40 s against
+    1.15 s, benchmarks/README.md). Each element goes through the same operations with the same scalars as on whole tensors, so
     the results are bit-identical (a test checks it).
     """
 

@@ -372,9 +372,11 @@ def _distance_figure(correlations: pd.DataFrame, out: Path) -> DrawnFigure:
 
 def _freezing_distance_figure(grid: Grid, out: Path) -> DrawnFigure:
     table = freezing_distance_table(grid)
+    enough = table.groupby("model")["distance"].nunique() >= 3 if len(table) else pd.Series(dtype=bool)
+    table = table[table["model"].isin(enough[enough].index)]  # a line needs 3 distinct distances per model
     return _attempt(
         out, "Model freezing against typological distance", "freezing_distance.png",
-        None if len(table) >= 3 else "not enough runs: no frozen and unfrozen configurations that agree on every other "
+        None if len(table) else "not enough runs: no frozen and unfrozen configurations that agree on every other "
                                      "setting, with 3 or more transfer languages of known distance.",
         lambda path: freezing_distance_plot(table, path),
         "Left: each transfer language's gain from freezing the model (seed-averaged accuracy with MF minus without, "

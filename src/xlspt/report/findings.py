@@ -18,8 +18,9 @@ The four findings (design notes, section 2):
 4. *Distant languages gain most from freezing* (and so reduces the bias toward languages like the
    training language): Spearman's rho over languages between the gain from freezing and the
    language's typological distance from the training language, one-sided; beside it, the slopes of
-   accuracy against distance with and without MF, with 95% intervals (flatter with MF when their
-   difference, the slope of the gain, is positive).
+   accuracy against distance with and without MF, with 95% intervals, and their difference (the slope
+   of the gain); flatter with MF means the frozen slope is the smaller in size, which for two falling
+   slopes is a positive difference.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ class Quote:
     table: Table
     start: int
     end: int
+    closed: bool = True
 
     @property
     def line(self) -> int:
@@ -73,7 +74,8 @@ def parse_table(lines: list[str]) -> Table | None:
         if not line.lstrip().startswith("|"):
             break
         block.append(_cells(line))
-    return Table(columns=block[0], rows=[row for row in block[2:]])
+    width = len(block[0])  # a row with a missing or extra cell is read as the header's width
+    return Table(columns=block[0], rows=[(row + [""] * width)[:width] for row in block[2:]])
 
 
 def report_tables(report: str) -> dict[str, Table]:
@@ -96,10 +98,11 @@ def quotes_in(document: str) -> list[Quote]:
         match = _OPEN.search(line)
         if not match:
             continue
-        end = next((i for i in range(number + 1, len(lines)) if lines[i].strip() == _CLOSE), len(lines))
-        table = parse_table(lines[number + 1:end]) or Table(columns=[], rows=[])
+        end = next((i for i in range(number + 1, len(lines)) if lines[i].strip() == _CLOSE), None)
+        table = parse_table(lines[number + 1:end]) if end is not None else None
         key = [k.strip() for k in match.group("key").split(",")]
-        quotes.append(Quote(section=match.group("section"), key=key, table=table, start=number + 1, end=end))
+        quotes.append(Quote(section=match.group("section"), key=key, table=table or Table(columns=[], rows=[]),
+                            start=number + 1, end=end if end is not None else number + 1, closed=end is not None))
     return quotes
 
 
@@ -108,6 +111,10 @@ def _section(tables: dict[str, Table], name: str) -> Table | None:
 
 
 def _quote_problems(quote: Quote, report: Table, where: str) -> list[str]:
+    if not quote.closed:
+        return [f"{where}: no closing {_CLOSE} after the quoted table"]
+    if any(k not in report.columns for k in quote.key):
+        return [f"{where}: the report's table has no key column {', '.join(k for k in quote.key if k not in report.columns)}"]
     missing = [c for c in quote.table.columns if c not in report.columns]
     if missing or not quote.table.rows:
         return [f"{where}: the report's table has no column {', '.join(missing)}" if missing else f"{where}: quotes no row"]
@@ -168,6 +175,10 @@ def refresh_quotes(document: str | Path, report: str | Path) -> list[str]:
         where = f"{_shown(document)} line {quote.line} ({quote.section})"
         if table is None:
             problems.append(f"{where}: the report has no section {quote.section!r}")
+            continue
+        structural = [p for p in _quote_problems(quote, table, where) if not p.startswith(f"{where}, row ")]
+        if structural:  # nothing to match rows by: the quote is left as it is
+            problems += structural
             continue
         current = table.keyed(quote.key)
         rows = []

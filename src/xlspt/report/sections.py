@@ -187,7 +187,7 @@ def findings_section(findings: pd.DataFrame) -> list[str]:
         "bounds reach 10%, contradicted when either upper bound stays below 10%). For distance, rho is "
         "Spearman's between each language's gain from freezing and its typological distance from the training "
         "language; the detail gives the slopes of accuracy against distance with and without MF (least squares, "
-        "95% intervals) and their difference (positive: flatter with MF). **not enough runs** means "
+        "95% intervals) and their difference (for two falling slopes, positive: flatter with MF). **not enough runs** means "
         "the store lacks the arms to compare.",
         "",
         markdown_table(table),

@@ -30,9 +30,9 @@ def _is_loopback(host: str) -> bool:
 
 def _listen(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (port 0: a free one), or one line saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted connections inherit it: without it a response's body waits for the client's delayed ACK of
         # its headers (about 40 ms a request on keep-alive connections on Linux).
@@ -40,6 +40,7 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
         sock.listen(2048)
     except OSError as exc:
+        sock.close()
         raise XlsptError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another --port or --host") from None
     sock.setblocking(False)
     return sock
@@ -55,7 +56,7 @@ def serve(sources: Mapping[str, str], config: ServeConfig = ServeConfig(), *, lo
         raise XlsptError("xlspt serve needs FastAPI and uvicorn: pip install 'xlspt[serve]'") from None
     from .app import create_app
 
-    TaskSet.check_sources(sources, load)  # a missing folder or a model mismatch ends here, before listening
+    folders = TaskSet.check_sources(sources, load)  # a missing folder or a model mismatch ends here, before listening
     if not _is_loopback(config.host) and not api_key:
         say(f"warning: listening on {config.host} without an API key: anyone who reaches this address can use the "
             f"model (set --api-key or ${API_KEY_ENV})")
@@ -65,7 +66,7 @@ def serve(sources: Mapping[str, str], config: ServeConfig = ServeConfig(), *, lo
 
     def load_tasks() -> TaskSet:
         started = time.perf_counter()
-        tasks = TaskSet.load(sources, load, config.batch_size)
+        tasks = TaskSet.load({name: str(folder) for name, folder in folders.items()}, load, config.batch_size)
         say(f"ready: {len(tasks.tasks)} tasks ({', '.join(tasks.tasks)}) on {tasks.model.name} "
             f"in {time.perf_counter() - started:.0f} s")
         return tasks
@@ -81,6 +82,7 @@ def serve(sources: Mapping[str, str], config: ServeConfig = ServeConfig(), *, lo
     try:
         server.run(sockets=[sock])
     finally:
+        sock.close()
         say(f"stopped: {app.state.xlspt.batcher.served if app.state.xlspt.batcher else 0} requests answered")
     if failure:
         raise failure[0] if isinstance(failure[0], XlsptError) else XlsptError(

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 import time
+import traceback
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -75,7 +77,7 @@ class TaskPredictions(BaseModel):
 
 
 class ClassifyResponse(BaseModel):
-    """One entry per task asked, in the order asked."""
+    """One entry per task asked, in the order asked (a task named twice is answered once)."""
 
     results: list[TaskPredictions]
 
@@ -101,15 +103,15 @@ class Batcher:
         self.queued_texts = 0
         self.served = 0
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="xlspt-score")
-        self._wakeup: asyncio.Event | None = None
+        self._wakeup = asyncio.Event()
 
     async def submit(self, job: Job):
         """The job's answer (or the :class:`RequestError` that refused it); 503 when the queue is full, 504 past the timeout."""
-        if self.queued_texts + len(job.texts) > self.config.max_queue_texts:
+        if self.queued_texts + job.size > self.config.max_queue_texts:
             raise RequestError(503, f"the server is busy ({self.queued_texts} texts waiting): retry shortly")
         pending = _Pending(job, asyncio.get_running_loop().create_future())
         self.pending.append(pending)
-        self.queued_texts += len(job.texts)
+        self.queued_texts += job.size
         self._wakeup.set()
         try:
             return await asyncio.wait_for(asyncio.shield(pending.future), self.config.timeout_s)
@@ -120,7 +122,7 @@ class Batcher:
     def _take(self) -> list[_Pending]:
         batch, texts = [], 0
         while self.pending and len(batch) < self.config.max_batch_requests:
-            size = len(self.pending[0].job.texts)
+            size = self.pending[0].job.size
             if batch and texts + size > self.config.max_batch_texts:
                 break
             pending = self.pending.popleft()
@@ -130,15 +132,18 @@ class Batcher:
                 texts += size
         return batch
 
+    def _full(self) -> bool:
+        return (len(self.pending) >= self.config.max_batch_requests
+                or sum(p.job.size for p in self.pending) >= self.config.max_batch_texts)
+
     async def run(self) -> None:
-        self._wakeup = asyncio.Event()
         loop = asyncio.get_running_loop()
         while True:
             while not self.pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             wait = self.pending[0].arrived + self.config.batch_window_ms / 1000 - time.monotonic()
-            if wait > 0:
+            if wait > 0 and not self._full():
                 await asyncio.sleep(wait)
             batch = self._take()
             if not batch:
@@ -146,7 +151,9 @@ class Batcher:
             try:
                 answers = await loop.run_in_executor(self.executor, self.score, [p.job for p in batch])
             except Exception as exc:  # noqa: BLE001 - a failed pass fails its requests, not the server
-                answers = [RequestError(500, f"scoring failed ({exc.__class__.__name__}: {str(exc)[:200]})")] * len(batch)
+                traceback.print_exc(file=sys.stderr)
+                answers = [RequestError(500, f"scoring failed ({exc.__class__.__name__}); the server log has the "
+                                             "traceback")] * len(batch)
             for pending, answer in zip(batch, answers):
                 if not pending.future.done():
                     pending.future.set_result(answer)
@@ -159,7 +166,7 @@ class _State:
         self.config = config
         self.tasks: TaskSet | None = None
         self.batcher: Batcher | None = None
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # why the tasks could not be loaded
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -184,6 +191,7 @@ def create_app(load: Callable[[], TaskSet], config: ServeConfig, *, api_key: str
     async def lifespan(app: FastAPI):
         state.batcher = Batcher(lambda jobs: state.tasks.score(jobs), config)
         runner = asyncio.create_task(state.batcher.run())
+        runner.add_done_callback(lambda task: task.cancelled() or on_fatal(task.exception() or RuntimeError("the batcher stopped")))
         loader = asyncio.create_task(_load(state, load, on_fatal))
         yield
         for task in (loader, runner):
@@ -202,6 +210,8 @@ def create_app(load: Callable[[], TaskSet], config: ServeConfig, *, api_key: str
 async def _load(state: _State, load: Callable[[], TaskSet], on_fatal) -> None:
     try:
         state.tasks = await asyncio.get_running_loop().run_in_executor(state.batcher.executor, load)
+    except asyncio.CancelledError:  # stopped while loading: not a failure to report
+        raise
     except BaseException as exc:  # noqa: BLE001 - the command reports it as one line and exits
         state.error = exc
         on_fatal(exc)
@@ -274,7 +284,7 @@ def _add_routes(app: FastAPI, state: _State) -> None:
     @app.get("/readyz", summary="the model and tasks are loaded (503 until then)")
     async def readyz():
         if state.tasks is None:
-            return _error(503, "loading the model and tasks")
+            return _error(503, f"the tasks could not be loaded: {state.error}" if state.error else "loading the model and tasks")
         return {"status": "ready", "tasks": list(state.tasks.tasks)}
 
     @app.get("/v1/tasks", summary="the hosted tasks: labels, base model, protocol, per-language results")
@@ -299,8 +309,9 @@ def _job(body: ClassifyRequest, config: ServeConfig) -> Job:
     if (body.task is None) == (body.tasks is None):
         raise RequestError(422, "name the task: give 'task' (one name) or 'tasks' (a list), not both")
     names = [body.task] if body.task is not None else list(dict.fromkeys(body.tasks))
-    if len(body.texts) > config.max_texts:
-        raise RequestError(413, f"{len(body.texts)} texts in one request, at most {config.max_texts}: split it")
+    if len(body.texts) + len(body.unlabeled) > config.max_texts:
+        raise RequestError(413, f"{len(body.texts) + len(body.unlabeled)} texts in one request (unlabeled ones included), "
+                                f"at most {config.max_texts}: split it")
     blank = next((i for i, t in enumerate(body.texts) if not t.strip()), None)
     if blank is not None:
         raise RequestError(422, f"texts.{blank}: the text is blank: send text to classify")

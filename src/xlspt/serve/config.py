@@ -23,7 +23,7 @@ class ServeConfig:
     max_batch_requests: int = field(default=64, metadata={
         "help": "requests scored together in one pass at most (1: one at a time)"})
     max_batch_texts: int = field(default=256, metadata={"help": "texts scored together in one pass at most"})
-    max_texts: int = field(default=256, metadata={"help": "texts in one request at most (more: 413)"})
+    max_texts: int = field(default=256, metadata={"help": "texts in one request at most, unlabeled ones included (more: 413)"})
     max_request_bytes: int = field(default=1 << 20, metadata={"help": "bytes of one request body at most (more: 413)"})
     max_queue_texts: int = field(default=4096, metadata={
         "help": "texts waiting to be scored at most; beyond it requests get 503 with Retry-After"})

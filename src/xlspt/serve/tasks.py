@@ -84,6 +84,11 @@ class Job:
     top_k: int | None = None
     min_confidence: float | None = None
 
+    @property
+    def size(self) -> int:
+        """Texts it brings to a pass: its texts and its unlabeled ones."""
+        return len(self.texts) + len(self.unlabeled)
+
 
 @dataclass(eq=False)
 class HostedTask:
@@ -93,6 +98,7 @@ class HostedTask:
     folder: Path
     classifier: Classifier
     calibrator: Calibrator | None = None
+    results: list[dict] | None = None
 
     @property
     def is_prompt(self) -> bool:
@@ -130,7 +136,7 @@ class HostedTask:
         clf = self.classifier
         return {"name": self.name, "method": clf.method.value, "labels": list(clf.labels),
                 "base_model": clf.metadata.model, "dtype": clf.metadata.dtype, "protocol": self.protocol_name,
-                "prompts": clf.size, "max_length": clf.readout.max_length, "results": _card_results(self.folder)}
+                "prompts": clf.size, "max_length": clf.readout.max_length, "results": self.results}
 
 
 def _card_results(folder: Path) -> list[dict] | None:
@@ -142,7 +148,8 @@ def _card_results(folder: Path) -> list[dict] | None:
     if "member" in table:
         table = table[table["member"].astype(str) == "ensemble"]
     columns = [c for c in ("language", "accuracy", "macro_f1", "n", "protocol") if c in table]
-    return table[columns].to_dict(orient="records")
+    table = table[columns].astype(object)
+    return table.where(table.notna(), None).to_dict(orient="records")  # JSON has no NaN
 
 
 class TaskSet:
@@ -188,8 +195,8 @@ class TaskSet:
             try:
                 clf = load.load(str(folder)) if model is None else classifier_class(saved_method(folder)).load(folder, model)
                 model = clf.model
-                tasks[name] = HostedTask(name, folder, clf, _calibrator(clf, batch_size))
-            except XlsptError as exc:
+                tasks[name] = HostedTask(name, folder, clf, _calibrator(clf, batch_size), _card_results(folder))
+            except (XlsptError, pd.errors.ParserError) as exc:
                 raise XlsptError(f"task {name!r}: {exc}") from None
         return cls(tasks, batch_size)
 
@@ -202,6 +209,9 @@ class TaskSet:
             if name not in self.tasks:
                 raise RequestError(404, f"unknown task {name!r}: this server hosts {', '.join(self.tasks)} (GET /v1/tasks)")
             self.tasks[name].check(job)
+        if job.unlabeled and not any(self.tasks[n].protocol is Protocol.UNLABELED for n in job.tasks):
+            raise RequestError(422, "'unlabeled' is read by tasks calibrated with unlabeled texts only, and none of "
+                                    f"{', '.join(job.tasks)} is: drop it")
 
     # ------------------------------------------------------------ scoring
 
@@ -231,7 +241,7 @@ class TaskSet:
                     if isinstance(answers[i], RequestError):
                         continue
                     try:
-                        scores = scores_of(rows.of(job.texts), rows.of(job.unlabeled), job.lang)
+                        scores = scores_of(rows.of(job.texts), rows.of(job.unlabeled if needs_unlabeled else []), job.lang)
                         answers[i][task.name] = scored_predictions(job.texts, scores, task.classifier.labels,
                                                                    top_k=job.top_k, min_confidence=job.min_confidence)
                     except XlsptError as exc:

@@ -96,6 +96,8 @@ def run_local(todo: list[PlannedRun], store: ResultStore, session: Session, *, r
             run_group(mine, session, on_record, log=log)
 
 
+#: How a run that a Ray task could not finish is reported (it stays in the store as not done).
+PENDING = "left pending"
 #: Object store of a local instance: tasks exchange configs and a few counts, not tensors.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
 _WORKER_SESSION: Session | None = None
@@ -124,7 +126,7 @@ def _run_task(configs: list[dict], run_ids: list[str], store_root: str, retry_fa
     for run, expected in zip(planned, run_ids):
         if run.run_id != expected:  # never dropped silently: the driver says it stays pending
             lines.append(f"{expected}: this worker computes run id {run.run_id} for its settings (does it see other "
-                         f"data or another model at {run.config.data} and {run.config.model}?): left pending")
+                         f"data or another model at {run.config.data} and {run.config.model}?): {PENDING}")
     planned = [p for p, expected in zip(planned, run_ids) if p.run_id == expected]
     node = _ray_node()
 
@@ -265,17 +267,17 @@ def _loopback_constant(ray) -> Iterator[None]:
 def ray_instance(address: str | None = None, *, num_cpus: int | None = None) -> Iterator:
     """Ray, connected to the cluster at ``address``, or a local instance started here on the loopback address
     with token authentication (shut down at exit). Yields the ``ray`` module."""
-    values = _instance_environment(address)
     ray = _import_ray()
+    if ray.is_initialized():
+        yield ray  # the caller's own Ray: used as it is (its environment and auth untouched), left running
+        return
+    values = _instance_environment(address)
     with contextlib.ExitStack() as stack:
         stack.callback(_reload_auth_settings)  # last, once the old environment is back
         stack.enter_context(_environment(values))
         _reload_auth_settings()
         if LOOPBACK_ONLY.keys() <= values.keys():
             stack.enter_context(_loopback_constant(ray))
-        if ray.is_initialized():
-            yield ray  # the caller's own Ray: used as it is, left running
-            return
         options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if address:
             ray.init(address=address, **options)
@@ -308,7 +310,7 @@ def _run_tasks(ray, todo: list[PlannedRun], store: ResultStore, *, retry_failed:
             lines = ray.get(ready[0])
         except Exception as exc:  # a task that died (not a failed run: those are records)
             lines = [f"task for {len(group)} run(s) ended abnormally: {exc.__class__.__name__}: "
-                     f"{str(exc).splitlines()[0] if str(exc) else ''}; its runs stay pending"]
+                     f"{str(exc).splitlines()[0] if str(exc) else ''}; its runs are {PENDING}"]
         for line in lines:
-            finished += 1
+            finished += not line.endswith(PENDING)  # a run left pending is not finished
             log(f"[{finished}/{len(todo)}] {line}")
