@@ -7,6 +7,7 @@ a probe, all on the tiny Gemma 3 model, with the scores they gave when saved (``
 from __future__ import annotations
 
 import json
+import tempfile
 import shutil
 from pathlib import Path
 
@@ -17,8 +18,25 @@ import xlspt
 from xlspt.classifiers import ProbeClassifier, PromptClassifier, load_classifier, saved_method
 from xlspt.sidecar import FORMAT_VERSION, ProbeSidecar, PromptSidecar
 
-FIXTURES = Path(__file__).parent / "fixtures" / "artifacts"
-EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
+STORED = Path(__file__).parent / "fixtures" / "artifacts"
+EXPECTED = json.loads((STORED / "expected.json").read_text(encoding="utf-8"))
+
+
+def _materialize(root: Path) -> Path:
+    """The artifacts as the last release wrote them: the repository keeps no binary weights, so each
+    ``*.safetensors`` is kept as ``*.safetensors.json`` (tensors and header metadata) and written back here,
+    byte for byte (the sidecars' checksums prove it)."""
+    from safetensors.torch import save
+
+    shutil.copytree(STORED, root, ignore=shutil.ignore_patterns("*.safetensors.json"))
+    for kept in STORED.glob("*/*.safetensors.json"):
+        stored = json.loads(kept.read_text(encoding="utf-8"))
+        tensors = {k: torch.tensor(v["values"], dtype=torch.float32).reshape(v["shape"]) for k, v in stored["tensors"].items()}
+        (root / kept.parent.name / kept.name.removesuffix(".json")).write_bytes(save(tensors, metadata=stored["metadata"]))
+    return root
+
+
+FIXTURES = _materialize(Path(tempfile.mkdtemp(prefix="xlspt-artifacts-")) / "artifacts")
 
 
 @pytest.mark.parametrize("name, kind, texts", [
