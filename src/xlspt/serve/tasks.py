@@ -258,8 +258,7 @@ class TaskSet:
         for task in group:
             spans.append((len(prompts), task.classifier.size))
             prompts += task.classifier.prompts
-        readout = dataclasses.replace(first.classifier.readout, batch_size=self.batch_size, engine=Engine.CACHED)
-        states = readout_states(self.model, prompts, texts, readout)  # [P, N, d]
+        states = readout_states(self.model, prompts, texts, _scoring_readout(first.classifier, self.batch_size))  # [P, N, d]
 
         def scorer(task: HostedTask, start: int, size: int):
             own = states[start : start + size]
@@ -287,13 +286,18 @@ class _Rows:
         return torch.tensor([self.index[t] for t in texts], dtype=torch.long)
 
 
+def _scoring_readout(clf: PromptClassifier, batch_size: int):
+    """How the server reads text for a prompt: as it was trained, ``batch_size`` texts a pass, the cached engine
+    (several prompts share each text's states)."""
+    return dataclasses.replace(clf.readout, batch_size=batch_size, engine=Engine.CACHED)
+
+
 def _calibrator(clf: Classifier, batch_size: int) -> Calibrator | None:
     """A prompt's calibrator, its content-free priors computed now so that the first request does not wait for them."""
     if not isinstance(clf, PromptClassifier):
         return None
-    readout = dataclasses.replace(clf.readout, batch_size=batch_size, engine=Engine.CACHED)
     calibrator = Calibrator(clf.model, clf.verbalizer, clf.prompts, [Scorer(tuple(range(clf.size)), clf.calibration)],
-                            readout, reference=clf.reference)
+                            _scoring_readout(clf, batch_size), reference=clf.reference)
     if clf.calibration.protocol is Protocol.CONTENT_FREE:
         calibrator.content_free(clf.calibration, None)
     return calibrator
