@@ -134,6 +134,26 @@ def test_signals_during_evaluation_and_sweeps_end_cleanly(tmp_path, tiny_model_d
         assert all(r.status == "done" for r in store.records())  # an interrupted run is not recorded: it reruns
 
 
+@pytest.mark.parametrize("ending,code,word", [("KeyboardInterrupt", 130, "interrupted"), ("Terminated", 143, "terminated")])
+def test_a_signal_whose_exception_python_dropped_still_ends_the_command(tmp_path, tiny_model_dirs, sib200_dir,
+                                                                         monkeypatch, capsys, ending, code, word):
+    """Python drops a handler's exception raised inside a finalizer; the stop the signal asked for is then
+    raised at the end of the language being evaluated, and nothing is written."""
+    from xlspt import cli, evaluate, progress
+
+    prompt = tmp_path / "prompt"
+    assert main(["train", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--out", str(prompt),
+                 *TINY, "--epochs", "1"]) == 0
+    exception = KeyboardInterrupt if ending == "KeyboardInterrupt" else cli.Terminated
+    monkeypatch.setattr(evaluate, "release_freed_memory", lambda: progress.request_stop(exception))
+    out = tmp_path / "out"
+    assert main(["evaluate", "--prompt", str(prompt), "--data", str(sib200_dir), "--langs", "eng_Latn,fra_Latn",
+                 "--out", str(out)]) == code
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(word)
+    assert not out.exists() or not any(out.iterdir())
+    progress.checkpoint()  # the command's end cleared the request: later work is not stopped
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_during_training_end_cleanly(tmp_path, tiny_model_dirs, sib200_dir, sig, code):
     out = tmp_path / "run"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from ._version import __version__
@@ -246,8 +248,12 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (``finally`` blocks, atomic writes)."""
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
+def _on_signal(signum, frame) -> None:
+    from .progress import request_stop
+
+    ending = KeyboardInterrupt if signum == signal.SIGINT else Terminated
+    request_stop(ending)  # raised again at the next unit of work if this raise is lost (progress.checkpoint)
+    raise ending()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,17 +262,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .progress import quiet_libraries
 
     quiet_libraries()
-    import signal
-    import threading
+    from .progress import request_stop
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() else None
+    previous = _handle_signals()
     try:
         return COMMANDS[args.command](args)
     except BaseException as exc:  # noqa: BLE001 - every ending becomes one line and an exit status
         return _ending(exc, debug)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        request_stop(None)
+
+
+def _handle_signals() -> dict:
+    """SIGTERM, and Ctrl-C where Python's own handler has it, handled by :func:`_on_signal`; the handlers
+    they replace. A SIGINT ignored (a command started in the background of a script) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_signal)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
+    return previous
 
 
 def _ending(exc: BaseException, debug: bool) -> int:

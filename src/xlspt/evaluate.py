@@ -27,7 +27,7 @@ from .engine.memory import release_freed_memory
 from .engine.store import TextStateStore
 from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
-from .progress import interactive, progress_bar
+from .progress import checkpoint, interactive, progress_bar
 from .results import language_result, results_table
 from .verbalizer import Verbalizer
 
@@ -354,6 +354,7 @@ def evaluate_each_language(
             mean = sum(r[-1]["accuracy"] for r in shown) / len(shown)
             print(f"evaluated {lang} ({len(rows[0])}/{len(languages)}): accuracy {100 * mean:.1f}%"
                   f"{f' (mean of {len(shown)})' if len(shown) > 1 else ''}", file=sys.stderr, flush=True)
+        checkpoint()
     return [results_table(loaded, own, r, c, m) for own, r, c, m in zip(labels, rows, per_class, confusions)]
 
 

@@ -21,6 +21,26 @@ def interactive() -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
+_stop: type[BaseException] | None = None
+
+
+def request_stop(exception: type[BaseException] | None) -> None:
+    """Record the ending a signal asked for (``None`` clears it); :func:`checkpoint` raises it."""
+    global _stop
+    _stop = exception
+
+
+def checkpoint() -> None:
+    """Raise the ending a signal asked for, at the end of a unit of work (a language, an epoch, a run).
+
+    A signal handler's exception normally stops the work where it is; Python drops it, though, when the
+    handler happens to run inside a finalizer or a C extension's callback, and the work would then go on
+    to the end as if no signal had come.
+    """
+    if _stop is not None:
+        raise _stop()
+
+
 def progress_bar(iterable=None, *, disable: bool = False, **kwargs) -> tqdm:
     """``tqdm`` on a terminal; a silent stand-in otherwise or when ``disable``."""
     return tqdm(iterable, disable=disable or not interactive(), dynamic_ncols=True, **kwargs)

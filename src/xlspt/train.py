@@ -28,7 +28,7 @@ from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, ReadoutConfig, encode_
 from .engine.readout import readout_cross_entropy, readout_cross_entropy_rows
 from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
-from .progress import interactive, progress_bar
+from .progress import checkpoint, interactive, progress_bar
 from .prompt import PromptConfig, SoftPrompt
 from .verbalizer import Verbalizer
 
@@ -322,6 +322,7 @@ def train_prompts(
             bar.set_postfix(epoch=epoch, best_val=f"{min(run.best_val_loss for run in active):.3f}")
             if progress and not interactive():  # no bar in a log file: a line per epoch instead
                 _log_epoch(desc, epoch, first.epochs, active, started)
+            checkpoint()
     finally:
         bar.close()
         if model_trains:
