@@ -138,3 +138,24 @@ def tiny_models(tiny_model_dirs):
 @pytest.fixture(params=TINY_FAMILIES)
 def tiny(request, tiny_models):
     return tiny_models[request.param]
+
+
+@pytest.fixture
+def diverging(monkeypatch):
+    """The training loss turns NaN from the third training step on (epoch 2 with 14 examples and batch 8):
+    a best epoch exists before the divergence."""
+    from xlspt import train
+
+    original = train._PromptReadouts.losses
+    calls = {"train": 0}
+
+    def losses(self, *args):
+        out = original(self, *args)
+        if out.requires_grad:  # training steps; validation runs under no_grad
+            calls["train"] += 1
+            if calls["train"] >= 3:
+                return out * float("nan")
+        return out
+
+    monkeypatch.setattr(train._PromptReadouts, "losses", losses)
+    return calls

@@ -76,6 +76,20 @@ def test_without_data_or_environment_the_hub_dataset_keeps_its_ids(monkeypatch):
     assert RunConfig(dtype="float32", langs="eng_Latn").run_id() == config.run_id()
 
 
+def test_the_step_budget_and_the_loss_leave_earlier_run_ids_as_they_were(monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    config = RunConfig(dtype="float32", langs="eng_Latn", min_steps=0, loss="vocabulary")
+    assert config.run_id() == "d510917f700530c8"
+    assert "min_steps" not in config.canonical() and "loss" not in config.canonical()
+    budget, words = config.replace(min_steps=200), config.replace(loss="label-words")
+    assert len({config.run_id(), budget.run_id(), words.run_id()}) == 3
+    assert budget.train_config().min_steps == 200 and words.train_config().loss == "label-words"
+    assert budget.short_name().endswith("min200steps") and words.short_name().endswith("label-words-loss")
+    with pytest.raises(ConfigError) as error:
+        RunConfig(loss="hinge")
+    assert error.value.field == "loss" and "vocabulary, label-words" in error.value.problem
+
+
 def test_the_environment_is_read_in_one_place(monkeypatch, tmp_path):
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     assert DataConfig().resolved().source == str(tmp_path)

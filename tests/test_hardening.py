@@ -39,26 +39,6 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.fixture
-def diverging(monkeypatch):
-    """The training loss turns NaN from the third training step on (epoch 2 with 14 examples and batch 8)."""
-    from xlspt import train
-
-    original = train._PromptReadouts.losses
-    calls = {"train": 0}
-
-    def losses(self, verbalizer, rows, labels, prompts):
-        out = original(self, verbalizer, rows, labels, prompts)
-        if out.requires_grad:  # training steps; validation runs under no_grad
-            calls["train"] += 1
-            if calls["train"] >= 3:
-                return out * float("nan")
-        return out
-
-    monkeypatch.setattr(train._PromptReadouts, "losses", losses)
-    return calls
-
-
 def test_a_nan_loss_stops_training_and_keeps_the_best_prompt(tmp_path, tiny_model_dirs, sib200_dir, capsys, diverging):
     out = tmp_path / "run"
     code = main(["train", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--epochs", "5",

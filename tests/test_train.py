@@ -22,16 +22,60 @@ def _train(loaded, data, seed=0, reparam=None, **training):
     )
 
 
-def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny, data):
-    clf = _train(tiny, data, epochs=4, lr=5e-2)
+@pytest.mark.parametrize("loss", ["vocabulary", "label-words"])
+def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny, data, loss):
+    clf = _train(tiny, data, epochs=4, lr=5e-2, loss=loss)
     history = clf.metadata.training.history
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     best = min(history, key=lambda h: h["val_loss"])
     assert clf.metadata.training.best_epoch == best["epoch"]
     examples = sample_few_shot(data, "eng_Latn", 2, seed=0)
     ids = encode_texts(tiny, examples.validation["text"].tolist(), 3)
-    kept = validation_loss(NaiveEngine(tiny), clf.verbalizer, ids, examples.validation["label"].tolist(), clf.prompt, 8)
+    kept = validation_loss(NaiveEngine(tiny), clf.verbalizer, ids, examples.validation["label"].tolist(), clf.prompt, 8,
+                           loss)
     assert kept == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("words_per_class", [1, 2])
+def test_the_label_word_loss_is_the_cross_entropy_over_the_classes(tiny_models, words_per_class):
+    """Computed from the label words' rows of the head, it equals the class cross-entropy read off the full logits."""
+    from xlspt.data.sib200 import CATEGORIES
+    from xlspt.train import readout_loss_rows
+    from xlspt.verbalizer import Verbalizer
+
+    loaded = tiny_models["gemma3"]
+    ids = tuple(range(10, 10 + words_per_class * len(CATEGORIES)))
+    owner = tuple(i // words_per_class for i in range(len(ids)))
+    verbalizer = Verbalizer(CATEGORIES, tuple(CATEGORIES), ids, owner)
+    gold = [i % len(CATEGORIES) for i in range(9)]
+    hidden = torch.randn(9, loaded.hidden_size, generator=torch.Generator().manual_seed(0)).to(loaded.dtype)
+    hidden.requires_grad_(True)
+    losses = readout_loss_rows(loaded, verbalizer, hidden, [CATEGORIES[g] for g in gold], "label-words")
+    full = loaded.adapter.logits(loaded.model, hidden.detach()).float()
+    classes = torch.stack([full[:, [t for t, c in zip(ids, owner) if c == k]].logsumexp(1)
+                           for k in range(len(CATEGORIES))], dim=1)
+    assert torch.allclose(losses, -classes.log_softmax(1)[range(9), gold], atol=1e-5)
+    losses.sum().backward()
+    assert hidden.grad is not None and torch.isfinite(hidden.grad).all() and hidden.grad.abs().sum() > 0
+
+
+def test_a_step_budget_adds_epochs_to_a_small_sample(tiny, data):
+    """14 examples in batches of 4 are 4 steps an epoch: a budget of 9 steps makes one epoch three."""
+    assert xlspt.TrainConfig(epochs=1, batch_size=4, min_steps=9).epochs_for(14) == 3
+    assert xlspt.TrainConfig(epochs=5, batch_size=4, min_steps=9).epochs_for(14) == 5  # epochs decide when larger
+    assert xlspt.TrainConfig(epochs=2, batch_size=4).epochs_for(14) == 2
+    clf = _train(tiny, data, epochs=1, min_steps=9)
+    assert [h["epoch"] for h in clf.metadata.training.history] == [1, 2, 3]
+
+
+def test_a_validation_loss_still_falling_at_the_end_is_reported(tiny, data):
+    clf = _train(tiny, data, epochs=3)
+    training = clf.metadata.training
+    training.history = [{"epoch": e, "val_loss": v} for e, v in ((1, 3.0), (2, 2.0), (3, 1.0))]
+    training.best_epoch = 3
+    assert training.still_improving and "still falling at the last epoch" in clf.fit_summary()
+    training.best_epoch = 2
+    assert not training.still_improving and "still falling" not in clf.fit_summary()
 
 
 def test_same_seed_same_prompt_other_seed_other_prompt(tiny_models, data):
@@ -61,6 +105,7 @@ def test_learning_rate_schedule_is_the_reference_codes(warmup, total):
 
 @pytest.mark.parametrize("field, value", [
     ("max_length", 7), ("special_tokens", "none"), ("engine", "fast"), ("eval_batch_size", 0), ("epochs", 0), ("lr", 0.0),
+    ("loss", "hinge"), ("min_steps", -1),
 ])
 def test_train_config_refuses_a_bad_setting_naming_its_field(field, value):
     with pytest.raises(ConfigError) as error:

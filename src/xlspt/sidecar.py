@@ -92,6 +92,11 @@ class Training:
     train_seconds: float | None = None
     created: str | None = None
 
+    @property
+    def still_improving(self) -> bool:
+        """Whether the validation loss was still falling at the last epoch: more steps might have helped."""
+        return len(self.history) > 1 and self.best_epoch == self.history[-1].get("epoch")
+
     def to_dict(self) -> dict:
         out = {"prompt_config": self.prompt_config.to_dict(), "train_config": self.train_config.to_dict()}
         if self.data is not None:

@@ -19,13 +19,15 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Sequence
 
 import torch
 
 from .data.sampling import FewShotSplit
 from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, ReadoutConfig, encode_texts, make_engine, shuffled_batches
-from .engine.readout import readout_cross_entropy, readout_cross_entropy_rows
+from .engine.options import enum_value
+from .engine.readout import readout_cross_entropy_rows
 from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
 from .progress import checkpoint, interactive, progress_bar
@@ -35,6 +37,15 @@ from .verbalizer import Verbalizer
 #: Learning rate of the model's weights when it trains too (no model freezing): a fine-tuning
 #: rate chosen on English dev (README); the reference code's single rate, 5e-3, destroys the model.
 DEFAULT_MODEL_LR = 1e-4
+
+
+class TrainingLoss(str, Enum):
+    """What the training loss reads at the read-out position: ``vocabulary``, the cross-entropy of the label
+    word over the model's whole vocabulary (the study's reference code); ``label-words``, the cross-entropy
+    over the classes only (a softmax over their label words' logits, as prediction reads them)."""
+
+    VOCABULARY = "vocabulary"
+    LABEL_WORDS = "label-words"
 
 
 @dataclass
@@ -57,6 +68,9 @@ class TrainConfig:
             ``"cached"`` or ``"naive"``; all give the same results up to float rounding.
         special_tokens: ``"tokenizer"`` (the tokenizer's special tokens) or ``"reference"`` (none, as
             the study's reference code; a model that needs its BOS keeps it).
+        loss: ``"vocabulary"`` or ``"label-words"`` (:class:`TrainingLoss`).
+        min_steps: at least this many optimizer steps: more epochs than ``epochs`` when a small sample
+            gives few steps per epoch (0: ``epochs`` decides alone, as in the study).
     """
 
     epochs: int = 20
@@ -71,10 +85,15 @@ class TrainConfig:
     eval_batch_size: int = 32
     engine: str = "auto"
     special_tokens: str = "tokenizer"
+    loss: str = TrainingLoss.VOCABULARY.value
+    min_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ConfigError("epochs", f"must be at least 1 (got {self.epochs})")
+        if self.min_steps < 0:
+            raise ConfigError("min_steps", f"must be 0 (off) or more (got {self.min_steps})")
+        self.loss = enum_value(TrainingLoss, "loss", self.loss).value
         if not (self.lr > 0):
             raise ConfigError("lr", f"must be positive (got {self.lr})")
         if not (self.model_lr > 0):
@@ -100,10 +119,19 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def epochs_for(self, examples: int) -> int:
+        """The epochs that training on ``examples`` runs: ``epochs``, or more to reach ``min_steps``."""
+        steps_per_epoch = math.ceil(examples / self.batch_size)
+        return max(self.epochs, math.ceil(self.min_steps / max(1, steps_per_epoch)))
+
+    def steps_key(self) -> tuple:
+        """What shapes the steps: the batches, the epochs, the loss and the text encoding."""
+        keys = ("epochs", "min_steps", "loss", "batch_size", "seed", "max_length", "special_tokens", "eval_batch_size")
+        return tuple(getattr(self, k) for k in keys)
+
     def shares_steps_with(self, other: "TrainConfig") -> bool:
-        """Whether two prompts can train in the same steps: same batches, epochs and text encoding."""
-        keys = ("epochs", "batch_size", "seed", "max_length", "special_tokens", "eval_batch_size")
-        return all(getattr(self, k) == getattr(other, k) for k in keys) and self.freeze_model and other.freeze_model
+        """Whether two prompts can train in the same steps: equal :meth:`steps_key` and a frozen model."""
+        return self.steps_key() == other.steps_key() and self.freeze_model and other.freeze_model
 
 
 class TrainingDiverged(XlsptError):
@@ -142,22 +170,33 @@ def linear_warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def readout_loss(engine, verbalizer: Verbalizer, inputs, labels, prompt: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the full vocabulary at the read-out position, target = the label word's token.
+def readout_loss_rows(loaded: LoadedModel, verbalizer: Verbalizer, hidden: torch.Tensor, labels: Sequence[str],
+                      loss: str = TrainingLoss.VOCABULARY.value) -> torch.Tensor:
+    """``[B]`` training loss of each read-out state ``hidden`` (``[B, d]``) against its class in ``labels``."""
+    if TrainingLoss(loss) is TrainingLoss.LABEL_WORDS:
+        label_ids = torch.tensor(verbalizer.token_ids, device=hidden.device)
+        class_logits = verbalizer.class_logits(loaded.adapter.logits(loaded.model, hidden, label_ids).float())
+        return torch.nn.functional.cross_entropy(class_logits, verbalizer.label_index(labels).to(hidden.device),
+                                                 reduction="none")
+    return readout_cross_entropy_rows(loaded, hidden, verbalizer.target_token_ids(labels))
+
+
+def readout_loss(engine, verbalizer: Verbalizer, inputs, labels, prompt: torch.Tensor,
+                 loss: str = TrainingLoss.VOCABULARY.value) -> torch.Tensor:
+    """Mean training loss at the read-out position (:func:`readout_loss_rows`).
 
     ``inputs`` are what ``engine.prepare`` made of the texts (token ids, or cached text states).
     """
-    hidden = engine.readout_hidden(inputs, prompt)
-    return readout_cross_entropy(engine.loaded, hidden, verbalizer.target_token_ids(labels))
+    return readout_loss_rows(engine.loaded, verbalizer, engine.readout_hidden(inputs, prompt), labels, loss).mean()
 
 
 @torch.no_grad()
-def validation_loss(engine, verbalizer, inputs, labels, prompt: torch.Tensor, batch_size: int) -> float:
+def validation_loss(engine, verbalizer, inputs, labels, prompt: torch.Tensor, batch_size: int,
+                    loss: str = TrainingLoss.VOCABULARY.value) -> float:
     total = 0.0
     for start in range(0, len(inputs), batch_size):
         chunk = slice(start, start + batch_size)
-        loss = readout_loss(engine, verbalizer, inputs[chunk], labels[chunk], prompt)
-        total += loss.item() * len(inputs[chunk])
+        total += readout_loss(engine, verbalizer, inputs[chunk], labels[chunk], prompt, loss).item() * len(inputs[chunk])
     return total / len(inputs)
 
 
@@ -202,12 +241,12 @@ class _PromptReadouts:
                 out[p] = hidden
         return out  # type: ignore[return-value]
 
-    def losses(self, verbalizer: Verbalizer, rows: Sequence[int], labels: Sequence[str], prompts) -> torch.Tensor:
-        """``[P]`` mean read-out cross-entropy of each prompt on ``rows``; the LM head is read once for all."""
+    def losses(self, verbalizer: Verbalizer, rows: Sequence[int], labels: Sequence[str], prompts,
+               loss: str) -> torch.Tensor:
+        """``[P]`` mean read-out loss of each prompt on ``rows``; the LM head is read once for all."""
         hidden = torch.cat(self.hidden(rows, prompts))
-        targets = verbalizer.target_token_ids([labels[i] for i in rows])
-        targets = targets.repeat(len(prompts), *([1] * (targets.ndim - 1)))
-        return readout_cross_entropy_rows(self.engine.loaded, hidden, targets).view(len(prompts), len(rows)).mean(1)
+        row_labels = [labels[i] for i in rows] * len(prompts)
+        return readout_loss_rows(self.engine.loaded, verbalizer, hidden, row_labels, loss).view(len(prompts), len(rows)).mean(1)
 
 
 class _MasterWeights:
@@ -300,7 +339,8 @@ def train_prompts(
     engine = make_engine(loaded, first.engine, model_trains=model_trains, encode_batch_size=first.eval_batch_size)
     train_set = _LabelledTexts.read(engine, loaded, examples.train, lengths, first, verbalizer)
     val_set = _LabelledTexts.read(engine, loaded, examples.validation, lengths, first, verbalizer)
-    total_steps = math.ceil(len(train_set) / first.batch_size) * first.epochs
+    epochs = first.epochs_for(len(train_set))
+    total_steps = math.ceil(len(train_set) / first.batch_size) * epochs
     masters = _MasterWeights(loaded.model) if model_trains and loaded.dtype != torch.float32 else None
     if model_trains:
         loaded.model.requires_grad_(True)
@@ -312,7 +352,7 @@ def train_prompts(
     bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not progress)
     started = time.time()
     try:
-        for epoch in range(1, first.epochs + 1):
+        for epoch in range(1, epochs + 1):
             seen = _train_epoch(runs, train_set, first.batch_size, shuffle, epoch, masters, bar)
             active = _still_training(runs)
             if not active:
@@ -321,7 +361,7 @@ def train_prompts(
                 run.record_epoch(epoch, seen, val_loss, trained_model)
             bar.set_postfix(epoch=epoch, best_val=f"{min(run.best_val_loss for run in active):.3f}")
             if progress and not interactive():  # no bar in a log file: a line per epoch instead
-                _log_epoch(desc, epoch, first.epochs, active, started)
+                _log_epoch(desc, epoch, epochs, active, started)
             checkpoint()
     finally:
         bar.close()
@@ -365,20 +405,21 @@ class _LabelledTexts:
     readouts: _PromptReadouts
     labels: list[str]
     verbalizer: Verbalizer
+    loss: str
 
     @classmethod
     def read(cls, engine, loaded: LoadedModel, frame, lengths: Sequence[int], config: TrainConfig,
              verbalizer: Verbalizer) -> "_LabelledTexts":
         """``frame``'s ``text`` column read for prompts of ``lengths``, with its ``label`` column."""
         readouts = _PromptReadouts(engine, loaded, frame["text"].tolist(), lengths, config)
-        return cls(readouts, frame["label"].tolist(), verbalizer)
+        return cls(readouts, frame["label"].tolist(), verbalizer, config.loss)
 
     def __len__(self) -> int:
         return len(self.readouts)
 
     def losses(self, rows: Sequence[int], runs: Sequence["_PromptRun"]) -> torch.Tensor:
-        """``[len(runs)]`` mean read-out cross-entropy of each run's prompt on ``rows``."""
-        return self.readouts.losses(self.verbalizer, rows, self.labels, [run.prompt() for run in runs])
+        """``[len(runs)]`` mean read-out loss of each run's prompt on ``rows``."""
+        return self.readouts.losses(self.verbalizer, rows, self.labels, [run.prompt() for run in runs], self.loss)
 
 
 class _PromptRun:

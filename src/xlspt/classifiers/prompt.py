@@ -378,14 +378,18 @@ class PromptClassifier(ReadsLikeItsSidecar):
 
     def fit_summary(self) -> str:
         """A line about the fit, for the command line."""
+        members = self.metadata.members
+        improving = sum(m.still_improving for m in members)
+        note = (f"; the validation loss was still falling at the last epoch{f' for {improving} of {len(members)}' if len(members) > 1 else ''}"
+                " (more epochs or min_steps may help)") if improving else ""
         if self.size > 1:
             ensemble = self.metadata.ensemble_summary()
-            seconds = sum(m.train_seconds or 0 for m in self.metadata.members)
+            seconds = sum(m.train_seconds or 0 for m in members)
             return (f"trained {self.size} prompts in {seconds:.0f} s (seeds {ensemble['seeds']}, "
-                    f"{ensemble['distinct_train_examples']} distinct training examples)")
+                    f"{ensemble['distinct_train_examples']} distinct training examples){note}")
         training = self.metadata.training
         return (f"trained in {training.train_seconds:.0f} s; best epoch {training.best_epoch} "
-                f"(validation loss {training.best_val_loss:.3f})")
+                f"(validation loss {training.best_val_loss:.3f}){note}")
 
     def save(self, directory: str | Path) -> Path:
         """Write ``prompt.safetensors`` and ``prompt.json`` into ``directory``."""

@@ -54,8 +54,7 @@ def step_key(job: PromptJob) -> tuple:
     """
     t = job.training
     alone = id(job) if (not t.freeze_model or job.initial is not None) else None
-    return (job.sample_seed, t.seed, t.epochs, t.batch_size, t.max_length, t.special_tokens, t.eval_batch_size,
-            Engine(t.engine).for_training(not t.freeze_model), alone)
+    return (job.sample_seed, *t.steps_key(), Engine(t.engine).for_training(not t.freeze_model), alone)
 
 
 def group_jobs(jobs: Sequence[PromptJob]) -> list[list[PromptJob]]:

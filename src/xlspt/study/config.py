@@ -36,7 +36,7 @@ from ..engine.options import Engine, ReadoutConfig, SpecialTokens, enum_value
 from ..errors import ConfigError
 from ..models.loading import EMBEDDED_DEFAULT, DType
 from ..prompt import PromptConfig
-from ..train import TrainConfig
+from ..train import TrainConfig, TrainingLoss
 
 _PROMPT = PromptConfig()
 _TRAIN = TrainConfig()
@@ -92,6 +92,12 @@ class RunConfig:
     freeze: bool = field(default=_TRAIN.freeze_model, metadata=_help(
         "keep the model frozen and train the prompt only (the study's MF); --no-freeze trains the model too"))
     epochs: int = field(default=_TRAIN.epochs, metadata=_help("passes over the training examples"))
+    min_steps: int = field(default=_TRAIN.min_steps, metadata=_help(
+        "train for at least this many optimizer steps, adding epochs when the sample is small (0 = off: --epochs "
+        "alone decides, as in the study)"))
+    loss: TrainingLoss = field(default=TrainingLoss(_TRAIN.loss), metadata=_help(
+        "vocabulary: the label word's cross-entropy over the whole vocabulary (the study's); label-words: the "
+        "cross-entropy over the classes, a softmax over their label words (what prediction reads)"))
     lr: float = field(default=_TRAIN.lr, metadata=_help("AdamW learning rate of the prompt"))
     model_lr: float | str = field(default=_TRAIN.model_lr, metadata=_help(
         "learning rate of the model's weights when it is not frozen, or 'reference' for the prompt's "
@@ -124,7 +130,7 @@ class RunConfig:
 
     #: Fields added after run ids were first published: left out of the canonical form at their defaults.
     _LATER_FIELDS = ("ensemble", "shared_sample", "calibration", "standardize", "text_column", "label_column",
-                     "language_column", "split_column", "method", "trust_remote_code")
+                     "language_column", "split_column", "method", "trust_remote_code", "min_steps", "loss")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -156,7 +162,8 @@ class RunConfig:
         train = _built(lambda: TrainConfig(
             epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed, max_length=self.max_length,
             freeze_model=self.freeze, model_lr=self.lr if self.model_lr == REFERENCE_MODEL_LR else self.model_lr,
-            engine=self.engine.value, special_tokens=self.special_tokens.value,
+            engine=self.engine.value, special_tokens=self.special_tokens.value, loss=self.loss.value,
+            min_steps=self.min_steps,
         ), {"freeze_model": "freeze"})
         readout = train.readout  # checked with the training config; evaluation reads texts the same way
         data = _built(lambda: DataConfig(
@@ -284,6 +291,10 @@ class RunConfig:
             parts.insert(0, "noMF")
         if self.ensemble > 1:
             parts.append(f"ens{self.ensemble}" + ("shared" if self.shared_sample else ""))
+        if self.min_steps:
+            parts.append(f"min{self.min_steps}steps")
+        if self.loss is not TrainingLoss.VOCABULARY:
+            parts.append(f"{self.loss.value}-loss")
         if self.calibration != Protocol.ZERO_SHOT:
             parts.append(self.calibration.value + ("+standardize" if self.standardize else ""))
         if self.method is Method.PROBE:

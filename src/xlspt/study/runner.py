@@ -107,8 +107,7 @@ def task_key(run: PlannedRun) -> tuple:
     if not config.freeze:
         return (run.run_id,)
     return (config.model, config.dtype.value, config.data_config(), config.train_lang, config.shots, config.seed,
-            config.batch_size, config.epochs, config.max_length, config.special_tokens, config.label_words,
-            config.allow_subword_labels, config.resolved_engine())
+            config.train_config().steps_key(), config.label_words, config.allow_subword_labels, config.resolved_engine())
 
 
 def _scoring_key(run: PlannedRun) -> tuple:
