@@ -127,3 +127,29 @@ def test_hub_dataset_code_path_through_a_local_copy(tmp_path, sib200_dir, monkey
     for split in ("train", "dev", "test"):
         hub_frame = data.split("swh_Latn", split)
         pd.testing.assert_frame_equal(hub_frame, local.split("swh_Latn", split), check_dtype=False)
+
+
+def test_the_language_sets_are_the_seeded_draw_disjoint_and_resolvable(sib200_dir):
+    from xlspt.data.languages import LANGUAGE_SETS_DRAW, draw_language_sets, language_sets
+
+    sets = language_sets()
+    codes = sorted(p.name for p in sib200_dir.iterdir() if p.is_dir())
+    sizes = {k: v for k, v in LANGUAGE_SETS_DRAW.items() if k != "seed"}
+    assert draw_language_sets(codes, LANGUAGE_SETS_DRAW["seed"], sizes) == {k: sets[k] for k in sizes}
+    assert [len(sets[k]) for k in ("52", "dev", "held-out")] == [52, 24, 40]
+    assert len(set().union(*sets.values())) == 116  # disjoint
+    assert resolve_languages("held-out", codes) == list(sets["held-out"])
+    with pytest.raises(xlspt.XlsptError, match="the dev languages are SIB-200's"):
+        resolve_languages("dev", ["eng_Latn", "fra_Latn"])
+
+
+def test_a_dev_split_cut_in_halves_keeps_every_row_once_and_the_classes_balanced(data):
+    from xlspt.data.sampling import split_in_halves
+
+    dev = data.split("fra_Latn", "dev")
+    labelled, unlabeled = split_in_halves(dev, seed=0)
+    assert sorted(labelled.index.tolist() + unlabeled.index.tolist()) == sorted(dev.index.tolist())
+    assert abs(len(labelled) - len(unlabeled)) <= 1
+    per_class = labelled["label"].value_counts() - unlabeled["label"].value_counts()
+    assert per_class.abs().max() <= 1
+    assert split_in_halves(dev, seed=0)[0].index.tolist() == labelled.index.tolist()

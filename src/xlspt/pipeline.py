@@ -427,19 +427,22 @@ def read_lines(path: str, option: str, stdin: Callable[[], str] = lambda: sys.st
 
 def languages_table(data: DataConfig | None = None) -> tuple[str, str]:
     """The languages of ``data`` (``None``: the study's 52) with names and pretraining shares, and a closing line."""
-    from .data import language_info, study_languages
+    from .data.languages import STUDY_SET, language_info, language_sets
 
-    study = [lang.code for lang in study_languages()]
+    sets = language_sets()
+    member = {code: name for name, codes in sets.items() for code in codes}
     task = TaskData.resolve(data) if data is not None else None
-    codes = study if task is None else task.languages()
-    lines = [f"{'code':<10} {'name':<22} {'study':>5} {'XGLM %':>7} {'BLOOM %':>7}"]
+    codes = list(sets[STUDY_SET]) if task is None else task.languages()
+    lines = [f"{'code':<10} {'name':<22} {'set':>8} {'XGLM %':>7} {'BLOOM %':>7}"]
     for code in codes:
         info = language_info(code)
         xglm = f"{100 * info.xglm_share:.2f}" if info.xglm_share is not None else "-"
         bloom = f"{100 * info.bloom_share:.2f}" if info.bloom_share is not None else "-"
-        lines.append(f"{code:<10} {(info.name or '')[:22]:<22} {'yes' if code in study else '':>5} {xglm:>7} {bloom:>7}")
+        lines.append(f"{code:<10} {(info.name or '')[:22]:<22} {member.get(code, ''):>8} {xglm:>7} {bloom:>7}")
     where = f" in {task.description}" if task is not None else ""
-    return "\n".join(lines), f"{len(codes)} languages{where}; 'study' marks the 52 of --langs 52; shares are of pretraining data"
+    return "\n".join(lines), (f"{len(codes)} languages{where}; 'set' names the --langs set a language is in: 52 (the "
+                               "study's, target languages), dev (for choosing settings on their dev splits), held-out "
+                               "(never chosen on); shares are of pretraining data")
 
 
 def models_table() -> str:

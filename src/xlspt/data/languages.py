@@ -18,6 +18,12 @@ from ..errors import XlsptError
 
 STUDY_SET = "52"
 ALL_SET = "all"
+#: SIB-200 languages outside the 52 whose labelled dev splits are for choosing settings.
+DEVELOPMENT_SET = "dev"
+#: SIB-200 languages outside the 52 and the development set, that no setting is ever chosen on.
+HELD_OUT_SET = "held-out"
+#: The seed, and the sizes, of the draw that fixed the development and held-out sets.
+LANGUAGE_SETS_DRAW = {"seed": 0, "dev": 24, "held-out": 40}
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,37 @@ def study_languages() -> tuple[Language, ...]:
     )
 
 
+def draw_language_sets(sib200_codes: Iterable[str], seed: int, sizes: dict[str, int]) -> dict[str, tuple[str, ...]]:
+    """The seeded draw that fixed the development and held-out sets: SIB-200's languages outside the 52,
+    sorted, shuffled with ``seed``, cut into ``sizes`` in order. Each set is returned sorted."""
+    import random
+
+    study = {lang.code for lang in study_languages()}
+    pool = sorted(set(sib200_codes) - study)
+    random.Random(seed).shuffle(pool)
+    sets, start = {}, 0
+    for name, size in sizes.items():
+        sets[name] = tuple(sorted(pool[start:start + size]))
+        start += size
+    return sets
+
+
+@lru_cache(maxsize=1)
+def language_sets() -> dict[str, tuple[str, ...]]:
+    """The study's 52 (target languages) and the fixed development and held-out sets, all disjoint
+    (``language_sets.tsv``, written by :func:`draw_language_sets` with :data:`LANGUAGE_SETS_DRAW`).
+
+    The 52's test splits give the headline; the development languages' dev splits (half labelled, for
+    choosing settings; half as unlabeled text) choose settings; the held-out languages' test splits show
+    whether the choices hold where nobody looked.
+    """
+    text = files("xlspt.data").joinpath("language_sets.tsv").read_text(encoding="utf-8")
+    sets: dict[str, list[str]] = {DEVELOPMENT_SET: [], HELD_OUT_SET: []}
+    for row in csv.DictReader(text.splitlines(), delimiter="\t"):
+        sets[row["set"]].append(row["sib200"])
+    return {STUDY_SET: tuple(lang.code for lang in study_languages()), **{k: tuple(v) for k, v in sets.items()}}
+
+
 def language_info(code: str) -> Language:
     """Facts about ``code``; languages outside the study set get an entry with the code only."""
     for lang in study_languages():
@@ -73,15 +110,16 @@ def language_info(code: str) -> Language:
 
 
 def resolve_languages(spec: str | Sequence[str], available: Iterable[str]) -> list[str]:
-    """Turn ``"52"``, ``"all"`` or ``"eng_Latn,fra_Latn"`` (or a list of codes) into SIB-200 codes.
+    """Turn ``"52"``, ``"dev"``, ``"held-out"`` (:func:`language_sets`), ``"all"`` or ``"eng_Latn,fra_Latn"``
+    (or a list of codes) into SIB-200 codes.
 
     Raises :class:`XlsptError` for an empty list or a code that ``available`` lacks.
     """
     available = list(available)
     if isinstance(spec, str):
         key = spec.strip()
-        if key == STUDY_SET:
-            codes = [lang.code for lang in study_languages()]
+        if key in (STUDY_SET, DEVELOPMENT_SET, HELD_OUT_SET):
+            codes = list(language_sets()[key])
         elif key.lower() == ALL_SET:
             codes = sorted(available)
         else:
@@ -92,6 +130,9 @@ def resolve_languages(spec: str | Sequence[str], available: Iterable[str]) -> li
         raise XlsptError("no languages given: pass --langs 52, --langs all, or codes such as eng_Latn,fra_Latn")
     known = set(available)
     unknown = [c for c in codes if c not in known]
+    if unknown and isinstance(spec, str) and spec.strip() in (DEVELOPMENT_SET, HELD_OUT_SET):
+        raise XlsptError(f"the {spec.strip()} languages are SIB-200's, and this data lacks {unknown[0]}: "
+                         "use them with SIB-200, or name your data's languages")
     if unknown:
         hint = _closest(unknown[0], known)
         raise XlsptError(

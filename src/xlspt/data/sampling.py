@@ -69,3 +69,15 @@ def sample_few_shot(data: TaskData, lang: str, shots: int, seed: int) -> FewShot
     dev = balance(dev_all, seed)
     val_per_class = validation_shots(shots, len(dev) // len(labels))
     return FewShotSplit(train=_per_class(train, shots, seed), validation=_per_class(dev, val_per_class, seed))
+
+
+def split_in_halves(frame: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A development language's dev split cut in two seeded halves, stratified by label: the first
+    labelled, for choosing settings; the second's texts, without their labels, that language's
+    unlabeled text (docs/cli.md#language-sets)."""
+    from sklearn.model_selection import train_test_split
+
+    counts = frame["label"].value_counts()
+    stratify = frame["label"] if counts.min() >= 2 else None  # a class with one row cannot be split
+    labelled, unlabeled = train_test_split(frame, test_size=0.5, random_state=seed, stratify=stratify)
+    return labelled, unlabeled

@@ -108,7 +108,8 @@ class RunConfig:
     special_tokens: SpecialTokens = _readout_field("special_tokens")
     engine: Engine = _readout_field("engine")
     langs: str | tuple[str, ...] = field(default="52", metadata=_help(
-        "target languages: 52 (the study's; for data other than SIB-200: all of its languages), all, or codes such as eng_Latn,fra_Latn"))
+        "target languages: 52 (the study's; for data other than SIB-200: all of its languages), dev or held-out (SIB-200 "
+        "languages outside the 52: `xlspt languages`), all, or codes such as eng_Latn,fra_Latn"))
     save_model: bool = field(default=False, metadata=_help(
         "with freeze off, also save the trained model weights (safetensors); by default only the prompt and metrics"))
     ensemble: int = field(default=1, metadata=_help(
@@ -142,7 +143,7 @@ class RunConfig:
         object.__setattr__(self, "_calibration", _built(
             lambda: CalibrationConfig(protocol=self.calibration, standardize=self.standardize), {"protocol": "calibration"}))
         if isinstance(self.langs, str) and not self.langs.strip():
-            raise ConfigError("langs", "is empty: use 52, all, or codes such as eng_Latn,fra_Latn")
+            raise ConfigError("langs", "is empty: use 52, dev, held-out, all, or codes such as eng_Latn,fra_Latn")
 
     def _check_own_fields(self) -> None:
         """The fields no lower-level config checks, or that mean more here (0, ``reference``)."""
