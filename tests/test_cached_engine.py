@@ -94,6 +94,23 @@ def test_many_prompts_of_different_lengths_score_like_one_at_a_time(tiny, data):
 
 
 @torch.no_grad()
+def test_prompts_read_side_by_side_on_their_own_texts_equal_each_alone(tiny):
+    """``readout_hidden_paired``: prompt p reads rows p*B..p*B+B-1, as it would read those texts alone."""
+    ids = encode_texts(tiny, TEXTS * 3, 3)
+    cached = CachedTextEngine(tiny)
+    states = cached.encode(ids)
+    prompts = torch.empty(3, 3, tiny.hidden_size).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(4))
+    batch = len(ids) // 3
+    paired = cached.readout_hidden_paired(cached.stack(states[: 3 * batch]), prompts)
+    assert paired.shape == (3, batch, tiny.hidden_size)
+    for p in range(3):
+        rows = states[p * batch : (p + 1) * batch]
+        torch.testing.assert_close(paired[p], cached.readout_hidden(rows, prompts[p]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="do not split evenly"):
+        cached.readout_hidden_paired(cached.stack(states[:4]), prompts)
+
+
+@torch.no_grad()
 def test_packed_prompts_equal_prompts_side_by_side(tiny):
     """Packing P prompts into each text's row (block-diagonal mask) changes nothing but the work."""
     ids = encode_texts(tiny, TEXTS * 2, 3)

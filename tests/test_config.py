@@ -212,7 +212,7 @@ def test_a_nested_config_s_error_names_the_run_config_s_field():
         ({"text_column": ""}, "text_column: must be a non-empty string (got '')"),
         ({"text_column": "  "}, "text_column: must name a column"),
         ({"language_column": "lang", "split_column": "lang"}, "split_column: is the language column too: name two different columns"),
-        ({"langs": " "}, "langs: is empty: use 52, all, or codes such as eng_Latn,fra_Latn"),
+        ({"langs": " "}, "langs: is empty: use 52, dev, held-out, all, or codes such as eng_Latn,fra_Latn"),
         ({"langs": ["eng_Latn", ""]}, "langs: must be a non-empty list of language codes"),
         ({"langs": 52}, "langs: must be 52, all, or language codes (got 52)"),
         ({"data": ""}, "data: must be a non-empty string (got '')"),

@@ -96,7 +96,7 @@ def test_signals_during_evaluation_and_sweeps_end_cleanly(tmp_path, tiny_model_d
     else:
         spec = _tiny_spec(tmp_path, model, sib200_dir, prompt_length=2, epochs=50, seed="[0, 1, 2, 3, 4, 5]")
         argv = ["sweep", str(spec), "--store", str(out)]
-        started = "training x1: epoch 2/"
+        started = "training x6: epoch 2/"  # the six seeds train side by side, each on its own sample
     process = _start_cli(*argv, preexec_fn=_default_sigint)
     lines = []
     for line in process.stderr:

@@ -108,7 +108,8 @@ def test_an_ensemble_records_its_members_and_their_samples(ensemble, tiny_models
     # member 0 of both is the prompt of seed 0 alone
     alone = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
                                          training=xlspt.TrainConfig(epochs=2), progress=False)
-    assert torch.equal(ensemble.prompts[0], alone.prompt) and torch.equal(shared.prompts[0], alone.prompt)
+    for member in (ensemble.prompts[0], shared.prompts[0]):  # trained side by side: equal up to float rounding
+        torch.testing.assert_close(member, alone.prompt, rtol=1e-4, atol=1e-5)
     assert not torch.equal(ensemble.prompts[1], shared.prompts[1])  # seed 1's sample against seed 0's
 
 

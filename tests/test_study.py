@@ -133,6 +133,40 @@ def test_prompts_trained_together_equal_prompts_trained_alone(tiny_models, data,
             assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
 
 
+@pytest.mark.parametrize("family", ["gemma3", "bloom"])
+@pytest.mark.parametrize("loss", ["vocabulary", "label-words"])
+def test_members_on_their_own_samples_trained_side_by_side_equal_members_trained_alone(tiny_models, data, family, loss):
+    """An ensemble's members, each on its own sample and seed (two sharing one), train in one pass per step."""
+    loaded = tiny_models[family]
+    verbalizer = xlspt.build_verbalizer(loaded)
+    samples = {seed: sample_few_shot(data, "eng_Latn", 2, seed=seed) for seed in (0, 1, 2)}
+    seeds = [(0, 0), (1, 1), (2, 2), (2, 5)]  # (sample seed, training seed)
+    config = xlspt.PromptConfig(length=3)
+    training = [TrainConfig(epochs=3, batch_size=4, seed=seed, max_length=20, loss=loss) for _, seed in seeds]
+    together = train_prompts(loaded, verbalizer, [samples[s] for s, _ in seeds], [config] * 4, training, progress=False)
+    for (sample_seed, _), train_config, joint in zip(seeds, training, together):
+        alone = train_prompt(loaded, verbalizer, samples[sample_seed], config, train_config, progress=False)
+        torch.testing.assert_close(joint.prompt.export(), alone.prompt.export(), rtol=1e-4, atol=1e-5)
+        assert joint.best_epoch == alone.best_epoch
+        for a, b in zip(joint.history, alone.history):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def test_an_ensemble_trains_its_members_in_one_group(tiny, data, monkeypatch):
+    from xlspt.classifiers import training
+
+    calls = []
+    monkeypatch.setattr(training, "train_prompts", lambda *args, **kw: calls.append(len(args[3])) or train_prompts(*args, **kw))
+    clf = xlspt.PromptClassifier.train(tiny, data, shots=2, prompt=xlspt.PromptConfig(length=2), ensemble=3,
+                                       training=TrainConfig(epochs=1, batch_size=4), progress=False)
+    assert calls == [3] and [m.data.sampling_seed for m in clf.metadata.members] == [0, 1, 2]
+    with pytest.raises(ValueError, match="same numbers of training and validation examples"):
+        train_prompts(tiny, clf.verbalizer, [sample_few_shot(data, "eng_Latn", 2, seed=0),
+                                             sample_few_shot(data, "eng_Latn", 3, seed=1)],
+                      [xlspt.PromptConfig(length=2)] * 2, [TrainConfig(epochs=1, seed=s) for s in (0, 1)], progress=False)
+
+
 def test_a_diverging_prompt_fails_alone(tiny_models, data):
     loaded = tiny_models["gemma3"]
     verbalizer = xlspt.build_verbalizer(loaded)

@@ -10,6 +10,11 @@ step reads one batch of cached text and runs all their prompt positions packed i
 for all of them. Each prompt keeps its own optimizer, schedule and best epoch, and the order
 of examples depends on the seed only, so a prompt trained with others is the prompt it would
 be alone (up to float rounding of the larger matrix products).
+
+Prompts on different samples (an ensemble's members, a sweep's seeds) train together too: each
+sample keeps its own batches in its own seed's order, and at every step the samples' batches
+are read side by side in one pass (:meth:`~xlspt.engine.CachedTextEngine.readout_hidden_paired`)
+with one read of the LM head.
 """
 
 from __future__ import annotations
@@ -124,10 +129,11 @@ class TrainConfig:
         steps_per_epoch = math.ceil(examples / self.batch_size)
         return max(self.epochs, math.ceil(self.min_steps / max(1, steps_per_epoch)))
 
-    def steps_key(self) -> tuple:
-        """What shapes the steps: the batches, the epochs, the loss and the text encoding."""
-        keys = ("epochs", "min_steps", "loss", "batch_size", "seed", "max_length", "special_tokens", "eval_batch_size")
-        return tuple(getattr(self, k) for k in keys)
+    def steps_key(self, *, seed: bool = True) -> tuple:
+        """What shapes the steps: the batches (with ``seed``, their order too), the epochs, the loss and the text
+        encoding. Prompts on different samples train together when all but the seed agree."""
+        keys = ("epochs", "min_steps", "loss", "batch_size", "max_length", "special_tokens", "eval_batch_size")
+        return tuple(getattr(self, k) for k in keys) + ((self.seed,) if seed else ())
 
     def shares_steps_with(self, other: "TrainConfig") -> bool:
         """Whether two prompts can train in the same steps: equal :meth:`steps_key` and a frozen model."""
@@ -241,13 +247,6 @@ class _PromptReadouts:
                 out[p] = hidden
         return out  # type: ignore[return-value]
 
-    def losses(self, verbalizer: Verbalizer, rows: Sequence[int], labels: Sequence[str], prompts,
-               loss: str) -> torch.Tensor:
-        """``[P]`` mean read-out loss of each prompt on ``rows``; the LM head is read once for all."""
-        hidden = torch.cat(self.hidden(rows, prompts))
-        row_labels = [labels[i] for i in rows] * len(prompts)
-        return readout_loss_rows(self.engine.loaded, verbalizer, hidden, row_labels, loss).view(len(prompts), len(rows)).mean(1)
-
 
 class _MasterWeights:
     """Float32 copies of a low-precision model's weights: AdamW steps the copies, the model gets them rounded.
@@ -313,7 +312,7 @@ def train_prompt(
 def train_prompts(
     loaded: LoadedModel,
     verbalizer: Verbalizer,
-    examples: FewShotSplit,
+    examples: FewShotSplit | Sequence[FewShotSplit],
     prompt_configs: Sequence[PromptConfig | None],
     configs: Sequence[TrainConfig],
     *,
@@ -321,44 +320,61 @@ def train_prompts(
     progress: bool = True,
     desc: str = "training",
 ) -> list[TrainResult | TrainingDiverged]:
-    """Train ``P`` prompts on the same examples in the same steps (see the module docstring).
+    """Train ``P`` prompts in the same steps (see the module docstring).
 
-    ``configs`` must agree on what shapes the steps (:meth:`TrainConfig.shares_steps_with`); they
-    may differ in learning rates, weight decay and warm-up. With one prompt, the model may train
-    too (``freeze_model`` False). Returns, per prompt, its result or the :class:`TrainingDiverged`
-    error that stopped it (the others go on).
+    ``examples`` is one sample for all the prompts, or one per prompt (an ensemble's members, each on its
+    own sample; samples of equal sizes). Prompts given the same sample and seed share its batches; each
+    other sample is read side by side with them at every step, in its own seed's order, so that each
+    prompt sees the batches it would see alone. ``configs`` must agree on what shapes the steps
+    (:meth:`TrainConfig.steps_key`, the seed aside); they may differ in learning rates, weight decay and
+    warm-up. With one prompt, the model may train too (``freeze_model`` False). Returns, per prompt, its
+    result or the :class:`TrainingDiverged` error that stopped it (the others go on).
     """
     configs = list(configs)
     first = configs[0]
-    if len(configs) > 1 and not all(first.shares_steps_with(c) for c in configs[1:]):
+    per_prompt = [examples] * len(configs) if isinstance(examples, FewShotSplit) else list(examples)
+    if len(per_prompt) != len(configs):
+        raise ValueError(f"{len(per_prompt)} samples for {len(configs)} prompts: give one, or one per prompt")
+    if len(configs) > 1 and not all(c.freeze_model and c.steps_key(seed=False) == first.steps_key(seed=False)
+                                    for c in configs):
         raise ValueError("prompts trained together need the same batches, epochs and text encoding, and a frozen model")
     initials = list(initials) if initials is not None else [None] * len(configs)
-    prompts = _starting_prompts(loaded, prompt_configs, initials, first.seed)
-    lengths = [p.config.length for p in prompts]
+    prompts = [_starting_prompt(loaded, prompt_config, initial, config.seed)
+               for prompt_config, initial, config in zip(prompt_configs, initials, configs)]
     model_trains = not first.freeze_model
     engine = make_engine(loaded, first.engine, model_trains=model_trains, encode_batch_size=first.eval_batch_size)
-    train_set = _LabelledTexts.read(engine, loaded, examples.train, lengths, first, verbalizer)
-    val_set = _LabelledTexts.read(engine, loaded, examples.validation, lengths, first, verbalizer)
-    epochs = first.epochs_for(len(train_set))
-    total_steps = math.ceil(len(train_set) / first.batch_size) * epochs
+    groups: dict[tuple, list[int]] = {}  # (sample, seed) -> its prompts
+    for p, (sample, config) in enumerate(zip(per_prompt, configs)):
+        groups.setdefault((id(sample), config.seed), []).append(p)
+    texts = [(_LabelledTexts.read(engine, loaded, per_prompt[ps[0]].train, [prompts[p].config.length for p in ps], first,
+                                  verbalizer),
+              _LabelledTexts.read(engine, loaded, per_prompt[ps[0]].validation, [prompts[p].config.length for p in ps],
+                                  first, verbalizer)) for ps in groups.values()]
+    if len({(len(train), len(val)) for train, val in texts}) > 1:
+        raise ValueError("samples trained side by side need the same numbers of training and validation examples")
+    train_size = len(texts[0][0])
+    epochs = first.epochs_for(train_size)
+    total_steps = math.ceil(train_size / first.batch_size) * epochs
     masters = _MasterWeights(loaded.model) if model_trains and loaded.dtype != torch.float32 else None
     if model_trains:
         loaded.model.requires_grad_(True)
     runs = [_PromptRun(prompt, config, _trained_model_params(loaded, masters) if model_trains else None, total_steps)
             for prompt, config in zip(prompts, configs)]
-    trained_model = loaded.model if model_trains else None
     # The order of examples depends on the seed only, so prompts trained together see the batches they would alone.
-    shuffle = torch.Generator().manual_seed(first.seed)
+    samples = [_Sample(train, val, [runs[p] for p in ps], torch.Generator().manual_seed(seed))
+               for ((_, seed), ps), (train, val) in zip(groups.items(), texts)]
+    trained_model = loaded.model if model_trains else None
     bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not progress)
     started = time.time()
     try:
         for epoch in range(1, epochs + 1):
-            seen = _train_epoch(runs, train_set, first.batch_size, shuffle, epoch, masters, bar)
+            seen = _train_epoch(engine, samples, first.batch_size, epoch, masters, bar)
             active = _still_training(runs)
             if not active:
                 break
-            for run, val_loss in zip(active, _validation_losses(active, val_set, first.eval_batch_size)):
-                run.record_epoch(epoch, seen, val_loss, trained_model)
+            val_losses = _validation_losses(engine, samples, first.eval_batch_size)
+            for run in active:
+                run.record_epoch(epoch, seen, val_losses[run], trained_model)
             bar.set_postfix(epoch=epoch, best_val=f"{min(run.best_val_loss for run in active):.3f}")
             if progress and not interactive():  # no bar in a log file: a line per epoch instead
                 _log_epoch(desc, epoch, epochs, active, started)
@@ -370,20 +386,18 @@ def train_prompts(
     return [run.result(loaded.model) for run in runs]
 
 
-def _starting_prompts(loaded: LoadedModel, prompt_configs, initials, seed: int) -> list[SoftPrompt]:
-    """Each prompt as it starts: a copy of its ``initial``, or new from the seed."""
-    prompts: list[SoftPrompt] = []
-    for prompt_config, initial in zip(prompt_configs, initials):
-        # Each prompt (and its reparameterization network, which PyTorch initialises from the global
-        # generator) starts from the seed, as it would alone.
-        torch.manual_seed(seed)
-        if initial is not None:
-            prompt = copy.deepcopy(initial).to(loaded.device)
-        else:
-            init = torch.Generator().manual_seed(seed)
-            prompt = SoftPrompt(prompt_config or PromptConfig(), loaded.hidden_size, generator=init).to(loaded.device)
-        prompts.append(prompt.requires_grad_(True))
-    return prompts
+def _starting_prompt(loaded: LoadedModel, prompt_config: PromptConfig | None, initial: SoftPrompt | None,
+                     seed: int) -> SoftPrompt:
+    """A prompt as it starts: a copy of ``initial``, or new from the seed."""
+    # Each prompt (and its reparameterization network, which PyTorch initialises from the global
+    # generator) starts from its seed, as it would alone.
+    torch.manual_seed(seed)
+    if initial is not None:
+        prompt = copy.deepcopy(initial).to(loaded.device)
+    else:
+        init = torch.Generator().manual_seed(seed)
+        prompt = SoftPrompt(prompt_config or PromptConfig(), loaded.hidden_size, generator=init).to(loaded.device)
+    return prompt.requires_grad_(True)
 
 
 def _trained_model_params(loaded: LoadedModel, masters: _MasterWeights | None) -> list[torch.nn.Parameter]:
@@ -417,9 +431,48 @@ class _LabelledTexts:
     def __len__(self) -> int:
         return len(self.readouts)
 
-    def losses(self, rows: Sequence[int], runs: Sequence["_PromptRun"]) -> torch.Tensor:
-        """``[len(runs)]`` mean read-out loss of each run's prompt on ``rows``."""
-        return self.readouts.losses(self.verbalizer, rows, self.labels, [run.prompt() for run in runs], self.loss)
+
+@dataclass
+class _Sample:
+    """A training sample's texts, the runs that train on it, and the generator of its batches' order."""
+
+    train: _LabelledTexts
+    val: _LabelledTexts
+    runs: list["_PromptRun"]
+    shuffle: torch.Generator
+
+
+#: A sample's texts, the rows of a batch, and the runs that read them.
+_Part = tuple[_LabelledTexts, Sequence[int], Sequence["_PromptRun"]]
+
+
+def _losses(engine, parts: Sequence[_Part]) -> torch.Tensor:
+    """The mean loss of every part's runs on that part's rows, in order: the LM head is read once for all, and
+    where every run is its own sample's only prompt, of one length, the model runs once for all of them too."""
+    hidden: list[torch.Tensor] = []
+    labels: list[str] = []
+    if _side_by_side(engine, parts):
+        length = parts[0][2][0].prompt.config.length
+        states = [texts.readouts.inputs[length][i] for texts, rows, _ in parts for i in rows]
+        prompts = torch.stack([run.prompt() for _, _, runs in parts for run in runs])
+        hidden = list(engine.readout_hidden_paired(engine.stack(states), prompts))
+        labels = [texts.labels[i] for texts, rows, _ in parts for i in rows]
+    else:
+        for texts, rows, runs in parts:
+            hidden += texts.readouts.hidden(rows, [run.prompt() for run in runs])
+            labels += [texts.labels[i] for i in rows] * len(runs)
+    texts = parts[0][0]
+    losses = readout_loss_rows(engine.loaded, texts.verbalizer, torch.cat(hidden), labels, texts.loss)
+    return torch.stack([chunk.mean() for chunk in losses.split([len(h) for h in hidden])])
+
+
+def _side_by_side(engine, parts: Sequence[_Part]) -> bool:
+    """Whether :meth:`~xlspt.engine.CachedTextEngine.readout_hidden_paired` reads ``parts`` in one pass."""
+    if len(parts) < 2 or not isinstance(engine, CachedTextEngine) or any(len(runs) != 1 for _, _, runs in parts):
+        return False
+    length = parts[0][2][0].prompt.config.length
+    return (all(runs[0].prompt.config.length == length and texts.readouts.source[length] == length
+                for texts, _, runs in parts) and len({len(rows) for _, rows, _ in parts}) == 1)
 
 
 class _PromptRun:
@@ -492,26 +545,29 @@ def _still_training(runs: Sequence[_PromptRun]) -> list[_PromptRun]:
     return [run for run in runs if run.failure is None]
 
 
-def _train_epoch(runs, train_set: _LabelledTexts, batch_size: int, shuffle: torch.Generator, epoch: int,
-                 masters: _MasterWeights | None, bar) -> int:
-    """One pass over the training examples in the seed's order; returns how many examples the steps read."""
-    for run in runs:
-        run.start_epoch()
+def _train_epoch(engine, samples: Sequence[_Sample], batch_size: int, epoch: int, masters: _MasterWeights | None,
+                 bar) -> int:
+    """One pass over the training examples, each sample in its seed's order; returns how many examples of a
+    sample the steps read."""
+    for sample in samples:
+        for run in sample.runs:
+            run.start_epoch()
     seen = 0
-    for step, batch in enumerate(shuffled_batches(len(train_set), batch_size, shuffle), 1):
-        active = _training_step(runs, train_set, batch, f"epoch {epoch}, step {step}", masters)
+    orders = [shuffled_batches(len(sample.train), batch_size, sample.shuffle) for sample in samples]
+    for step, batches in enumerate(zip(*orders), 1):
+        active = _training_step(engine, samples, batches, f"epoch {epoch}, step {step}", masters)
         if not active:
             break
-        seen += len(batch)
+        seen += len(batches[0])
         bar.update(1)
         bar.set_postfix(epoch=epoch, loss=f"{sum(run.running_loss for run in active) / (seen * len(active)):.3f}")
     return seen
 
 
-def _training_step(runs, train_set: _LabelledTexts, batch: list[int], where: str,
+def _training_step(engine, samples: Sequence[_Sample], batches: Sequence[list[int]], where: str,
                    masters: _MasterWeights | None) -> list[_PromptRun]:
-    """One optimizer step of every prompt still training, on ``batch``; returns the runs that took it."""
-    active, losses = _finite_losses(runs, train_set, batch, where)
+    """One optimizer step of every prompt still training, each on its sample's batch; returns the runs that took it."""
+    active, losses = _finite_losses(engine, samples, batches, where)
     if not active:
         return active
     for run in active:
@@ -520,39 +576,50 @@ def _training_step(runs, train_set: _LabelledTexts, batch: list[int], where: str
     if masters is not None:
         masters.take_grads()
     for run, loss in zip(active, losses.tolist()):
-        run.step(loss, len(batch), where)
+        run.step(loss, len(batches[0]), where)
     if masters is not None:
         masters.write_back()
     return active
 
 
-def _finite_losses(runs, train_set: _LabelledTexts, batch: list[int], where: str):
-    """The runs still training and their ``[len(active)]`` losses on ``batch``, once every run whose loss
+def _active_parts(samples: Sequence[_Sample], rows: Sequence[Sequence[int]], split: str = "train") -> list[_Part]:
+    """Each sample's texts of ``split``, its rows, and its runs still training (samples with none left out)."""
+    parts = [(getattr(sample, split), sample_rows, _still_training(sample.runs)) for sample, sample_rows in zip(samples, rows)]
+    return [part for part in parts if part[2]]
+
+
+def _finite_losses(engine, samples: Sequence[_Sample], batches: Sequence[list[int]], where: str):
+    """The runs still training and their ``[len(active)]`` losses on their batches, once every run whose loss
     is not finite has been stopped (and the others' losses computed again without it)."""
     while True:
-        active = _still_training(runs)
+        parts = _active_parts(samples, batches)
+        active = [run for _, _, runs in parts for run in runs]
         if not active:
             return active, None
-        losses = train_set.losses(batch, active)
+        losses = _losses(engine, parts)
         bad = {run: loss for run, loss in zip(active, losses.tolist()) if not math.isfinite(loss)}
         if not bad:
             return active, losses
         if len(active) > 1:  # a diverged prompt's huge values reach the others through the shared pass
             with torch.no_grad():
-                alone = {run: train_set.losses(batch, [run]).item() for run in active}
+                alone = {run: _losses(engine, [(texts, rows, [run])]).item() for texts, rows, runs in parts for run in runs}
             bad = {run: loss for run, loss in alone.items() if not math.isfinite(loss)} or bad
         for run, loss in bad.items():
             run.diverged(f"the training loss became {loss} at {where}")
 
 
 @torch.no_grad()
-def _validation_losses(active: Sequence[_PromptRun], val_set: _LabelledTexts, batch_size: int) -> list[float]:
-    """Each run's mean loss on the validation examples, in batches of ``batch_size`` for all runs at once."""
-    totals = torch.zeros(len(active))
-    for start in range(0, len(val_set), batch_size):
-        rows = list(range(start, min(start + batch_size, len(val_set))))
-        totals += val_set.losses(rows, active).float().cpu() * len(rows)
-    return (totals / len(val_set)).tolist()
+def _validation_losses(engine, samples: Sequence[_Sample], batch_size: int) -> dict[_PromptRun, float]:
+    """Each run's mean loss on its sample's validation examples, in batches of ``batch_size`` for all runs at once."""
+    size = len(samples[0].val)
+    totals: dict[_PromptRun, torch.Tensor] = {}
+    for start in range(0, size, batch_size):
+        rows = list(range(start, min(start + batch_size, size)))
+        parts = _active_parts(samples, [rows] * len(samples), "val")
+        runs = [run for _, _, part_runs in parts for run in part_runs]
+        for run, loss in zip(runs, _losses(engine, parts).float().cpu()):
+            totals[run] = totals.get(run, 0) + loss * len(rows)  # float32, as the losses
+    return {run: float(total / size) for run, total in totals.items()}
 
 
 def _log_epoch(desc: str, epoch: int, epochs: int, active: Sequence[_PromptRun], started: float) -> None:

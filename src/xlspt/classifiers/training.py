@@ -3,9 +3,11 @@
 Every caller trains through :func:`train_prompt_jobs`: the Python API (one prompt or an
 ensemble's members), ``xlspt label-words`` (one prompt per candidate), and the study runner
 (``xlspt run``, ``xlspt train`` and every sweep). It alone decides which prompts train
-together: prompts that draw the same sample and take the same steps (same seed, batches,
-epochs and text encoding, the model frozen) run packed into one pass over the cached text at
-every step (:func:`~xlspt.train.train_prompts`); anything else trains alone.
+together: prompts that take the same steps (batches, epochs, loss and text encoding, the model
+frozen) train in one pass at every step (:func:`~xlspt.train.train_prompts`): those that draw
+the same sample with the same seed packed after its cached text, those on other samples (an
+ensemble's members) side by side with it, each in its own seed's order. Anything else trains
+alone.
 """
 
 from __future__ import annotations
@@ -48,13 +50,13 @@ class FinishedJob:
 
 
 def step_key(job: PromptJob) -> tuple:
-    """Prompts with equal keys draw the same examples and take the same steps: they train together.
+    """Prompts with equal keys take the same steps, each on its sample: they train together.
 
     A prompt that trains the model too, or resumes from a saved one, trains alone.
     """
     t = job.training
     alone = id(job) if (not t.freeze_model or job.initial is not None) else None
-    return (job.sample_seed, *t.steps_key(), Engine(t.engine).for_training(not t.freeze_model), alone)
+    return (*t.steps_key(seed=False), Engine(t.engine).for_training(not t.freeze_model), alone)
 
 
 def group_jobs(jobs: Sequence[PromptJob]) -> list[list[PromptJob]]:
@@ -63,6 +65,16 @@ def group_jobs(jobs: Sequence[PromptJob]) -> list[list[PromptJob]]:
     for job in jobs:
         groups.setdefault(step_key(job), []).append(job)
     return list(groups.values())
+
+
+def _by_sample_size(jobs: Sequence[PromptJob], drawn: dict[int, FewShotSplit]) -> list[list[PromptJob]]:
+    """``jobs`` by the sizes of their samples (samples read side by side have equal sizes; a small class of an
+    own task can make a sample smaller)."""
+    sizes: dict[tuple, list[PromptJob]] = {}
+    for job in jobs:
+        sample = drawn[job.sample_seed]
+        sizes.setdefault((len(sample.train), len(sample.validation)), []).append(job)
+    return list(sizes.values())
 
 
 def train_prompt_jobs(
@@ -84,15 +96,20 @@ def train_prompt_jobs(
             f"on {shots} examples per class of {train_language}")
         started = time.time()
         try:
-            examples = sample_few_shot(data, train_language, shots, group[0].sample_seed)
-            results = train_prompts(model, verbalizer, examples, [j.prompt for j in group], [j.training for j in group],
-                                    initials=[j.initial for j in group], progress=progress, desc=desc.format(n=len(group)))
+            drawn = {seed: sample_few_shot(data, train_language, shots, seed) for seed in {j.sample_seed for j in group}}
+            for jobs_of_size in _by_sample_size(group, drawn):
+                examples = [drawn[j.sample_seed] for j in jobs_of_size]
+                results = train_prompts(model, verbalizer, examples, [j.prompt for j in jobs_of_size],
+                                        [j.training for j in jobs_of_size], initials=[j.initial for j in jobs_of_size],
+                                        progress=progress, desc=desc.format(n=len(jobs_of_size)))
+                finished.update({id(j): FinishedJob(j, e, r) for j, e, r in zip(jobs_of_size, examples, results)})
         except Exception as exc:
             if raise_errors:
                 raise
             finished.update({id(j): FinishedJob(j, None, exc) for j in group})
             continue
         seconds = (time.time() - started) / len(group)
-        finished.update({id(j): FinishedJob(j, examples, r, seconds) for j, r in zip(group, results)})
+        for job in group:
+            finished[id(job)].seconds = seconds
     return [finished[id(job)] for job in jobs]
 

@@ -192,16 +192,24 @@ class CachedTextEngine:
             hidden.append(self._readout_side_by_side(states, prompt.unsqueeze(0))[0])
         return hidden
 
-    def _readout_side_by_side(self, batch_states: BatchStates, prompts: torch.Tensor) -> torch.Tensor:
-        """``P * B`` rows, each with its own copy of its text's states (any architecture, ALiBi included)."""
+    def readout_hidden_paired(self, batch_states: BatchStates, prompts: torch.Tensor) -> torch.Tensor:
+        """``[P, B, d]``: prompt ``p`` (of ``[P, n, d]``) read on rows ``p * B`` to ``p * B + B - 1`` of the ``P * B``
+        texts, in one pass (prompts that each train on their own sample, the weights read once for all)."""
+        return self._readout_side_by_side(batch_states, prompts, paired=True)
+
+    def _readout_side_by_side(self, batch_states: BatchStates, prompts: torch.Tensor, paired: bool = False) -> torch.Tensor:
+        """``P * B`` rows, each with its own copy of its text's states (any architecture, ALiBi included): the
+        ``B`` texts repeated for every prompt, or with ``paired`` the ``P * B`` texts given, prompt by prompt."""
         loaded = self.loaded
         device = loaded.device
         n_prompts, n = int(prompts.shape[0]), int(prompts.shape[1])
-        batch = len(batch_states)
+        if paired and len(batch_states) % n_prompts:
+            raise ValueError(f"{len(batch_states)} texts do not split evenly among {n_prompts} prompts")
+        batch = len(batch_states) // n_prompts if paired else len(batch_states)
         rows = n_prompts * batch
-        lengths = batch_states.lengths.repeat(n_prompts)
+        lengths = batch_states.lengths if paired else batch_states.lengths.repeat(n_prompts)
         width = int(batch_states.keys[0].shape[2])
-        if n_prompts == 1:
+        if n_prompts == 1 or paired:
             layers = list(zip(batch_states.keys, batch_states.values))
         else:
             layers = [(k.repeat(n_prompts, 1, 1, 1), v.repeat(n_prompts, 1, 1, 1))
