@@ -76,14 +76,15 @@ def test_without_data_or_environment_the_hub_dataset_keeps_its_ids(monkeypatch):
     assert RunConfig(dtype="float32", langs="eng_Latn").run_id() == config.run_id()
 
 
-def test_the_step_budget_and_the_loss_leave_earlier_run_ids_as_they_were(monkeypatch):
+def test_the_step_budget_the_loss_and_patience_leave_earlier_run_ids_as_they_were(monkeypatch):
     monkeypatch.delenv(DATA_ENV, raising=False)
-    config = RunConfig(dtype="float32", langs="eng_Latn", min_steps=0, loss="vocabulary")
+    config = RunConfig(dtype="float32", langs="eng_Latn", min_steps=0, loss="vocabulary", patience=0)
     assert config.run_id() == "d510917f700530c8"
-    assert "min_steps" not in config.canonical() and "loss" not in config.canonical()
-    budget, words = config.replace(min_steps=200), config.replace(loss="label-words")
-    assert len({config.run_id(), budget.run_id(), words.run_id()}) == 3
+    assert not {"min_steps", "loss", "patience"} & set(config.canonical())
+    budget, words, patient = config.replace(min_steps=200), config.replace(loss="label-words"), config.replace(patience=3)
+    assert len({config.run_id(), budget.run_id(), words.run_id(), patient.run_id()}) == 4
     assert budget.train_config().min_steps == 200 and words.train_config().loss == "label-words"
+    assert patient.train_config().patience == 3 and patient.short_name().endswith("patience3")
     assert budget.short_name().endswith("min200steps") and words.short_name().endswith("label-words-loss")
     with pytest.raises(ConfigError) as error:
         RunConfig(loss="hinge")

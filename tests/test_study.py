@@ -153,6 +153,35 @@ def test_members_on_their_own_samples_trained_side_by_side_equal_members_trained
             assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
 
 
+def test_members_that_stop_early_keep_their_best_epoch_and_the_others_train_on(tiny_models, data):
+    """With patience 1 a member stops at its first epoch without a better validation loss; its loss curve up to
+    there is the curve it has without patience, and the members that go on are those they would be alone."""
+    loaded = tiny_models["gemma3"]
+    verbalizer = xlspt.build_verbalizer(loaded)
+    samples = [sample_few_shot(data, "eng_Latn", 2, seed=seed) for seed in range(4)]
+    config = xlspt.PromptConfig(length=2)
+
+    def train(patience):
+        training = [TrainConfig(epochs=8, batch_size=4, seed=seed, max_length=20, lr=0.2, loss="label-words",
+                                patience=patience)
+                    for seed in range(4)]
+        return training, train_prompts(loaded, verbalizer, samples, [config] * 4, training, progress=False)
+
+    _, full = train(0)
+    training, stopping = train(1)
+    stopped = 0
+    for sample, train_config, patient, unbounded in zip(samples, training, stopping, full):
+        losses = [h["val_loss"] for h in unbounded.history]
+        first_stall = next((e for e in range(2, 9) if losses[e - 1] >= min(losses[: e - 1])), 8)
+        assert [h["epoch"] for h in patient.history] == list(range(1, first_stall + 1))
+        assert [h["val_loss"] for h in patient.history] == pytest.approx(losses[:first_stall], rel=1e-5)
+        assert patient.best_epoch == 1 + min(range(first_stall), key=losses.__getitem__)
+        stopped += first_stall < 8
+        alone = train_prompt(loaded, verbalizer, sample, config, train_config, progress=False)
+        torch.testing.assert_close(patient.prompt.export(), alone.prompt.export(), rtol=1e-4, atol=1e-5)
+    assert 0 < stopped < 4  # some stopped early while others trained on
+
+
 def test_an_ensemble_trains_its_members_in_one_group(tiny, data, monkeypatch):
     from xlspt.classifiers import training
 

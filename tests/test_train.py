@@ -105,7 +105,7 @@ def test_learning_rate_schedule_is_the_reference_codes(warmup, total):
 
 @pytest.mark.parametrize("field, value", [
     ("max_length", 7), ("special_tokens", "none"), ("engine", "fast"), ("eval_batch_size", 0), ("epochs", 0), ("lr", 0.0),
-    ("loss", "hinge"), ("min_steps", -1),
+    ("loss", "hinge"), ("min_steps", -1), ("patience", -1),
 ])
 def test_train_config_refuses_a_bad_setting_naming_its_field(field, value):
     with pytest.raises(ConfigError) as error:

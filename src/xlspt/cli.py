@@ -31,7 +31,7 @@ _GROUPS = {
     "model and prompt": ("model", "trust_remote_code", "dtype", "engine", "prompt_length", "reparam_hidden", "label_words",
                          "allow_subword_labels", "special_tokens"),
     "data and training": ("data", "text_column", "label_column", "language_column", "split_column", "train_lang", "shots",
-                          "epochs", "min_steps", "loss", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr",
+                          "epochs", "min_steps", "patience", "loss", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr",
                           "save_model", "langs"),
     "ensembles and calibration": ("ensemble", "shared_sample", "calibration", "standardize"),
     "method": ("method",),
@@ -54,7 +54,7 @@ def _calibration_help(unlabeled: str) -> dict:
     return {"calibration": _CALIBRATION_HELP[0].format(unlabeled), "standardize": _CALIBRATION_HELP[1]}
 _METAVARS = {"model": "NAME", "data": "PATH", "text_column": "NAME", "label_column": "NAME", "language_column": "NAME",
              "split_column": "NAME", "langs": "LANGS", "label_words": "WORDS", "train_lang": "LANG",
-             "reparam_hidden": "H", "model_lr": "X", "min_steps": "N"}
+             "reparam_hidden": "H", "model_lr": "X", "min_steps": "N", "patience": "N"}
 
 
 def _add_config_flags(p: argparse.ArgumentParser, names, *, title: str | None = None, defaults: dict | None = None,

@@ -76,6 +76,8 @@ class TrainConfig:
         loss: ``"vocabulary"`` or ``"label-words"`` (:class:`TrainingLoss`).
         min_steps: at least this many optimizer steps: more epochs than ``epochs`` when a small sample
             gives few steps per epoch (0: ``epochs`` decides alone, as in the study).
+        patience: stop a prompt once its validation loss has not improved for this many epochs; it keeps
+            its best epoch (0: every prompt trains all its epochs, as in the study).
     """
 
     epochs: int = 20
@@ -92,12 +94,15 @@ class TrainConfig:
     special_tokens: str = "tokenizer"
     loss: str = TrainingLoss.VOCABULARY.value
     min_steps: int = 0
+    patience: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ConfigError("epochs", f"must be at least 1 (got {self.epochs})")
         if self.min_steps < 0:
             raise ConfigError("min_steps", f"must be 0 (off) or more (got {self.min_steps})")
+        if self.patience < 0:
+            raise ConfigError("patience", f"must be 0 (off) or more (got {self.patience})")
         self.loss = enum_value(TrainingLoss, "loss", self.loss).value
         if not (self.lr > 0):
             raise ConfigError("lr", f"must be positive (got {self.lr})")
@@ -375,6 +380,7 @@ def train_prompts(
             val_losses = _validation_losses(engine, samples, first.eval_batch_size)
             for run in active:
                 run.record_epoch(epoch, seen, val_losses[run], trained_model)
+                run.stop_if_stalled(epoch)
             bar.set_postfix(epoch=epoch, best_val=f"{min(run.best_val_loss for run in active):.3f}")
             if progress and not interactive():  # no bar in a log file: a line per epoch instead
                 _log_epoch(desc, epoch, epochs, active, started)
@@ -494,6 +500,7 @@ class _PromptRun:
         self.best_model_state: dict | None = None
         self.history: list[dict] = []
         self.failure: TrainingDiverged | None = None
+        self.stalled = False  # stopped early: no better validation loss for ``config.patience`` epochs
         self.start_epoch()
 
     def start_epoch(self) -> None:
@@ -523,6 +530,10 @@ class _PromptRun:
             self.best_val_loss, self.best_epoch = val_loss, epoch
             self.best_prompt_state = copy.deepcopy(self.prompt.state_dict())
 
+    def stop_if_stalled(self, epoch: int) -> None:
+        patience = self.config.patience
+        self.stalled = bool(patience) and self.best_epoch > 0 and epoch - self.best_epoch >= patience
+
     def result(self, model: torch.nn.Module) -> TrainResult | TrainingDiverged:
         """The prompt of the best epoch (the model's weights of that epoch restored when it trained), or the
         error that stopped it, with the best epoch before that when one finished."""
@@ -542,7 +553,7 @@ class _PromptRun:
 
 
 def _still_training(runs: Sequence[_PromptRun]) -> list[_PromptRun]:
-    return [run for run in runs if run.failure is None]
+    return [run for run in runs if run.failure is None and not run.stalled]
 
 
 def _train_epoch(engine, samples: Sequence[_Sample], batch_size: int, epoch: int, masters: _MasterWeights | None,

@@ -95,6 +95,9 @@ class RunConfig:
     min_steps: int = field(default=_TRAIN.min_steps, metadata=_help(
         "train for at least this many optimizer steps, adding epochs when the sample is small (0 = off: --epochs "
         "alone decides, as in the study)"))
+    patience: int = field(default=_TRAIN.patience, metadata=_help(
+        "stop a prompt (each ensemble member on its own) once its validation loss has not improved for this many "
+        "epochs, keeping its best epoch (0 = off: every epoch runs, as in the study)"))
     loss: TrainingLoss = field(default=TrainingLoss(_TRAIN.loss), metadata=_help(
         "vocabulary: the label word's cross-entropy over the whole vocabulary (the study's); label-words: the "
         "cross-entropy over the classes, a softmax over their label words (what prediction reads)"))
@@ -131,7 +134,7 @@ class RunConfig:
 
     #: Fields added after run ids were first published: left out of the canonical form at their defaults.
     _LATER_FIELDS = ("ensemble", "shared_sample", "calibration", "standardize", "text_column", "label_column",
-                     "language_column", "split_column", "method", "trust_remote_code", "min_steps", "loss")
+                     "language_column", "split_column", "method", "trust_remote_code", "min_steps", "loss", "patience")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -164,7 +167,7 @@ class RunConfig:
             epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed, max_length=self.max_length,
             freeze_model=self.freeze, model_lr=self.lr if self.model_lr == REFERENCE_MODEL_LR else self.model_lr,
             engine=self.engine.value, special_tokens=self.special_tokens.value, loss=self.loss.value,
-            min_steps=self.min_steps,
+            min_steps=self.min_steps, patience=self.patience,
         ), {"freeze_model": "freeze"})
         readout = train.readout  # checked with the training config; evaluation reads texts the same way
         data = _built(lambda: DataConfig(
@@ -294,6 +297,8 @@ class RunConfig:
             parts.append(f"ens{self.ensemble}" + ("shared" if self.shared_sample else ""))
         if self.min_steps:
             parts.append(f"min{self.min_steps}steps")
+        if self.patience:
+            parts.append(f"patience{self.patience}")
         if self.loss is not TrainingLoss.VOCABULARY:
             parts.append(f"{self.loss.value}-loss")
         if self.calibration != Protocol.ZERO_SHOT:
