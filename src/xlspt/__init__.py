@@ -8,7 +8,9 @@ Cross-Lingual Transfer: When Less is More").
 from ._version import __version__  # noqa: E402,F401
 
 from .calibration import CalibrationConfig, Protocol  # noqa: E402
-from .classifiers import ProbeClassifier, PromptClassifier, build_verbalizer, choose_label_words, load_classifier  # noqa: E402
+from .classifiers import (  # noqa: E402
+    ProbeClassifier, PromptClassifier, SelfTrainingConfig, build_verbalizer, choose_label_words, load_classifier, self_train,
+)
 from .data import CATEGORIES, DataConfig, Sib200, TaskData, resolve_languages, sample_few_shot, study_languages  # noqa: E402
 from .errors import XlsptError  # noqa: E402
 from .evaluate import evaluate_languages, predict  # noqa: E402
@@ -26,6 +28,7 @@ __all__ = [
     "ProbeClassifier",
     "PromptClassifier",
     "PromptConfig",
+    "SelfTrainingConfig",
     "Protocol",
     "DataConfig",
     "Sib200",
@@ -39,6 +42,7 @@ __all__ = [
     "choose_label_words",
     "evaluate_languages",
     "format_results_table",
+    "self_train",
     "load_classifier",
     "load_model",
     "predict",

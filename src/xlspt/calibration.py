@@ -123,8 +123,23 @@ _NAME = re.compile(r"zero-shot|(?:a|b):(?P<protocol>" + "|".join(re.escape(p.val
                    + r")(?:\((?P<detail>[^)]*)\))?(?P<standardize>\+standardize)?")
 
 
+#: How the protocol of prompts self-trained on target-language text is marked (they are protocol b whatever
+#: their calibration): ``b:unlabeled(dev)+self-trained``, or ``b:self-trained`` for an uncalibrated one.
+SELF_TRAINED = "+self-trained"
+
+
+def self_trained_protocol(name: str) -> str:
+    """The protocol name of self-trained prompts scored with the calibration called ``name``."""
+    return "b:self-trained" if name == "zero-shot" else f"{name}{SELF_TRAINED}"
+
+
 def describe_protocol(name: str) -> str:
     """A results table's ``protocol`` (a :attr:`CalibrationConfig.name`) as a line a reader understands."""
+    if str(name) == "b:self-trained" or str(name).endswith(SELF_TRAINED):
+        calibration = str(name).removesuffix(SELF_TRAINED)
+        how = "" if calibration == "b:self-trained" else f", calibrated {calibration}"
+        return (f"{name} (protocol b: prompts self-trained on unlabeled target-language text{how}; not comparable "
+                "with zero-shot numbers)")
     try:
         return CalibrationConfig.from_name(name).describe(name)
     except (ValueError, ConfigError):  # a name this version did not write: say it as it is

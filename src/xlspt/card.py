@@ -60,7 +60,12 @@ def model_card(metadata: dict, results: pd.DataFrame | None = None, *, repo_id: 
         _ensemble(ensemble),
     ]
     protocol = _protocol_name(metadata.get("calibration") or {})
-    sections += [["## Protocol", "", f"- default calibration: {describe_protocol(protocol)}"],
+    protocol_lines = ["## Protocol", "", f"- default calibration: {describe_protocol(protocol)}"]
+    self_training = metadata.get("self_training")
+    if self_training:  # protocol b whatever the calibration: the prompts read target-language text
+        protocol_lines.append(f"- self-trained (protocol b) on its own confident labels of unlabeled text in "
+                              f"{len(self_training.get('languages') or {})} languages ({self_training.get('scope')})")
+    sections += [protocol_lines,
                  _results(results, protocol), _usage(model, repo_id), _licence(model, source)]
     # Sections are separated by one blank line; an absent one (no ensemble, no results) leaves none.
     return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"

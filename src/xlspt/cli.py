@@ -194,6 +194,7 @@ def _add_scoring_commands(sub) -> None:
     p.add_argument("--top-k", type=int, metavar="K", help="also give the K most probable labels with their probabilities")
     p.add_argument("--min-confidence", type=float, metavar="P", help="answer 'abstain' when the most probable label's probability is below P")
     _add_device(p)
+    _add_self_train_command(sub)
     p = sub.add_parser("push", help="share a saved prompt folder on the Hugging Face Hub (or a local hub folder), with its model card")
     p.add_argument("--prompt", required=True, metavar="DIR", help="a run directory (prompt.safetensors, prompt.json)")
     p.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the Hub repository (created if needed)")
@@ -205,6 +206,36 @@ def _add_scoring_commands(sub) -> None:
     _add_config_flags(p, {k: None for k in _DATA if k != "langs"})
     p.add_argument("--study", action="store_true", help="only the study's 52 target languages (no data needed)")
     sub.add_parser("models", help="list the embedded model, the study's models and the supported architectures")
+
+
+def _add_self_train_command(sub) -> None:
+    import dataclasses
+
+    from .classifiers import SelfTrainingConfig, SelfTrainingScope
+
+    p = sub.add_parser("self-train", help="train a saved prompt further on its own confident labels of unlabeled "
+                       "target-language text (protocol b)")
+    p.add_argument("--prompt", required=True, metavar="PATH", help="a run directory or a Hub repository (owner/name)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where the self-trained prompt goes (with --scope "
+                   "per-language: a folder per language inside)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier prompt in --out")
+    p.add_argument("--unlabeled", metavar="FILE", help="unlabeled texts of one language (--lang), one per line; "
+                   "default: each --langs language's --unlabeled-split texts of --data, labels unread")
+    p.add_argument("--lang", metavar="CODE", help="the language of --unlabeled FILE (e.g. ory_Orya)")
+    p.add_argument("--unlabeled-split", default="dev", metavar="SPLIT", help="the split whose texts (labels unread) are "
+                   "self-trained on; never the test split that evaluate scores (default: %(default)s)")
+    _add_config_flags(p, _DATA, defaults=_DATA)
+    g = p.add_argument_group("self-training")
+    defaults = SelfTrainingConfig()
+    for f in dataclasses.fields(SelfTrainingConfig):
+        default = getattr(defaults, f.name)
+        kind = {int: int, float: float}.get(type(default), str)
+        g.add_argument(flag(f.name), dest=f.name, type=kind, default=default.value if f.name == "scope" else default,
+                       choices=[s.value for s in SelfTrainingScope] if f.name == "scope" else None,
+                       metavar=None if f.name == "scope" else {int: "N", float: "P"}[kind],
+                       help=f.metadata["help"] + " (default: %(default)s)")
+    _add_config_flags(p, _LOADING, defaults=_LOADING)
+    _add_device(p)
 
 
 def _add_serve_command(sub) -> None:
@@ -413,6 +444,29 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_self_train(args) -> int:
+    import dataclasses
+
+    from . import pipeline
+    from .classifiers import SelfTrainingConfig
+
+    config = SelfTrainingConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SelfTrainingConfig)})
+    data = _data_config(args)
+    if args.unlabeled:
+        if not args.lang:
+            raise pipeline.XlsptError("--unlabeled FILE needs --lang CODE: the language its texts are in")
+        unlabeled = {args.lang: [t for t in pipeline.read_lines(args.unlabeled, "--unlabeled") if t.strip()]}
+    else:
+        unlabeled = pipeline.unlabeled_texts(data, args.langs, args.unlabeled_split)
+    _set_threads(getattr(args, "threads", None))
+    written = pipeline.self_train(args.prompt, args.out, unlabeled, config, data=data, overwrite=args.overwrite,
+                                  load=_load_options(args), progress=not args.quiet)
+    for folder, languages in written:
+        _say(f"self-trained on {sum(languages.values())} pseudo-labelled texts of {len(languages)} languages "
+             f"(protocol b); wrote {folder}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     from .serve import ServeConfig, serve, task_sources
 
@@ -491,6 +545,7 @@ COMMANDS = {
     "report": cmd_report,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "self-train": cmd_self_train,
     "push": cmd_push,
     "serve": cmd_serve,
     "languages": cmd_languages,

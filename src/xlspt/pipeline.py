@@ -1,5 +1,5 @@
-"""One library function per command: what ``xlspt run``, ``train``, ``evaluate``, ``predict``, ``push`` and
-``label-words`` do, for the command line and for Python alike.
+"""One library function per command: what ``xlspt run``, ``train``, ``evaluate``, ``predict``, ``self-train``,
+``push`` and ``label-words`` do, for the command line and for Python alike.
 
 Each function checks what it can before minutes of model loading, writes files only through the
 library's rules (:mod:`xlspt.layout`, :mod:`xlspt.results.summary`, the classifiers' ``save``)
@@ -18,7 +18,8 @@ import pandas as pd
 
 from . import layout
 from .calibration import CalibrationConfig, Protocol
-from .classifiers import PromptClassifier, classifier_class, load_classifier, saved_method, stacked_reference
+from .classifiers import (PromptClassifier, SelfTrainingConfig, SelfTrainingScope, classifier_class, load_classifier,
+                          saved_method, self_train as train_further, stacked_reference)
 from .data import DataConfig, TaskData, resolve_languages
 from .errors import XlsptError
 from .train import TrainingDiverged
@@ -237,8 +238,10 @@ def _loaded_together(paths: Sequence[str], load: LoadOptions, vote: bool) -> tup
 
 def _score_together(classifiers, names, data: TaskData, languages, options: EvaluateOptions):
     """One pass over each language's text for every prompt; a scorer per prompt (and per member with ``members``)."""
-    prompts, scorers, labels = [], [], []
+    prompts, scorers, labels, owners = [], [], [], []
     for name, clf in zip(names, classifiers):
+        for language in languages if clf.metadata.self_training else ():
+            clf.refuse_self_trained_texts(data.split(language, "test")["text"].tolist(), f" in {language}")
         calibration = options.calibration or clf.calibration
         if calibration.standardize and clf.reference is None:
             clf.fit_reference(data, force=True)
@@ -249,6 +252,7 @@ def _score_together(classifiers, names, data: TaskData, languages, options: Eval
         if options.members and clf.size > 1:
             scorers += [Scorer((j,), calibration) for j in own]
             labels += [f"{name} member {i}" for i in range(clf.size)]
+        owners += [clf] * (len(scorers) - len(owners))
     store = None
     first = classifiers[0]
     if options.cache_states:
@@ -260,7 +264,7 @@ def _score_together(classifiers, names, data: TaskData, languages, options: Eval
                                reference=stacked_reference(classifiers), store=store, progress=options.progress)
     if store is not None:
         say(f"text states: {store.hits} batches read from {store.root}, {store.misses} computed and stored")
-    return results, scorers, labels
+    return [owner.marked_table(table) for owner, table in zip(owners, results)], scorers, labels
 
 
 #: Texts scored per step when predictions stream (a batch-calibrated run reads all first).
@@ -301,7 +305,7 @@ def predict(path: str, texts: Iterable[str], *, load: LoadOptions = LoadOptions(
     chunks = _chunks((t for t in texts if t.strip()), None if whole else PREDICT_CHUNK)
     frames = (scored_predictions(chunk, score(chunk), classifier.labels, top_k=options.top_k,
                                  min_confidence=options.min_confidence) for chunk in chunks)
-    described = f"protocol: {protocol.name}" if protocol is not None else "probe baseline"
+    described = f"protocol: {classifier.marked_protocol(protocol.name)}" if protocol is not None else "probe baseline"
     return frames, described, tuple(classifier.labels)
 
 
@@ -410,6 +414,38 @@ def push(folder: str | Path, repo: str, *, hub: str | None = None, token: str | 
                 shutil.copy2(folder / name, Path(staging) / name)
         write_model_card(staging, sidecar, results, repo_id=repo)
         return push_folder(staging, repo, hub=hub, token=token, private=private)
+
+
+def unlabeled_texts(data: DataConfig, langs: str, split: str = "dev") -> dict[str, list[str]]:
+    """Each of ``langs``' texts of ``split`` (labels unread), for self-training; the test split is refused."""
+    if split == "test":
+        raise XlsptError("--unlabeled-split test: the test split is what evaluate scores, and a prompt self-trained on "
+                         "it would be scored on texts it read; use dev (the default) or another split")
+    task = TaskData.resolve(data)
+    return {lang: task.split(lang, split)["text"].tolist() for lang in task.target_languages(langs)}
+
+
+def self_train(path: str, out: str | Path, unlabeled: dict[str, list[str]], config: SelfTrainingConfig, *,
+               data: DataConfig | None = None, overwrite: bool = False, load: LoadOptions = LoadOptions(),
+               progress: bool = True) -> list[tuple[Path, dict[str, int]]]:
+    """Self-train the prompt saved at ``path`` on ``unlabeled`` (language -> texts) and save the result in ``out``
+    (per language: ``out/<language>``). Returns, per classifier written, its folder and the pseudo-labelled
+    texts it trained on per language."""
+    folder = _prompt_folder(path)
+    per_language = config.scope is SelfTrainingScope.PER_LANGUAGE
+    targets = {lang: Path(out) / lang for lang in unlabeled} if per_language else {None: Path(out)}
+    for target in targets.values():
+        layout.prepare_out_dir(target, "", overwrite, files=layout.RUN_FILES)
+    classifier = load.load(str(folder))
+    task = TaskData.resolve(data) if data is not None and data.source is not None else None
+    tuned = train_further(classifier, unlabeled, config, data=task, progress=progress)
+    written = []
+    for lang, clf in (tuned.items() if per_language else [(None, tuned)]):
+        if overwrite:
+            layout.clear_files(targets[lang], layout.RUN_FILES)
+        clf.save(targets[lang])
+        written.append((targets[lang], clf.metadata.self_training["languages"]))
+    return written
 
 
 def read_lines(path: str, option: str, stdin: Callable[[], str] = lambda: sys.stdin.read()) -> list[str]:

@@ -290,6 +290,7 @@ class PromptSidecar(Sidecar):
     members: list[Training] = field(default_factory=list)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     diverged: str | None = None
+    self_training: dict | None = None  # protocol b: the settings, languages and trained-on texts' fingerprints
 
     @property
     def training(self) -> Training:
@@ -313,7 +314,7 @@ class PromptSidecar(Sidecar):
     def known_keys(cls) -> set[str]:
         return super().known_keys() | {"label_words", "label_token_ids", "allow_first_subtoken", "prompt_config",
                                        "train_config", "best_epoch", "best_val_loss", "history", "ensemble",
-                                       "calibration", "diverged"}
+                                       "calibration", "diverged", "self_training"}
 
     def to_dict(self) -> dict:
         out = self.common_dict()
@@ -324,6 +325,8 @@ class PromptSidecar(Sidecar):
         out["calibration"] = self.calibration.to_dict()
         if self.diverged is not None:
             out["diverged"] = self.diverged
+        if self.self_training is not None:
+            out["self_training"] = self.self_training
         return out
 
     @classmethod
@@ -335,7 +338,8 @@ class PromptSidecar(Sidecar):
         return cls(**cls.common_fields(values, values.get("train_config") or {}),
                    label_words=words, label_token_ids=values.get("label_token_ids"),
                    allow_first_subtoken=bool(values.get("allow_first_subtoken", False)), members=members,
-                   calibration=CalibrationConfig.from_dict(values.get("calibration")), diverged=values.get("diverged"))
+                   calibration=CalibrationConfig.from_dict(values.get("calibration")), diverged=values.get("diverged"),
+                   self_training=values.get("self_training"))
 
     def __post_init__(self) -> None:
         if not self.labels:  # sidecars before 1.2: the label words' classes, in order

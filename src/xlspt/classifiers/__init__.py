@@ -1,7 +1,8 @@
 """Trained classifiers on a frozen model, one interface (:class:`Classifier`) found through a registry by method.
 
 - :class:`PromptClassifier` (``prompt``): a soft prompt, or an ensemble of prompts that vote;
-- :class:`ProbeClassifier` (``probe``): the logistic-regression baseline on the read-out state.
+- :class:`ProbeClassifier` (``probe``): the logistic-regression baseline on the read-out state;
+- :func:`self_train`: a prompt classifier trained further on its own confident labels of unlabeled target text.
 
 :func:`load_classifier` loads whichever is saved in a folder; :func:`classifier_class` gives the
 implementation of a method. Every soft prompt trains through :mod:`xlspt.classifiers.training`.
@@ -10,10 +11,11 @@ implementation of a method. Every soft prompt trains through :mod:`xlspt.classif
 from .base import Classifier, Evaluation, FitRequest, Method, classifier_class, load_classifier, register, saved_method
 from .probe import ProbeClassifier
 from .prompt import PromptClassifier, build_verbalizer, choose_label_words, stacked_reference
+from .self_training import SelfTrainingConfig, SelfTrainingScope, pseudo_labels, self_train
 from .training import FinishedJob, PromptJob, train_prompt_jobs
 
 __all__ = [
     "Classifier", "Evaluation", "FinishedJob", "FitRequest", "Method", "ProbeClassifier", "PromptClassifier", "PromptJob", "build_verbalizer",
     "choose_label_words", "classifier_class", "load_classifier", "register", "saved_method", "stacked_reference",
-    "train_prompt_jobs",
+    "train_prompt_jobs", "SelfTrainingConfig", "SelfTrainingScope", "pseudo_labels", "self_train",
 ]

@@ -18,6 +18,7 @@ An ensemble of prompts (one per seed) with a calibration protocol (:mod:`xlspt.c
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import pandas as pd
 import torch
 
 from ..artifact import PromptArtifact
-from ..calibration import CalibrationConfig, StateStatistics
+from ..calibration import CalibrationConfig, StateStatistics, self_trained_protocol
 from ..data.sampling import FewShotSplit
 from ..data.sib200 import CATEGORIES
 from ..data.task import TaskData
@@ -45,6 +46,11 @@ from .training import FinishedJob, PromptJob, train_prompt_jobs
 
 def _quiet(message: str) -> None:
     """A log that drops its lines (the Python API trains quietly unless asked)."""
+
+
+def text_fingerprint(text: str) -> str:
+    """A short digest of a text: what a self-trained classifier keeps of the texts it trained on."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def build_verbalizer(
@@ -108,6 +114,31 @@ class PromptClassifier(ReadsLikeItsSidecar):
     @property
     def soft_prompt(self) -> SoftPrompt | None:
         return self.soft_prompts[0] if self.soft_prompts else None
+
+    @property
+    def protocol_name(self) -> str:
+        """The calibration's name, marked ``+self-trained`` when the prompts were self-trained on target text
+        (which makes any calibration protocol b)."""
+        return self.marked_protocol(self.calibration.name)
+
+    def marked_protocol(self, protocol: str) -> str:
+        """``protocol`` (a calibration's name), marked as protocol b when the prompts were self-trained."""
+        return self_trained_protocol(protocol) if self.metadata.self_training else protocol
+
+    def marked_table(self, table: pd.DataFrame) -> pd.DataFrame:
+        """A results table of these prompts, its protocols marked when they were self-trained."""
+        return table.assign(protocol=table["protocol"].map(self.marked_protocol)) if self.metadata.self_training else table
+
+    def refuse_self_trained_texts(self, texts: Sequence[str], where: str = "") -> None:
+        """Raise :class:`~xlspt.errors.XlsptError` when ``texts`` include texts these prompts were self-trained on."""
+        record = self.metadata.self_training
+        if not record:
+            return
+        seen = set(record.get("fingerprints") or ())
+        overlap = sum(text_fingerprint(t) in seen for t in texts)
+        if overlap:
+            raise XlsptError(f"{overlap} of the texts scored{where} are texts this classifier was self-trained on "
+                             "(protocol b): score texts it has not read, or the classifier from before self-training")
 
     @property
     def size(self) -> int:
@@ -453,6 +484,7 @@ class PromptClassifier(ReadsLikeItsSidecar):
         """``[N, C]`` class log-probabilities (the ensemble's vote), calibrated by ``calibration``
         (default: the classifier's own). ``unlabeled_texts`` serve the ``unlabeled`` protocol;
         ``language`` (e.g. ``ory_Orya``) lets ``content-free`` draw its inputs in the language's script."""
+        self.refuse_self_trained_texts(texts)
         return score_texts(
             self.model, self.verbalizer, self.prompts, list(texts), self._readout(batch_size, engine),
             calibration=calibration or self.calibration, unlabeled_texts=unlabeled_texts, reference=self.reference,
@@ -492,6 +524,8 @@ class PromptClassifier(ReadsLikeItsSidecar):
         ``0``... for each member alone (same protocol), all from one pass over the text.
         """
         calibration = calibration or self.calibration
+        for language in languages:
+            self.refuse_self_trained_texts(data.split(language, "test")["text"].tolist(), f" in {language}")
         if calibration.standardize and self.reference is None:
             self.fit_reference(data, force=True, batch_size=batch_size, engine=engine)
         scorers = [Scorer(tuple(range(self.size)), calibration)]
@@ -501,6 +535,7 @@ class PromptClassifier(ReadsLikeItsSidecar):
             self.model, self.verbalizer, self.prompts, data, languages, self._readout(batch_size, engine),
             scorers=scorers, reference=self.reference, progress=progress,
         )
+        tables = [self.marked_table(t) for t in tables]
         if len(tables) == 1:
             return tables[0]
         names = ["ensemble", *[str(i) for i in range(self.size)]]
@@ -515,6 +550,8 @@ class PromptClassifier(ReadsLikeItsSidecar):
         protocol, and an ensemble's members are scored alone too (same pass). They must share label words and read-out."""
         prompts, scorers, spans = [], [], []
         for clf in classifiers:
+            for language in languages if clf.metadata.self_training else ():
+                clf.refuse_self_trained_texts(data.split(language, "test")["text"].tolist(), f" in {language}")
             own = tuple(range(len(prompts), len(prompts) + clf.size))
             prompts += clf.prompts
             spans.append((len(scorers), clf.size))
@@ -530,7 +567,9 @@ class PromptClassifier(ReadsLikeItsSidecar):
             reference=stacked_reference(classifiers), headline=[at for at, _ in spans],  # each one's vote, not its members
         )
         engine = Engine.AUTO.for_scoring(len(prompts)).value
-        return [Evaluation(tables[at], tables[at + 1 : at + 1 + size] if size > 1 else None, engine) for at, size in spans]
+        return [Evaluation(clf.marked_table(tables[at]),
+                           [clf.marked_table(t) for t in tables[at + 1 : at + 1 + size]] if size > 1 else None, engine)
+                for clf, (at, size) in zip(classifiers, spans)]
 
     @classmethod
     def check_request(cls, request: FitRequest) -> None:
@@ -539,7 +578,7 @@ class PromptClassifier(ReadsLikeItsSidecar):
     def record_entries(self) -> dict:
         training = self.metadata.training
         return {"best_epoch": training.best_epoch, "best_val_loss": training.best_val_loss, "history": training.history,
-                "protocol": self.calibration.name, "notes": []}
+                "protocol": self.protocol_name, "notes": []}
 
 
 

@@ -110,7 +110,7 @@ class HostedTask:
 
     @property
     def protocol_name(self) -> str:
-        return self.classifier.calibration.name if self.is_prompt else "probe baseline"
+        return self.classifier.protocol_name if self.is_prompt else "probe baseline"
 
     @property
     def pass_key(self) -> tuple:
