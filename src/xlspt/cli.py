@@ -208,10 +208,25 @@ def _add_scoring_commands(sub) -> None:
     sub.add_parser("models", help="list the embedded model, the study's models and the supported architectures")
 
 
-def _add_self_train_command(sub) -> None:
+def _add_dataclass_flags(group, config_class) -> None:
+    """A flag per field of a config dataclass (a string enum's values as choices), its help and default."""
     import dataclasses
+    import enum
+    import typing
 
-    from .classifiers import SelfTrainingConfig, SelfTrainingScope
+    types = typing.get_type_hints(config_class)
+    for f in dataclasses.fields(config_class):
+        kind = types[f.name]
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            group.add_argument(flag(f.name), dest=f.name, default=f.default.value, choices=[e.value for e in kind],
+                               help=f.metadata["help"] + " (default: %(default)s)")
+            continue
+        group.add_argument(flag(f.name), dest=f.name, type=kind, default=f.default,
+                           metavar={str: "ADDR", int: "N", float: "X"}[kind], help=f.metadata["help"] + " (default: %(default)s)")
+
+
+def _add_self_train_command(sub) -> None:
+    from .classifiers import SelfTrainingConfig
 
     p = sub.add_parser("self-train", help="train a saved prompt further on its own confident labels of unlabeled "
                        "target-language text (protocol b)")
@@ -225,23 +240,12 @@ def _add_self_train_command(sub) -> None:
     p.add_argument("--unlabeled-split", default="dev", metavar="SPLIT", help="the split whose texts (labels unread) are "
                    "self-trained on; never the test split that evaluate scores (default: %(default)s)")
     _add_config_flags(p, _DATA, defaults=_DATA)
-    g = p.add_argument_group("self-training")
-    defaults = SelfTrainingConfig()
-    for f in dataclasses.fields(SelfTrainingConfig):
-        default = getattr(defaults, f.name)
-        kind = {int: int, float: float}.get(type(default), str)
-        g.add_argument(flag(f.name), dest=f.name, type=kind, default=default.value if f.name == "scope" else default,
-                       choices=[s.value for s in SelfTrainingScope] if f.name == "scope" else None,
-                       metavar=None if f.name == "scope" else {int: "N", float: "P"}[kind],
-                       help=f.metadata["help"] + " (default: %(default)s)")
+    _add_dataclass_flags(p.add_argument_group("self-training"), SelfTrainingConfig)
     _add_config_flags(p, _LOADING, defaults=_LOADING)
     _add_device(p)
 
 
 def _add_serve_command(sub) -> None:
-    import dataclasses
-    import typing
-
     from .serve.config import API_KEY_ENV, ServeConfig
 
     p = sub.add_parser("serve", help="serve saved prompts, ensembles and probes over HTTP from one loaded model")
@@ -251,11 +255,7 @@ def _add_serve_command(sub) -> None:
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
                    help=f"require 'Authorization: Bearer KEY' on every request but /healthz and /readyz (default: ${API_KEY_ENV}, "
                         "which keeps the key out of the process list)")
-    g, types = p.add_argument_group("listening and batching"), typing.get_type_hints(ServeConfig)
-    for f in dataclasses.fields(ServeConfig):
-        g.add_argument(flag(f.name), dest=f.name, type=types[f.name], default=f.default,
-                       metavar={str: "ADDR", int: "N", float: "X"}[types[f.name]],
-                       help=f.metadata["help"] + " (default: %(default)s)")
+    _add_dataclass_flags(p.add_argument_group("listening and batching"), ServeConfig)
     _add_config_flags(p, {k: v for k, v in _LOADING.items() if k != "engine"}, defaults=_LOADING)
     _add_device(p)
 

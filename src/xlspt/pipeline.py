@@ -240,8 +240,7 @@ def _score_together(classifiers, names, data: TaskData, languages, options: Eval
     """One pass over each language's text for every prompt; a scorer per prompt (and per member with ``members``)."""
     prompts, scorers, labels, owners = [], [], [], []
     for name, clf in zip(names, classifiers):
-        for language in languages if clf.metadata.self_training else ():
-            clf.refuse_self_trained_texts(data.split(language, "test")["text"].tolist(), f" in {language}")
+        clf.refuse_self_trained_test_splits(data, languages)
         calibration = options.calibration or clf.calibration
         if calibration.standardize and clf.reference is None:
             clf.fit_reference(data, force=True)

@@ -129,6 +129,12 @@ class PromptClassifier(ReadsLikeItsSidecar):
         """A results table of these prompts, its protocols marked when they were self-trained."""
         return table.assign(protocol=table["protocol"].map(self.marked_protocol)) if self.metadata.self_training else table
 
+    def refuse_self_trained_test_splits(self, data: TaskData, languages: Sequence[str]) -> None:
+        """:meth:`refuse_self_trained_texts` for the test splits of ``languages`` (nothing is read for prompts
+        that were not self-trained)."""
+        for language in languages if self.metadata.self_training else ():
+            self.refuse_self_trained_texts(data.split(language, "test")["text"].tolist(), f" in {language}")
+
     def refuse_self_trained_texts(self, texts: Sequence[str], where: str = "") -> None:
         """Raise :class:`~xlspt.errors.XlsptError` when ``texts`` include texts these prompts were self-trained on."""
         record = self.metadata.self_training
@@ -524,8 +530,7 @@ class PromptClassifier(ReadsLikeItsSidecar):
         ``0``... for each member alone (same protocol), all from one pass over the text.
         """
         calibration = calibration or self.calibration
-        for language in languages:
-            self.refuse_self_trained_texts(data.split(language, "test")["text"].tolist(), f" in {language}")
+        self.refuse_self_trained_test_splits(data, languages)
         if calibration.standardize and self.reference is None:
             self.fit_reference(data, force=True, batch_size=batch_size, engine=engine)
         scorers = [Scorer(tuple(range(self.size)), calibration)]
@@ -550,8 +555,7 @@ class PromptClassifier(ReadsLikeItsSidecar):
         protocol, and an ensemble's members are scored alone too (same pass). They must share label words and read-out."""
         prompts, scorers, spans = [], [], []
         for clf in classifiers:
-            for language in languages if clf.metadata.self_training else ():
-                clf.refuse_self_trained_texts(data.split(language, "test")["text"].tolist(), f" in {language}")
+            clf.refuse_self_trained_test_splits(data, languages)
             own = tuple(range(len(prompts), len(prompts) + clf.size))
             prompts += clf.prompts
             spans.append((len(scorers), clf.size))

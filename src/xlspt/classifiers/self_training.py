@@ -41,23 +41,19 @@ class SelfTrainingScope(str, Enum):
     PER_LANGUAGE = "per-language"
 
 
-def _help(text: str) -> dict:
-    return {"help": text}
-
-
 @dataclass(frozen=True)
 class SelfTrainingConfig:
     """How pseudo-labels are kept and trained on; each field's ``help`` says what it means."""
 
-    scope: SelfTrainingScope = field(default=SelfTrainingScope.SHARED, metadata=_help(
+    scope: SelfTrainingScope = field(default=SelfTrainingScope.SHARED, metadata={"help": (
         "shared: every member continues on all languages' pseudo-labels together; per-language: each language "
-        "gets its own members, continued on its own pseudo-labels"))
-    per_class: int = field(default=8, metadata=_help(
+        "gets its own members, continued on its own pseudo-labels")})
+    per_class: int = field(default=8, metadata={"help": (
         "pseudo-labelled texts kept per class and language, the most confident first; every class keeps as many "
-        "as the class with fewest confident texts (balanced); a quarter of them, at least one, select the epoch"))
-    min_confidence: float = field(default=0.0, metadata=_help(
-        "keep only texts whose calibrated probability of the predicted class is at least this"))
-    epochs: int = field(default=10, metadata=_help("passes over the pseudo-labelled texts"))
+        "as the class with fewest confident texts (balanced); a quarter of them, at least one, select the epoch")})
+    min_confidence: float = field(default=0.0, metadata={"help": (
+        "keep only texts whose calibrated probability of the predicted class is at least this")})
+    epochs: int = field(default=10, metadata={"help": "passes over the pseudo-labelled texts"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scope", enum_value(SelfTrainingScope, "scope", self.scope))
@@ -129,7 +125,7 @@ def self_train(clf: PromptClassifier, unlabeled: Mapping[str, Sequence[str]],
                          "prompts: pass data= (the task data it was trained on; --data on the command line)")
     labels = pseudo_labels(clf, unlabeled, config)
     if labels.empty:
-        raise XlsptError(f"no language had {2} confident texts in every class to self-train on: give more unlabeled "
+        raise XlsptError("no language had 2 confident texts in every class to self-train on: give more unlabeled "
                          "texts, or lower min_confidence")
     if config.scope is SelfTrainingScope.SHARED:
         return _trained(clf, labels, config, data, progress, "self-training")
