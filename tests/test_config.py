@@ -52,6 +52,16 @@ def test_data_from_the_environment_gets_the_id_of_naming_it(preset, monkeypatch)
     assert _preset_ids(preset, None) == json.loads(RUN_IDS.read_text())[preset]
 
 
+@pytest.mark.parametrize("config,ids", [
+    (dict(shots=32, ensemble=8, calibration="content-free"), ("len4-32shot-seed0-ens8-content-free", "404957f7523e1182", "4642279c8f5c0701")),
+    (dict(shots=32, ensemble=8, calibration="unlabeled", standardize=True),
+     ("len4-32shot-seed0-ens8-unlabeled+standardize", "32e4244bddc26cf3", "ca46b52c4b130647"))])
+def test_the_first_rounds_quality_presets_keep_their_ids(config, ids, monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    first = RunConfig(**config, data=PINNED_DATA)  # the presets before the development languages chose
+    assert (first.short_name(), first.run_id(dtype="float32", languages=["52"]), first.run_id(dtype="bfloat16", languages=["52"])) == ids
+
+
 def test_environment_data_is_the_config_s_data_and_another_folder_another_run(monkeypatch, tmp_path):
     monkeypatch.setenv(DATA_ENV, PINNED_DATA)
     from_environment = RunConfig(dtype="float32", langs="eng_Latn")
@@ -69,9 +79,10 @@ def test_without_data_or_environment_the_hub_dataset_keeps_its_ids(monkeypatch):
     assert config.data is None and config.canonical()["data"] is None
     # computed with the code before the data folder was resolved before hashing
     assert config.run_id() == "d510917f700530c8"
-    quality = _preset_ids("quality", None)
-    assert quality == [{"config": "len4-32shot-seed0-ens8-content-free", "float32": "97015162950743b6",
-                        "bfloat16": "5d48599affd6c7f2"}]
+    first_quality = RunConfig(shots=32, ensemble=8, calibration="content-free")  # the first round's quality preset
+    assert (first_quality.short_name(), first_quality.run_id(dtype="float32", languages=["52"]),
+            first_quality.run_id(dtype="bfloat16", languages=["52"])) == (
+        "len4-32shot-seed0-ens8-content-free", "97015162950743b6", "5d48599affd6c7f2")
     monkeypatch.setenv(DATA_ENV, "")  # set but empty: unset
     assert RunConfig(dtype="float32", langs="eng_Latn").run_id() == config.run_id()
 

@@ -75,6 +75,24 @@ def test_calibration_config_names_its_protocol_and_refuses_nonsense():
     with pytest.raises(ConfigError) as info:
         CalibrationConfig("zero-shot", standardize=True)
     assert info.value.field == "standardize"
+    only = CalibrationConfig("unlabeled", standardize=True, prior=False)
+    assert only.name == "b:unlabeled(dev)+standardize-only" and CalibrationConfig.from_name(only.name).prior is False
+    assert CalibrationConfig.from_dict(only.to_dict()) == only
+    assert "prior" not in CalibrationConfig("unlabeled", standardize=True).to_dict()  # earlier sidecars read the same
+    with pytest.raises(ConfigError) as info:
+        CalibrationConfig("unlabeled", prior=False)
+    assert info.value.field == "prior"
+
+
+def test_standardizing_without_the_prior_scores_the_standardized_read_out_alone(ensemble, data):
+    member = ensemble.member(0)
+    member.fit_reference(data, force=True)
+    texts = data.split("fra_Latn", "test")["text"].tolist()
+    alone = member.scores(texts, calibration=CalibrationConfig("batch", standardize=True, prior=False))
+    with_prior = member.scores(texts, calibration=CalibrationConfig("batch", standardize=True))
+    # the batch prior is the mean of the standardized read-out's probabilities: dividing it out gives the full form
+    torch.testing.assert_close(cal.combine(alone[None], cal.log_prior(alone[None])), with_prior, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(alone, with_prior, atol=1e-3)
 
 
 def test_content_free_texts_are_seeded_and_have_no_special_tokens(tiny_models):
@@ -122,10 +140,11 @@ def test_an_ensemble_of_one_prompt_repeated_predicts_as_the_prompt(ensemble, dat
     pd.testing.assert_frame_equal(repeated.evaluate(data, LANGS, progress=False), one.evaluate(data, LANGS, progress=False))
 
 
-@pytest.mark.parametrize("protocol,standardize", [("zero-shot", False), ("content-free", False), ("unlabeled", False),
-                                                  ("batch", False), ("unlabeled", True), ("batch", True)])
-def test_a_saved_ensemble_reevaluates_exactly_with_its_protocol(ensemble, tiny_models, data, tmp_path, protocol, standardize):
-    calibration = CalibrationConfig(protocol, standardize=standardize)
+@pytest.mark.parametrize("protocol,standardize,prior", [
+    ("zero-shot", False, True), ("content-free", False, True), ("unlabeled", False, True), ("batch", False, True),
+    ("unlabeled", True, True), ("batch", True, True), ("unlabeled", True, False)])
+def test_a_saved_ensemble_reevaluates_exactly_with_its_protocol(ensemble, tiny_models, data, tmp_path, protocol, standardize, prior):
+    calibration = CalibrationConfig(protocol, standardize=standardize, prior=prior)
     before = ensemble.evaluate(data, LANGS, calibration=calibration, members=True, progress=False)
     assert set(before["protocol"]) == {calibration.name}
     assert list(before["member"].unique()) == ["ensemble", "0", "1", "2"]
@@ -182,6 +201,12 @@ def test_new_fields_leave_earlier_run_ids_alone():
     with pytest.raises(ConfigError) as info:
         RunConfig(standardize=True)
     assert info.value.field == "standardize"
+    only = RunConfig(dtype="float32", langs="eng_Latn", calibration="unlabeled", standardize=True, prior=False)
+    assert "prior" not in base.canonical() and only.run_id() != only.replace(prior=True).run_id()
+    assert only.short_name().endswith("unlabeled+standardize-only") and only.calibration_config().prior is False
+    with pytest.raises(ConfigError) as info:
+        RunConfig(calibration="unlabeled", prior=False)
+    assert info.value.field == "prior"
 
 
 def test_the_protocol_is_in_every_output_of_a_run(tiny_model_dirs, sib200_dir, tmp_path, capsys):
@@ -237,6 +262,11 @@ def test_predict_with_unlabeled_texts_from_a_file(tiny_model_dirs, sib200_dir, t
     capsys.readouterr()
     assert main(["predict", "--prompt", str(standardized), "le match", "--unlabeled", str(unlabeled)]) == 0
     assert "protocol: b:unlabeled(dev)+standardize" in capsys.readouterr().err  # the saved calibration and statistics
+    assert main(["predict", "--prompt", str(standardized), "le match", "--unlabeled", str(unlabeled), "--calibration",
+                 "unlabeled", "--standardize", "--no-prior"]) == 0
+    assert "protocol: b:unlabeled(dev)+standardize-only" in capsys.readouterr().err
+    assert main(["predict", "--prompt", str(standardized), "le match", "--no-prior"]) == 2
+    assert "--no-prior goes with --calibration" in capsys.readouterr().err
     assert main(["train", "--resume", str(out), "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir),
                  "--out", str(tmp_path / "again")]) == 2
     assert "ensemble" in capsys.readouterr().err
@@ -313,7 +343,9 @@ def test_run_presets_are_one_configuration_and_flags_override_them():
     config = _run_config(args)
     assert config.shots == 4 and config.ensemble == run_preset("quality").ensemble
     assert config.calibration == run_preset("quality").calibration
-    assert _run_config(build_parser().parse_args(["run", "--preset", "quality-unlabeled"])).calibration.value == "unlabeled"
+    unlabeled = _run_config(build_parser().parse_args(["run", "--preset", "quality-unlabeled"]))
+    assert unlabeled.calibration.value == "unlabeled" and unlabeled.standardize and not unlabeled.prior
+    assert _run_config(build_parser().parse_args(["run", "--preset", "quality-unlabeled", "--prior"])).prior
 
 
 def test_label_words_are_chosen_on_the_training_languages_dev_split(tiny_model_dirs, sib200_dir, capsys):

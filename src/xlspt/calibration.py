@@ -12,7 +12,8 @@ tied to what it may look at (design.md, section 7), and every result says which 
   label prior is estimated from its own unlabeled sentences, a separate sample (``unlabeled``)
   or the texts being classified (``batch``), and divided out (batch calibration, Zhou et al.
   2024). With ``standardize`` the read-out states are first moved, dimension by dimension, to
-  the training language's mean and spread, estimated on the same unlabeled sentences.
+  the training language's mean and spread, estimated on the same unlabeled sentences; with
+  ``prior`` off the standardized read-out is scored as it is (``+standardize-only``).
 
 An ensemble averages its members' (calibrated) class log-probabilities.
 """
@@ -58,6 +59,9 @@ class CalibrationConfig:
     standardize: bool = field(default=False, metadata={"help": (
         "move each read-out dimension to the training language's mean and spread, estimated per language on "
         "unlabeled text (protocol b only)")})
+    prior: bool = field(default=True, metadata={"help": (
+        "divide out the label prior the protocol estimates; false goes with standardize only: the standardized "
+        "read-out alone (protocol b)")})
     unlabeled_split: str = field(default="dev", metadata={"help": (
         "for unlabeled on a labelled dataset: the split whose texts (labels unused) estimate each language's prior; "
         "never the split being scored")})
@@ -71,6 +75,8 @@ class CalibrationConfig:
         object.__setattr__(self, "protocol", Protocol(self.protocol))
         if self.standardize and not self.protocol.uses_target_text:
             raise ConfigError("standardize", f"needs unlabeled target text: use protocol unlabeled or batch (got {self.protocol.value})")
+        if not self.prior and not self.standardize:
+            raise ConfigError("prior", "false corrects only with standardize: add standardize, or keep the prior")
         if self.min_batch < 2:
             raise ConfigError("min_batch", f"must be at least 2 (got {self.min_batch})")
 
@@ -84,10 +90,13 @@ class CalibrationConfig:
             name += "(script)"
         if self.protocol is Protocol.UNLABELED:
             name += f"({self.unlabeled_split})"
-        return name + ("+standardize" if self.standardize else "")
+        return name + ("+standardize" if self.standardize else "") + ("" if self.prior else STANDARDIZE_ONLY)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "protocol": self.protocol.value, "family": self.protocol.family, "name": self.name}
+        values = {**asdict(self), "protocol": self.protocol.value, "family": self.protocol.family, "name": self.name}
+        if self.prior:  # absent at its default: sidecars written before the field existed read the same
+            del values["prior"]
+        return values
 
     @classmethod
     def from_name(cls, name: str) -> "CalibrationConfig":
@@ -98,7 +107,7 @@ class CalibrationConfig:
         if match["protocol"] is None:
             return cls()
         detail = match["detail"]
-        return cls(Protocol(match["protocol"]), standardize=bool(match["standardize"]),
+        return cls(Protocol(match["protocol"]), standardize=bool(match["standardize"]), prior=not match["only"],
                    by_script=detail == "script", **({"unlabeled_split": detail} if detail and detail != "script" else {}))
 
     def describe(self, name: str | None = None) -> str:
@@ -118,9 +127,11 @@ class CalibrationConfig:
         return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
 
 
+#: How a name marks standardization without the prior: ``b:unlabeled(dev)+standardize-only``.
+STANDARDIZE_ONLY = "-only"
 #: What :attr:`CalibrationConfig.name` writes: ``zero-shot``, ``a:content-free(script)``, ``b:unlabeled(dev)+standardize``.
 _NAME = re.compile(r"zero-shot|(?:a|b):(?P<protocol>" + "|".join(re.escape(p.value) for p in Protocol if p is not Protocol.ZERO_SHOT)
-                   + r")(?:\((?P<detail>[^)]*)\))?(?P<standardize>\+standardize)?")
+                   + r")(?:\((?P<detail>[^)]*)\))?(?P<standardize>\+standardize(?P<only>" + re.escape(STANDARDIZE_ONLY) + r")?)?")
 
 
 #: How the protocol of prompts self-trained on target-language text is marked (they are protocol b whatever

@@ -33,7 +33,7 @@ _GROUPS = {
     "data and training": ("data", "text_column", "label_column", "language_column", "split_column", "train_lang", "shots",
                           "epochs", "min_steps", "patience", "loss", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr",
                           "save_model", "langs"),
-    "ensembles and calibration": ("ensemble", "shared_sample", "calibration", "standardize"),
+    "ensembles and calibration": ("ensemble", "shared_sample", "calibration", "standardize", "prior"),
     "method": ("method",),
 }
 #: The fields a command that loads a saved prompt takes, with what their default means there.
@@ -41,7 +41,7 @@ _LOADING = {"model": "the model the prompt was trained with", "dtype": "the dtyp
             "engine": None, "trust_remote_code": None}
 _DATA = {"data": None, "text_column": None, "label_column": None, "language_column": None, "split_column": None,
          "langs": None}
-_CALIBRATION = {"calibration": "what the prompt was saved with", "standardize": None}
+_CALIBRATION = {"calibration": "what the prompt was saved with", "standardize": None, "prior": None}
 #: What the calibration flags read where a saved prompt is scored (the run config's help speaks of training runs).
 _CALIBRATION_HELP = (
     "zero-shot (the study's, no correction); content-free (protocol a: no target-language data); unlabeled "
@@ -366,7 +366,7 @@ def _calibration(args):
     from .pipeline import calibration_from
 
     return calibration_from(getattr(args, "calibration", None), getattr(args, "standardize", False),
-                            getattr(args, "unlabeled_split", None))
+                            getattr(args, "unlabeled_split", None), getattr(args, "prior", True))
 
 
 def _load_options(args):

@@ -214,12 +214,13 @@ class Calibrator:
                 unlabeled = own.standardize_to(unlabeled, reference)
         logp = self.log_probs(scored)
         prior = None
-        if protocol is Protocol.CONTENT_FREE:
-            prior = cal.log_prior(self.content_free(calibration, language)[members])
-        elif protocol is Protocol.UNLABELED:
-            prior = cal.log_prior(self.log_probs(unlabeled))
-        elif protocol is Protocol.BATCH:
-            prior = cal.log_prior(logp)
+        if calibration.prior:
+            if protocol is Protocol.CONTENT_FREE:
+                prior = cal.log_prior(self.content_free(calibration, language)[members])
+            elif protocol is Protocol.UNLABELED:
+                prior = cal.log_prior(self.log_probs(unlabeled))
+            elif protocol is Protocol.BATCH:
+                prior = cal.log_prior(logp)
         return cal.combine(logp, prior)
 
 

@@ -140,13 +140,15 @@ def label_words(config: RunConfig, candidates: Sequence[str], *, progress: bool 
 # ---------------------------------------------------------------- evaluate and predict
 
 
-def calibration_from(protocol: str | None, standardize: bool = False, unlabeled_split: str | None = None) -> CalibrationConfig | None:
+def calibration_from(protocol: str | None, standardize: bool = False, unlabeled_split: str | None = None,
+                     prior: bool = True) -> CalibrationConfig | None:
     """The calibration asked for on the command line (``None``: each prompt's own)."""
-    if standardize and not protocol:
-        raise XlsptError("--standardize goes with --calibration unlabeled or batch: add one")
+    if (standardize or not prior) and not protocol:
+        raise XlsptError(f"{'--standardize' if standardize else '--no-prior'} goes with --calibration unlabeled or batch: add one")
     if not protocol:
         return None
-    return CalibrationConfig(protocol, standardize=standardize, **({"unlabeled_split": unlabeled_split} if unlabeled_split else {}))
+    return CalibrationConfig(protocol, standardize=standardize, prior=prior,
+                             **({"unlabeled_split": unlabeled_split} if unlabeled_split else {}))
 
 
 @dataclass

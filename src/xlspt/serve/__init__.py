@@ -8,24 +8,17 @@ requests in flight are answered.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import time
 from typing import Callable, Mapping
 
 from ..errors import XlsptError
+from ..network import is_loopback_host
 from ..pipeline import LoadOptions
 from .config import API_KEY_ENV, ServeConfig
 from .tasks import Job, RequestError, TaskSet, task_sources
 
 __all__ = ["API_KEY_ENV", "Job", "RequestError", "ServeConfig", "TaskSet", "serve", "task_sources"]
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -57,7 +50,7 @@ def serve(sources: Mapping[str, str], config: ServeConfig = ServeConfig(), *, lo
     from .app import create_app
 
     folders = TaskSet.check_sources(sources, load)  # a missing folder or a model mismatch ends here, before listening
-    if not _is_loopback(config.host) and not api_key:
+    if not is_loopback_host(config.host) and not api_key:
         say(f"warning: listening on {config.host} without an API key: anyone who reaches this address can use the "
             f"model (set --api-key or ${API_KEY_ENV})")
     sock = _listen(config.host, config.port)

@@ -29,7 +29,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
-from ..calibration import CalibrationConfig, Protocol
+from ..calibration import STANDARDIZE_ONLY, CalibrationConfig, Protocol
 from ..classifiers import FitRequest, Method, classifier_class
 from ..data.task import DataConfig
 from ..engine.options import Engine, ReadoutConfig, SpecialTokens, enum_value
@@ -128,13 +128,17 @@ class RunConfig:
         "with calibration unlabeled or batch: first move each read-out dimension to the training language's mean and "
         "spread, estimated per language on the same unlabeled texts"))
 
+    prior: bool = field(default=_CALIBRATION.prior, metadata=_help(
+        "with calibration: divide out the label prior it estimates; --no-prior goes with --standardize only (the "
+        "standardized read-out alone)"))
+
     method: Method = field(default=Method.PROMPT, metadata=_help(
         "prompt: a soft prompt (the study's method); probe: the baseline, a logistic regression on the frozen model's "
         "read-out state of text + EOS (no prompt), trained on the same examples"))
 
     #: Fields added after run ids were first published: left out of the canonical form at their defaults.
     _LATER_FIELDS = ("ensemble", "shared_sample", "calibration", "standardize", "text_column", "label_column",
-                     "language_column", "split_column", "method", "trust_remote_code", "min_steps", "loss", "patience")
+                     "language_column", "split_column", "method", "trust_remote_code", "min_steps", "loss", "patience", "prior")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -144,7 +148,8 @@ class RunConfig:
         self._check_combinations()
         # built after the combinations: its own standardize check says "protocol" where we say "calibration"
         object.__setattr__(self, "_calibration", _built(
-            lambda: CalibrationConfig(protocol=self.calibration, standardize=self.standardize), {"protocol": "calibration"}))
+            lambda: CalibrationConfig(protocol=self.calibration, standardize=self.standardize, prior=self.prior),
+            {"protocol": "calibration"}))
         if isinstance(self.langs, str) and not self.langs.strip():
             raise ConfigError("langs", "is empty: use 52, dev, held-out, all, or codes such as eng_Latn,fra_Latn")
 
@@ -191,6 +196,8 @@ class RunConfig:
         _check_range("ensemble", self.ensemble, 1)
         if self.ensemble > 1 and not self.freeze:
             raise ConfigError("ensemble", "needs a frozen model (each member would train its own copy of the weights)")
+        if not self.prior and not self.standardize:
+            raise ConfigError("prior", "off corrects only with standardize: add standardize (calibration unlabeled or batch), or keep the prior")
         if self.standardize and not self.calibration.uses_target_text:
             raise ConfigError("standardize", f"needs unlabeled target text: use calibration unlabeled or batch (got {self.calibration.value})")
         classifier_class(self.method).check_request(FitRequest(
@@ -302,7 +309,8 @@ class RunConfig:
         if self.loss is not TrainingLoss.VOCABULARY:
             parts.append(f"{self.loss.value}-loss")
         if self.calibration != Protocol.ZERO_SHOT:
-            parts.append(self.calibration.value + ("+standardize" if self.standardize else ""))
+            parts.append(self.calibration.value + ("+standardize" if self.standardize else "")
+                         + ("" if self.prior else STANDARDIZE_ONLY))
         if self.method is Method.PROBE:
             parts = ["probe", f"{self.shots}shot", f"seed{self.seed}"]
         return "-".join(parts)

@@ -14,7 +14,6 @@ reporting, with a small object store (tasks pass only configs), and is shut down
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import secrets
 from enum import Enum
@@ -23,6 +22,7 @@ from typing import Callable, Iterator
 
 from ..errors import XlsptError
 from ..files import cache_dir
+from ..network import is_loopback_host
 from .records import RunRecord
 from .runner import PlannedRun, Session, run_group, task_key
 from .store import ResultStore
@@ -186,13 +186,7 @@ def is_loopback(address: str | None) -> bool:
     """Whether a Ray address (``host:port``, ``ray://host:port``) names this machine's loopback interface."""
     if not address:
         return False
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(address.split("://", 1)[-1].rsplit(":", 1)[0])
 
 
 def auth_token_file() -> Path:

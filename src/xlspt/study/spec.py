@@ -31,7 +31,7 @@ from .config import RunConfig
 #: Fields whose list value is one value (not a sweep axis).
 LIST_VALUED = ("langs",)
 #: Fields whose values are only valid together with others (checked on the expanded runs).
-CROSS_CHECKED = ("engine", "save_model", "standardize")
+CROSS_CHECKED = ("engine", "save_model", "standardize", "prior")
 PRESETS = ("smoke", "gemma", "gemma-shots", "paper", "quality", "quality-unlabeled")
 #: Presets that are one configuration (for ``xlspt run --preset`` and ``xlspt train --preset``).
 RUN_PRESETS = ("quality", "quality-unlabeled")
