@@ -114,8 +114,9 @@ def _add_run_command(sub, name: str, help: str, *, skip=(), out: str | None = No
     p = sub.add_parser(name, help=help)
     if preset:
         p.add_argument("--preset", choices=RUN_PRESETS, help="start from a tuned configuration (flags given override "
-                       "it): quality (an ensemble of prompts with content-free calibration: no target-language data), "
-                       "quality-unlabeled (the same, calibrated on each language's unlabeled texts)")
+                       "it): quality (8 reparameterized prompts with content-free calibration: no target-language data), "
+                       "quality-unlabeled (8 reparameterized 32-shot prompts standardized on each language's unlabeled "
+                       "texts); both chosen on the development languages")
     _add_config_flags(p, [n for n in RunConfig.field_names() if n not in skip])
     if out:
         p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
