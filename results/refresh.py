@@ -1,5 +1,5 @@
 """Rebuild the published study report from the committed run records, and refresh every table that
-README.md and benchmarks/README.md quote from it (``<!-- report.md: ... -->`` blocks).
+README.md, benchmarks/README.md and docs/cli.md quote from it (``<!-- report.md: ... -->`` blocks).
 
     python results/refresh.py
 
@@ -19,7 +19,7 @@ from xlspt.report.study import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 STORE = Path("results/gemma-3-270m")  # relative: report.md names the store as given
-DOCUMENTS = ("README.md", "benchmarks/README.md")
+DOCUMENTS = ("README.md", "benchmarks/README.md", "docs/cli.md")
 
 
 def records_only(root: Path) -> None:

@@ -1,5 +1,5 @@
 """A run's settings: checked once through the configs they feed, numbers as people write them,
-the environment's data folder resolved before hashing, and run ids pinned to the published ones."""
+the environment's data folder read in one place, and run ids pinned to the published ones."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from xlspt.study.spec import load_spec, preset_path
 from xlspt.train import TrainConfig
 
 RUN_IDS = Path(__file__).parent / "fixtures" / "run_ids.json"
-#: The data folder the pinned ids were computed with (it need not exist: only its path is hashed).
-PINNED_DATA = "/srv/sib200"
+PINNED = json.loads(RUN_IDS.read_text())
+#: The data checksum the pinned ids were computed with (ids name the data by the checksum of the rows a run reads).
+PINNED_DATA = PINNED["data_checksum"]
 
 
 def _preset_ids(preset: str, overrides: dict | None) -> list[dict]:
@@ -27,9 +28,14 @@ def _preset_ids(preset: str, overrides: dict | None) -> list[dict]:
     rows = []
     for c in load_spec(preset_path(preset), overrides).runs:
         languages = c.langs.split(",") if "," in c.langs else [c.langs]
-        rows.append({"config": c.short_name(), "float32": c.run_id(dtype="float32", languages=languages),
-                     "bfloat16": c.run_id(dtype="bfloat16", languages=languages)})
+        rows.append({"config": c.short_name(),
+                     **{dtype: c.run_id(dtype=dtype, languages=languages, data_checksum=PINNED_DATA)
+                        for dtype in ("float32", "bfloat16")}})
     return rows
+
+
+def _pinned(preset: str) -> list[dict]:
+    return [{k: row[k] for k in ("config", "float32", "bfloat16")} for row in PINNED["presets"][preset]]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -40,60 +46,63 @@ def _write(path: Path, text: str) -> Path:
 # ---------------------------------------------------------------- pinned run ids
 
 
-@pytest.mark.parametrize("preset", json.loads(RUN_IDS.read_text()))
+@pytest.mark.parametrize("preset", PINNED["presets"])
 def test_preset_run_ids_are_the_published_ones(preset, monkeypatch):
     monkeypatch.delenv(DATA_ENV, raising=False)
-    assert _preset_ids(preset, {"data": PINNED_DATA}) == json.loads(RUN_IDS.read_text())[preset]
+    assert _preset_ids(preset, {"data": "/srv/sib200"}) == _pinned(preset)
 
 
-@pytest.mark.parametrize("preset", json.loads(RUN_IDS.read_text()))
-def test_data_from_the_environment_gets_the_id_of_naming_it(preset, monkeypatch):
-    monkeypatch.setenv(DATA_ENV, PINNED_DATA)
-    assert _preset_ids(preset, None) == json.loads(RUN_IDS.read_text())[preset]
-
-
-@pytest.mark.parametrize("config,ids", [
-    (dict(shots=32, ensemble=8, calibration="content-free"), ("len4-32shot-seed0-ens8-content-free", "404957f7523e1182", "4642279c8f5c0701")),
-    (dict(shots=32, ensemble=8, calibration="unlabeled", standardize=True),
-     ("len4-32shot-seed0-ens8-unlabeled+standardize", "32e4244bddc26cf3", "ca46b52c4b130647"))])
-def test_the_first_rounds_quality_presets_keep_their_ids(config, ids, monkeypatch):
-    monkeypatch.delenv(DATA_ENV, raising=False)
-    first = RunConfig(**config, data=PINNED_DATA)  # the presets before the development languages chose
-    assert (first.short_name(), first.run_id(dtype="float32", languages=["52"]), first.run_id(dtype="bfloat16", languages=["52"])) == ids
-
-
-def test_environment_data_is_the_config_s_data_and_another_folder_another_run(monkeypatch, tmp_path):
-    monkeypatch.setenv(DATA_ENV, PINNED_DATA)
-    from_environment = RunConfig(dtype="float32", langs="eng_Latn")
-    assert from_environment.data == PINNED_DATA and from_environment.data_config().source == PINNED_DATA
-    assert from_environment == RunConfig(dtype="float32", langs="eng_Latn", data=PINNED_DATA)
-    assert from_environment.run_id() == RunConfig(dtype="float32", langs="eng_Latn", data=PINNED_DATA).run_id()
-    assert from_environment.replace(data="hf:Davlan/sib200").data == "hf:Davlan/sib200"  # named data wins
+@pytest.mark.parametrize("preset", PINNED["presets"])
+def test_where_the_data_lies_or_how_it_is_named_leaves_ids_alone(preset, monkeypatch, tmp_path):
+    monkeypatch.setenv(DATA_ENV, "/srv/sib200")
+    assert _preset_ids(preset, None) == _pinned(preset)
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
-    assert RunConfig(dtype="float32", langs="eng_Latn").run_id() != from_environment.run_id()
+    assert _preset_ids(preset, None) == _pinned(preset)
+    monkeypatch.delenv(DATA_ENV)
+    assert _preset_ids(preset, {"data": "hf:Davlan/sib200"}) == _pinned(preset)
 
 
-def test_without_data_or_environment_the_hub_dataset_keeps_its_ids(monkeypatch):
+def test_the_first_rounds_quality_presets_keep_their_ids(monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    for config, row in zip((dict(shots=32, ensemble=8, calibration="content-free"),
+                            dict(shots=32, ensemble=8, calibration="unlabeled", standardize=True)), PINNED["first_round"]):
+        first = RunConfig(**config)  # the presets before the development languages chose
+        assert first.short_name() == row["config"]
+        assert [first.run_id(dtype=dtype, languages=["52"], data_checksum=PINNED_DATA) for dtype in ("float32", "bfloat16")] \
+            == [row["float32"], row["bfloat16"]]
+
+
+def test_environment_data_is_the_config_s_data_and_other_content_another_run(monkeypatch, tmp_path):
+    monkeypatch.setenv(DATA_ENV, "/srv/sib200")
+    from_environment = RunConfig(dtype="float32", langs="eng_Latn")
+    assert from_environment.data == "/srv/sib200" and from_environment.data_config().source == "/srv/sib200"
+    assert from_environment == RunConfig(dtype="float32", langs="eng_Latn", data="/srv/sib200")
+    assert from_environment.replace(data="hf:Davlan/sib200").data == "hf:Davlan/sib200"  # named data wins
+    ids = {from_environment.run_id(data_checksum=checksum) for checksum in ("0" * 64, "1" + "0" * 63)}
+    assert len(ids) == 2
+    canonical = from_environment.canonical(dtype="float32", data_checksum="0" * 64)
+    assert canonical["data"] == "sha256:" + "0" * 64 and "/srv" not in json.dumps(canonical)
+
+
+def test_without_data_or_environment_the_hub_dataset_is_read(monkeypatch):
     monkeypatch.delenv(DATA_ENV, raising=False)
     config = RunConfig(dtype="float32", langs="eng_Latn")
-    assert config.data is None and config.canonical()["data"] is None
-    # computed with the code before the data folder was resolved before hashing
-    assert config.run_id() == "d510917f700530c8"
-    first_quality = RunConfig(shots=32, ensemble=8, calibration="content-free")  # the first round's quality preset
-    assert (first_quality.short_name(), first_quality.run_id(dtype="float32", languages=["52"]),
-            first_quality.run_id(dtype="bfloat16", languages=["52"])) == (
-        "len4-32shot-seed0-ens8-content-free", "97015162950743b6", "5d48599affd6c7f2")
+    assert config.data is None and config.canonical()["data"] is None  # not an id: no checksum given
     monkeypatch.setenv(DATA_ENV, "")  # set but empty: unset
-    assert RunConfig(dtype="float32", langs="eng_Latn").run_id() == config.run_id()
+    assert RunConfig(dtype="float32", langs="eng_Latn") == config
 
 
 def test_the_step_budget_the_loss_and_patience_leave_earlier_run_ids_as_they_were(monkeypatch):
     monkeypatch.delenv(DATA_ENV, raising=False)
     config = RunConfig(dtype="float32", langs="eng_Latn", min_steps=0, loss="vocabulary", patience=0)
-    assert config.run_id() == "d510917f700530c8"
+
+    def run_id(c: RunConfig) -> str:
+        return c.run_id(data_checksum=PINNED_DATA)
+
+    assert run_id(config) == run_id(RunConfig(dtype="float32", langs="eng_Latn"))
     assert not {"min_steps", "loss", "patience"} & set(config.canonical())
     budget, words, patient = config.replace(min_steps=200), config.replace(loss="label-words"), config.replace(patience=3)
-    assert len({config.run_id(), budget.run_id(), words.run_id(), patient.run_id()}) == 4
+    assert len({run_id(config), run_id(budget), run_id(words), run_id(patient)}) == 4
     assert budget.train_config().min_steps == 200 and words.train_config().loss == "label-words"
     assert patient.train_config().patience == 3 and patient.short_name().endswith("patience3")
     assert budget.short_name().endswith("min200steps") and words.short_name().endswith("label-words-loss")
@@ -120,7 +129,7 @@ def test_a_number_written_as_yaml_1_1_reads_it_is_a_number(tmp_path):
     assert [run.lr for run in written.runs] == [0.005, 0.01] and {run.model_lr for run in written.runs} == {1e-4}
     assert {run.shots for run in written.runs} == {8}
     plain = load_spec(_write(tmp_path / "p.yaml", "lr: [0.005, 0.01]\nmodel_lr: 0.0001\nfreeze: false\nshots: 8\n"))
-    assert [r.run_id(dtype="float32") for r in written.runs] == [r.run_id(dtype="float32") for r in plain.runs]
+    assert [r.run_id(dtype="float32", data_checksum=PINNED_DATA) for r in written.runs] == [r.run_id(dtype="float32", data_checksum=PINNED_DATA) for r in plain.runs]
     assert written.runs[0].train_config().lr == 0.005 and written.runs[0].train_config().model_lr == 1e-4
     # values given the way flags and overrides give them
     overridden = load_spec(_write(tmp_path / "o.yaml", "shots: 8\n"), {"epochs": "3", "lr": "2e-3", "model_lr": "reference"})

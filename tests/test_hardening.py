@@ -377,7 +377,7 @@ def test_report_warns_when_runs_differ_in_versions_device_or_data(tmp_path, tiny
     assert main(["report", "--store", str(store), "--out", str(tmp_path / "r2")]) == 0
     err = capsys.readouterr().err
     assert "warning: the runs differ in torch version (0.0.1: 1 run" in err
-    assert "the examples read from the same data" in err
+    assert "the examples read for the same languages" in err
     assert "**Warning:** the runs differ in torch version" in (tmp_path / "r2" / "report.md").read_text()
 
 

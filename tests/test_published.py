@@ -3,20 +3,23 @@
 ``results/gemma-3-270m`` holds the run records of the ``gemma`` and ``gemma-shots`` presets on the
 embedded model, and ``results/gemma-3-270m/report`` the report written from them. These tests
 rebuild the report from the records (nothing is trained) and check that the committed report and
-every table README.md and benchmarks/README.md quote from it are current.
+every table README.md, benchmarks/README.md and docs/cli.md quote from it (the study's figures and the
+published anchors beside them) are current.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from xlspt.report.quotes import stale_quotes
+from xlspt.report.quotes import parse_table, quotes_in, stale_quotes
 from xlspt.report.study import write_report
 from xlspt.study.spec import load_spec, preset_path
 
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STORE = Path("results/gemma-3-270m")  # relative, as the report names it in report.md
 PUBLISHED = STORE / "report"
 REFRESH = "python results/refresh.py"
-DOCUMENTS = ("README.md", "benchmarks/README.md")
+DOCUMENTS = ("README.md", "benchmarks/README.md", "docs/cli.md")
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +51,12 @@ def _records() -> list[dict]:
 def test_store_holds_only_finished_runs_of_its_specs():
     records = _records()
     assert records, f"no records in {STORE}"
-    first = records[0]["config"]
-    assert all(r["config"]["data"] == first["data"] for r in records), "the records read different data folders"
-    presets = [load_spec(preset_path(name), {"data": first["data"]}) for name in ("gemma", "gemma-shots")]
-    expected = {run.run_id(dtype=first["dtype"], languages=first["langs"]) for spec in presets for run in spec.runs}
+    first, checksum = records[0]["config"], records[0]["data_checksum"]
+    assert all(r["config"]["data"] == "sha256:" + checksum == "sha256:" + r["data_checksum"] for r in records), \
+        "the records read different data, or name it otherwise than by its checksum"
+    presets = [load_spec(preset_path(name)) for name in ("gemma", "gemma-shots")]
+    expected = {run.run_id(dtype=first["dtype"], languages=first["langs"], data_checksum=checksum)
+                for spec in presets for run in spec.runs}
     for record in records:
         assert record["run_id"] in expected, f"{record['run_id']} is not a run of the gemma or gemma-shots preset"
         assert record["status"] == "done", f"{record['run_id']}: {record['status']}"
@@ -62,12 +67,44 @@ def test_store_holds_only_finished_runs_of_its_specs():
         assert tracked and all(Path(p).name == "record.json" for p in tracked), [p for p in tracked if "record.json" not in p]
 
 
+def test_no_committed_result_holds_a_machine_path():
+    """Results are keyed by what the data is: no file under results/ names a folder of the machine it was made on."""
+    pattern = re.compile(r"(?<![\w.])(/(home|root|work|srv|tmp|Users|mnt|opt|data|var)/|[A-Za-z]:\\\\|~/)")
+    files = [p for p in (ROOT / "results").rglob("*") if p.is_file() and p.suffix in (".json", ".md", ".csv", ".py", ".txt")]
+    assert files
+    found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in files for m in [pattern.search(p.read_text(encoding="utf-8"))] if m]
+    assert not found, found
+
+
+def test_the_published_store_resumes_with_the_data_in_another_folder(full_sib200_dir, tmp_path, capsys):
+    """Copied to a folder of another name, SIB-200 finds every published run done (48/48 and 32/32); data with other
+    content finds none, and ``--status`` says why in one line."""
+    from xlspt.cli import main
+
+    from xlspt.study.sweep import sweep_from
+
+    copy = tmp_path / "a" / "copy-of-the-data"
+    for folder in full_sib200_dir.iterdir():
+        if folder.is_dir():
+            shutil.copytree(folder, copy / folder.name)
+    for preset, total in (("gemma", 48), ("gemma-shots", 32)):
+        status = sweep_from(None, preset, str(ROOT / STORE), {"data": str(copy)}, status_only=True)
+        assert status.as_json() == {"total": total, "done": total, "failed": 0, "running": 0, "pending": 0}, status.table()
+        assert not status.notes
+    test = copy / "fra_Latn" / "test.tsv"
+    test.write_text(test.read_text(encoding="utf-8").replace("politics", "sports", 1), encoding="utf-8")  # one label
+    assert main(["sweep", "--preset", "gemma", "--store", str(ROOT / STORE), "--data", str(copy), "--status"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2] == "48 total, 0 done, 0 failed, 0 running, 48 pending"
+    assert out[-1].startswith("note: 48 of the pending runs are in the store with every setting alike but the data")
+
+
 def test_committed_report_is_the_report_of_the_committed_records(rebuilt):
     published = ROOT / PUBLISHED
     assert (published / "report.md").read_text(encoding="utf-8") == (rebuilt / "report.md").read_text(encoding="utf-8"), \
         f"{PUBLISHED}/report.md is stale: run `{REFRESH}`"
     kept = {p.name for p in published.glob("*.csv")}
-    assert {"summary.csv", "languages.csv", "findings.csv", "correlations.csv"} <= kept
+    assert {"summary.csv", "languages.csv", "findings.csv", "correlations.csv", "anchors.csv"} <= kept
     for table in sorted(t for t in rebuilt.glob("*.csv") if t.name in kept):  # runs.csv repeats the records: not kept
         pd.testing.assert_frame_equal(pd.read_csv(published / table.name), pd.read_csv(table), check_exact=False,
                                       rtol=1e-9, obj=f"{PUBLISHED}/{table.name} (stale? run `{REFRESH}`)")
@@ -80,8 +117,29 @@ def test_quoted_figures_equal_the_report(rebuilt, document):
     assert not problems, "stale quoted figures (refresh them from the report):\n" + "\n".join(problems)
 
 
-def test_readme_quotes_the_findings_and_configurations():
-    from xlspt.report.quotes import quotes_in
-
+def test_readme_quotes_the_findings_and_the_anchors():
     sections = {quote.section for quote in quotes_in((ROOT / "README.md").read_text(encoding="utf-8"))}
-    assert {"Findings of the study", "Accuracy per configuration"} <= sections
+    assert {"Findings of the study", "Against published anchors", "Published anchors per language set",
+            "Each language beside the published anchors"} <= sections
+
+
+def _number(cell: str) -> float:
+    return float(re.match(r"[+-]?[0-9.]+", cell.strip().removeprefix("**")).group(0))
+
+
+def test_the_presets_beside_the_anchors_are_the_benchmarks_figures():
+    """The README's headline rows that are not the report's (the presets) repeat benchmarks/README.md's second round
+    (the development languages' picks), and their differences from the anchors are those of the printed figures."""
+    [headline] = [q for q in quotes_in((ROOT / "README.md").read_text(encoding="utf-8")) if q.section == "Against published anchors"]
+    assert len(headline.others) == 2
+    rows = headline.table.keyed(headline.key)
+    benchmarks = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8").splitlines()
+    chosen = parse_table(benchmarks[next(i for i, line in enumerate(benchmarks) if line.startswith("| setting | chosen on |")):])
+    picks = {row["protocol"][0]: row for row in (dict(zip(chosen.columns, r)) for r in chosen.rows)
+             if row["chosen on"] == "development languages"}
+    for name, protocol in zip(headline.others, ("a", "b")):
+        row, pick = rows[(name,)], picks[protocol]
+        assert _number(row["accuracy"]) == _number(pick["52-language mean (± s.e.)"]), name
+        assert _number(row["English"]) == _number(pick["English"]), name
+        for anchor in ("GPT-4", "XLM-R"):
+            assert round(_number(row["accuracy"]) - _number(row[anchor]), 1) == _number(row[f"vs {anchor}"]), (name, anchor)

@@ -20,6 +20,7 @@ from xlspt.errors import ConfigError, XlsptError
 from xlspt.study import ResultStore, RunConfig
 
 LANGS = ["eng_Latn", "fra_Latn"]
+DATA = "0" * 64  # a data checksum standing for the data in run ids
 
 
 # ---------------------------------------------------------------- the maths
@@ -192,8 +193,8 @@ def test_calibration_moves_a_skewed_language_off_its_favourite_label(ensemble, d
 def test_new_fields_leave_earlier_run_ids_alone():
     base = RunConfig(dtype="float32", langs="eng_Latn")
     assert set(base.canonical()) >= {"seed", "shots"} and not {"ensemble", "calibration", "shared_sample"} & set(base.canonical())
-    assert base.run_id() != base.replace(ensemble=2).run_id() != base.replace(ensemble=2, shared_sample=True).run_id()
-    assert base.run_id() != base.replace(calibration="batch").run_id()
+    assert base.run_id(data_checksum=DATA) != base.replace(ensemble=2).run_id(data_checksum=DATA) != base.replace(ensemble=2, shared_sample=True).run_id(data_checksum=DATA)
+    assert base.run_id(data_checksum=DATA) != base.replace(calibration="batch").run_id(data_checksum=DATA)
     assert base.replace(ensemble=3).member_seeds() == [0, 1, 2]
     with pytest.raises(ConfigError) as info:
         RunConfig(ensemble=0)
@@ -202,7 +203,7 @@ def test_new_fields_leave_earlier_run_ids_alone():
         RunConfig(standardize=True)
     assert info.value.field == "standardize"
     only = RunConfig(dtype="float32", langs="eng_Latn", calibration="unlabeled", standardize=True, prior=False)
-    assert "prior" not in base.canonical() and only.run_id() != only.replace(prior=True).run_id()
+    assert "prior" not in base.canonical() and only.run_id(data_checksum=DATA) != only.replace(prior=True).run_id(data_checksum=DATA)
     assert only.short_name().endswith("unlabeled+standardize-only") and only.calibration_config().prior is False
     with pytest.raises(ConfigError) as info:
         RunConfig(calibration="unlabeled", prior=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,21 +21,22 @@ from xlspt.errors import XlsptError
 from xlspt.study import ResultStore, RunConfig, RunStatus, expand, load_spec
 from xlspt.train import TrainConfig, train_prompt, train_prompts
 
+DATA = "0" * 64  # a data checksum standing for the data: ids hash it, never the folder
 
 # ---------------------------------------------------------------- run config
 
 
 def test_run_id_covers_what_changes_a_result_and_resolves_auto():
     base = RunConfig(dtype="float32", langs="eng_Latn")
-    assert base.run_id() == RunConfig(dtype="float32", langs="eng_Latn").run_id()
-    assert base.run_id() != base.replace(seed=1).run_id()
-    assert base.run_id() != base.replace(prompt_length=5).run_id()
+    assert base.run_id(data_checksum=DATA) == RunConfig(dtype="float32", langs="eng_Latn").run_id(data_checksum=DATA)
+    assert base.run_id(data_checksum=DATA) != base.replace(seed=1).run_id(data_checksum=DATA)
+    assert base.run_id(data_checksum=DATA) != base.replace(prompt_length=5).run_id(data_checksum=DATA)
     # the model learning rate means nothing with a frozen model; it does without
-    assert base.run_id() == base.replace(model_lr=3e-5).run_id()
-    assert base.replace(freeze=False).run_id() != base.replace(freeze=False, model_lr=3e-5).run_id()
+    assert base.run_id(data_checksum=DATA) == base.replace(model_lr=3e-5).run_id(data_checksum=DATA)
+    assert base.replace(freeze=False).run_id(data_checksum=DATA) != base.replace(freeze=False, model_lr=3e-5).run_id(data_checksum=DATA)
     auto = RunConfig(dtype="auto", langs="eng_Latn")
     assert auto.canonical()["dtype"] in ("float32", "bfloat16")
-    assert auto.run_id() == auto.replace(dtype=auto.canonical()["dtype"]).run_id()
+    assert auto.run_id(data_checksum=DATA) == auto.replace(dtype=auto.canonical()["dtype"]).run_id(data_checksum=DATA)
     assert auto.canonical()["engine"] == "cached" and auto.replace(freeze=False).canonical()["engine"] == "naive"
 
 
@@ -78,7 +80,7 @@ def test_spec_expands_to_the_product_of_its_lists(tmp_path):
     assert len(spec.runs) == 2 * 3 * 2 * 2 * 4
     assert set(spec.axes) == {"shots", "prompt_length", "reparam_hidden", "freeze", "seed"}
     assert {run.langs for run in spec.runs} == {("eng_Latn", "fra_Latn")}  # a list of languages is one value
-    assert len({run.run_id(dtype="float32") for run in spec.runs}) == len(spec.runs)
+    assert len({run.run_id(dtype="float32", data_checksum=DATA) for run in spec.runs}) == len(spec.runs)
 
 
 @pytest.mark.parametrize(
@@ -364,7 +366,7 @@ def test_ray_missing_gives_one_line(tmp_path, tiny_model_dirs, sib200_dir, capsy
     monkeypatch.setattr(builtins, "__import__", no_ray)
     spec = _tiny_spec(tmp_path, tiny_model_dirs["gemma3"], sib200_dir)
     assert main(["sweep", str(spec), "--store", str(tmp_path / "s"), "--executor", "ray", "--quiet"]) == 2
-    assert "pip install 'xlspt[ray]'" in capsys.readouterr().err
+    assert "pip install -e '.[ray]' in the xlspt clone" in capsys.readouterr().err
 
 
 def test_command_line_flags_override_the_spec(tmp_path, tiny_model_dirs, sib200_dir, capsys):
@@ -396,9 +398,23 @@ def test_the_paper_preset_runs_on_tiny_xglm_and_bloom(tmp_path, tiny_model_dirs,
     assert encode_texts(xglm, text, 4, special_tokens="reference")[0][0] != xglm.tokenizer.bos_token_id
 
 
-def test_run_id_names_the_data_folder_whatever_the_working_directory(tmp_path, monkeypatch, sib200_dir):
-    absolute = RunConfig(data=str(sib200_dir), dtype="float32", langs="eng_Latn")
+def test_run_id_names_the_data_by_its_content_wherever_it_lies(tmp_path, monkeypatch, sib200_dir):
+    from xlspt.study.runner import Session, plan
+
+    def run_id(data: str | Path, langs: str = "eng_Latn,fra_Latn") -> str:
+        config = RunConfig(data=str(data), dtype="float32", langs=langs)
+        return plan(config, Session(progress=False), tmp_path / "unused").run_id
+
+    copy = tmp_path / "deep" / "another-name"
+    for lang in ("eng_Latn", "fra_Latn"):
+        shutil.copytree(sib200_dir / lang, copy / lang)
+    absolute = run_id(sib200_dir)
     monkeypatch.chdir(sib200_dir.parent)
-    assert RunConfig(data=sib200_dir.name, dtype="float32", langs="eng_Latn").run_id() == absolute.run_id()
-    monkeypatch.chdir(tmp_path)
-    assert RunConfig(data=sib200_dir.name, dtype="float32", langs="eng_Latn").run_id() != absolute.run_id()
+    assert run_id(sib200_dir.name) == absolute  # relative or absolute, from anywhere
+    assert run_id(copy) == absolute  # the same content in another folder
+    changed = tmp_path / "changed"
+    shutil.copytree(copy, changed)
+    test = changed / "fra_Latn" / "test.tsv"
+    test.write_text(test.read_text(encoding="utf-8").replace("\t", "\t", 1).rsplit("\n", 2)[0] + "\n", encoding="utf-8")
+    assert run_id(changed) != absolute  # other content (a row fewer), another run
+    assert run_id(changed, "eng_Latn") == run_id(copy, "eng_Latn")  # ... unless the run does not read that file

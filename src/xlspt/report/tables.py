@@ -74,10 +74,10 @@ def consistency_warnings(records: list[RunRecord]) -> list[str]:
     for record in records:
         if record.data_checksum:
             c = record.config
-            key = (str(c.get("data")), str(c.get("train_lang")), json.dumps(c.get("langs"), default=str))
+            key = (str(c.get("train_lang")), json.dumps(c.get("langs"), default=str))
             by_data.setdefault(key, {}).setdefault(record.data_checksum[:12], []).append(record.run_id)
-    for (data, _, _), values in by_data.items():
-        spread(f"the examples read from the same data ({data}; data checksum)", values)
+    for (train_lang, _), values in by_data.items():
+        spread(f"the examples read for the same languages (trained on {train_lang}; data checksum)", values)
     return warnings
 
 

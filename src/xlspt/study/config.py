@@ -12,8 +12,9 @@ spans several of them. An error names the run config's field (``prompt_length``,
 prompt config's ``length``).
 
 A run's id is the hash of its canonical form (:meth:`RunConfig.canonical`): every field that
-can change a result, with ``auto`` values resolved to what is actually used and the data
-folder that ``$XLSPT_DATA`` names resolved before hashing. Versions, the device and timings
+can change a result, with ``auto`` values resolved to what is actually used, and the data as
+what it is (the checksum of the rows the run reads), never where it lies: the same data copied
+to another folder, or read from the Hub, gives the same ids. Versions, the device and timings
 go into the run's record instead.
 """
 
@@ -26,7 +27,6 @@ import json
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from ..calibration import STANDARDIZE_ONLY, CalibrationConfig, Protocol
@@ -257,12 +257,16 @@ class RunConfig:
     def resolved_engine(self) -> str:
         return self.engine.for_training(not self.freeze).value
 
-    def canonical(self, *, dtype: str | None = None, languages: list[str] | None = None) -> dict:
+    def canonical(self, *, dtype: str | None = None, languages: list[str] | None = None,
+                  data_checksum: str | None = None) -> dict:
         """The fields that can change a result, JSON-ready, with ``auto`` values resolved.
 
         Args:
             dtype: the dtype actually used (default: what ``auto`` resolves to on this machine).
             languages: the target languages ``langs`` resolved to (default: ``langs`` as written).
+            data_checksum: the checksum of the rows the run reads
+                (:meth:`~xlspt.data.TaskData.checksum`), which stands for the data in the canonical form
+                (default: the data source as written, which is not an id: only for display).
         """
         out = {}
         for f in dataclasses.fields(self):
@@ -272,8 +276,8 @@ class RunConfig:
         out["engine"] = self.resolved_engine()
         langs = languages if languages is not None else self.langs
         out["langs"] = list(langs) if not isinstance(langs, str) else langs
-        if self.data and not self.data.startswith("hf:"):  # the same folder from anywhere, another folder never
-            out["data"] = str(Path(self.data).expanduser().resolve())
+        if data_checksum is not None:  # what the data is, never where it lies
+            out["data"] = DATA_CHECKSUM_PREFIX + data_checksum
         if self.freeze:
             out["model_lr"] = None  # unused with a frozen model: two runs that differ only here are one run
         for name in self._LATER_FIELDS:  # earlier run ids stay valid
@@ -288,10 +292,9 @@ class RunConfig:
         """What a canonical config that lacks ``name`` means: a later field's default, else ``None``."""
         return _default_value(name) if name in cls._LATER_FIELDS else None
 
-    def run_id(self, **resolved) -> str:
-        """16 hex digits of the SHA-256 of :meth:`canonical`."""
-        text = json.dumps(self.canonical(**resolved), sort_keys=True, ensure_ascii=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+    def run_id(self, *, data_checksum: str, **resolved) -> str:
+        """16 hex digits of the SHA-256 of :meth:`canonical` (``data_checksum`` is required: ids name data by content)."""
+        return canonical_run_id(self.canonical(data_checksum=data_checksum, **resolved))
 
     def short_name(self) -> str:
         """A readable label for tables and progress bars."""
@@ -314,6 +317,16 @@ class RunConfig:
         if self.method is Method.PROBE:
             parts = ["probe", f"{self.shots}shot", f"seed{self.seed}"]
         return "-".join(parts)
+
+
+#: How a canonical form's ``data`` names the data: this prefix and the checksum of the rows read.
+DATA_CHECKSUM_PREFIX = "sha256:"
+
+
+def canonical_run_id(canonical: Mapping[str, Any]) -> str:
+    """16 hex digits of the SHA-256 of a canonical form (:meth:`RunConfig.canonical`, or a record's ``config``)."""
+    text = json.dumps(dict(canonical), sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 #: Closed choices among the fields: those typed with a string enum.

@@ -107,7 +107,7 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise XlsptError("--executor ray needs Ray: pip install 'xlspt[ray]' (or use --executor local)") from None
+        raise XlsptError("--executor ray needs Ray: pip install -e '.[ray]' in the xlspt clone (or use --executor local)") from None
     return ray
 
 
@@ -150,7 +150,7 @@ def _ray_node() -> str:
 
 def _config_dict(run: PlannedRun) -> dict:
     """The run's settings for a task, with a local data folder made absolute: a worker started from another working
-    directory must read the same files, and computes the same run id (ids hash the data folder's absolute path)."""
+    directory must read the same files (and so computes the same run id, which names the data by its content)."""
     from dataclasses import fields
     from enum import Enum
 

@@ -45,6 +45,7 @@ class PlannedRun:
     languages: list[str]
     directory: Path
     initial: SoftPrompt | None = None  # a saved prompt to continue training from (`xlspt train --resume`)
+    data_checksum: str = ""  # of the rows the run reads (its id names the data by it)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Session:
     strict: bool = False
     class_figures: bool = False  # a confusion-matrix PNG per language in the run folder (`xlspt run`; not in sweeps)
     _data: dict = field(default_factory=dict)
+    _checksums: dict = field(default_factory=dict)
     _model: tuple | None = None
 
     def data(self, config: RunConfig | DataConfig) -> TaskData:
@@ -64,6 +66,15 @@ class Session:
         if source not in self._data:
             self._data[source] = TaskData.resolve(source)
         return self._data[source]
+
+    def checksum(self, config: RunConfig, languages: Sequence[str]) -> str:
+        """The checksum of what a run of ``config`` on ``languages`` reads: its training language's train and dev
+        splits and each target's test split (computed once per session: a sweep's runs mostly read alike)."""
+        parts = ((config.train_lang, "train"), (config.train_lang, "dev"), *((lang, "test") for lang in languages))
+        key = (config.data_config(), parts)
+        if key not in self._checksums:
+            self._checksums[key] = self.data(config).checksum(parts)
+        return self._checksums[key]
 
     def languages(self, config: RunConfig) -> list[str]:
         """The data's language codes, listed once (a Hub dataset asks the Hub)."""
@@ -84,9 +95,10 @@ def plan(config: RunConfig, session: Session, directory: Path | Callable[[str], 
     available = session.languages(config)
     resolve_languages([config.train_lang], available)
     languages = session.data(config).target_languages(config.langs) if targets else []
-    run_id = config.run_id(dtype=config.resolved_dtype(session.device), languages=languages)
+    checksum = session.checksum(config, languages)
+    run_id = config.run_id(dtype=config.resolved_dtype(session.device), languages=languages, data_checksum=checksum)
     folder = directory(run_id) if callable(directory) else Path(directory)
-    return PlannedRun(config, run_id, languages, folder, initial)
+    return PlannedRun(config, run_id, languages, folder, initial, checksum)
 
 
 def fit_request(run: PlannedRun, labels: tuple[str, ...]) -> FitRequest:
@@ -241,17 +253,11 @@ def _evaluate_together(kind, items, loaded, session, on_record, log, model_file)
     for (run, clf, train_seconds), evaluation in zip(items, evaluations):
         timings = {"train": round(train_seconds, 2), "evaluate": round(seconds, 2)}
         on_record(_finish(run, clf, evaluation, loaded, timings, trainable_model=trainable_model, model_file=model_file,
-                          figures=session.class_figures, checksum=data_checksum(run, session)))
-
-
-def data_checksum(run: PlannedRun, session: Session) -> str:
-    """The checksum of what ``run`` read: its training language's train and dev splits and each target's test split."""
-    c = run.config
-    return session.data(c).checksum([(c.train_lang, "train"), (c.train_lang, "dev"), *((lang, "test") for lang in run.languages)])
+                          figures=session.class_figures))
 
 
 def _finish(run: PlannedRun, clf: Classifier, evaluation, loaded, timings: dict, *, trainable_model: int,
-            model_file: str | None = None, figures: bool = False, checksum: str | None = None) -> RunRecord:
+            model_file: str | None = None, figures: bool = False) -> RunRecord:
     results, member_results = evaluation.results, evaluation.member_results
     write_run_results(run.directory, clf, results, figures=figures)
     entries = clf.record_entries()
@@ -286,7 +292,7 @@ def _finish(run: PlannedRun, clf: Classifier, evaluation, loaded, timings: dict,
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         protocol=entries["protocol"],
         member_results=[m.to_dict(orient="records") for m in member_results] if member_results else None,
-        data_checksum=checksum,
+        data_checksum=run.data_checksum,
         evaluation_engine=evaluation.engine,
     )
 
@@ -303,7 +309,8 @@ def _failed(run: PlannedRun, exc: BaseException, loaded, started: float) -> RunR
 
 
 def _canonical(run: PlannedRun, loaded: LoadedModel) -> dict:
-    return run.config.canonical(dtype=str(loaded.dtype).removeprefix("torch."), languages=run.languages)
+    return run.config.canonical(dtype=str(loaded.dtype).removeprefix("torch."), languages=run.languages,
+                                data_checksum=run.data_checksum)
 
 
 def _log(message: str) -> None:

@@ -103,6 +103,39 @@ class ResultStore:
                 contents.unfinished.append(directory.name)
         return contents
 
+    def rekey_by_content(self) -> list[tuple[str, str]]:
+        """Move runs whose ids hashed the data folder's path (the first stores) to ids that name the data by the
+        checksum their records hold; returns the ``(old, new)`` id pairs moved (none for a current store).
+
+        Each run's record is rewritten in place first (atomically: new id, data by checksum), then its folder renamed,
+        so a kill at any point leaves a store that running this again finishes.
+        """
+        from .config import DATA_CHECKSUM_PREFIX, canonical_run_id
+
+        moved = []
+        runs = self.root / "runs"
+        for folder in sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []:
+            record = self.record(folder.name)
+            if record is None:
+                continue
+            data = record.config.get("data")
+            if record.data_checksum and not (isinstance(data, str) and data.startswith(DATA_CHECKSUM_PREFIX)):
+                record.config = {**record.config, "data": DATA_CHECKSUM_PREFIX + record.data_checksum}
+                new = canonical_run_id(record.config)
+                for name in ("prompt_file", "model_file"):
+                    value = getattr(record, name)
+                    if value and value.startswith(folder.name + "/"):
+                        setattr(record, name, new + value[len(folder.name):])
+                record.run_id = new
+                write_json_atomic(folder / RECORD_FILE, record.to_dict())
+            if folder.name != record.run_id:  # rewritten now, or by a run of this that was killed before renaming
+                if self.run_dir(record.run_id).exists():
+                    raise XlsptError(f"{self.root}: runs/{folder.name} and runs/{record.run_id} are the same run "
+                                     f"(the same data read from two folders): keep one and run this again")
+                os.rename(folder, self.run_dir(record.run_id))
+                moved.append((folder.name, record.run_id))
+        return moved
+
     def write_record(self, record: RunRecord) -> None:
         write_json_atomic(self.run_dir(record.run_id) / RECORD_FILE, record.to_dict())
 

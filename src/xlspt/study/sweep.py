@@ -7,6 +7,7 @@ only what is missing, and ``--status`` can read the store while workers write it
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class SweepStatus:
     runs: list[PlannedRun]
     status: dict[str, RunStatus]
     errors: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # one line each, printed under the table
 
     def count(self, status: RunStatus) -> int:
         return sum(1 for s in self.status.values() if s == status)
@@ -45,7 +47,7 @@ class SweepStatus:
             lines.append(line)
         counts = self.as_json()
         lines.append(", ".join(f"{v} {k}" for k, v in counts.items()))
-        return "\n".join(lines)
+        return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 
 def plan_sweep(spec: SweepSpec, store: ResultStore, session: Session) -> list[PlannedRun]:
@@ -58,7 +60,8 @@ def plan_sweep(spec: SweepSpec, store: ResultStore, session: Session) -> list[Pl
 
 
 def sweep_status(spec: SweepSpec, store: ResultStore, session: Session | None = None) -> SweepStatus:
-    runs = plan_sweep(spec, store, session or Session(progress=False))
+    session = session or Session(progress=False)
+    runs = plan_sweep(spec, store, session)
     status, errors = {}, {}
     for run in runs:
         record = store.record(run.run_id)
@@ -68,7 +71,32 @@ def sweep_status(spec: SweepSpec, store: ResultStore, session: Session | None = 
                 errors[run.run_id] = record.error
         else:
             status[run.run_id] = RunStatus.RUNNING if store.is_running(run.run_id) else RunStatus.PENDING
-    return SweepStatus(runs, status, errors)
+    pending = [run for run in runs if status[run.run_id] == RunStatus.PENDING]
+    return SweepStatus(runs, status, errors, _other_data(pending, store, session.device))
+
+
+def _other_data(pending: list[PlannedRun], store: ResultStore, device: str | None) -> list[str]:
+    """A line when pending runs are in the store with every setting alike but the data: the data given is not the
+    data the records read (or the records are of a store made before ids named data by content)."""
+    from .config import DATA_CHECKSUM_PREFIX
+
+    def settings(config: dict) -> str:
+        return json.dumps({k: v for k, v in config.items() if k != "data"}, sort_keys=True, default=str)
+
+    if not pending:
+        return []
+    wanted = {settings(run.config.canonical(dtype=run.config.resolved_dtype(device), languages=run.languages)): run
+              for run in pending}
+    theirs = [record for record in store.records() if settings(record.config) in wanted]
+    if not theirs:
+        return []
+    here = pending[0].data_checksum[:12]
+    there = sorted({str(r.data_checksum or r.config.get("data"))[:12] for r in theirs})
+    if any(not str(r.config.get("data", "")).startswith(DATA_CHECKSUM_PREFIX) for r in theirs):
+        return [f"{len(theirs)} of the pending runs are in the store under ids of an earlier xlspt that named the data "
+                f"by its folder: move them to ids by content with `python results/rekey.py {store.root}`"]
+    return [f"{len(theirs)} of the pending runs are in the store with every setting alike but the data: the records "
+            f"read data with checksum {', '.join(there)}..., the data given has {here}... (other content, so other runs)"]
 
 
 def run_sweep(
