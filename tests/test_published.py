@@ -143,3 +143,31 @@ def test_the_presets_beside_the_anchors_are_the_benchmarks_figures():
         assert _number(row["English"]) == _number(pick["English"]), name
         for anchor in ("GPT-4", "XLM-R"):
             assert round(_number(row["accuracy"]) - _number(row[anchor]), 1) == _number(row[f"vs {anchor}"]), (name, anchor)
+
+
+def test_rekey_moves_a_store_keyed_by_folder_to_the_published_ids(tmp_path):
+    """results/rekey.py's migration: records keyed by the data folder's path come out under the published ids, the
+    run folder moved whole; a second pass, or a pass after a kill between rewriting and renaming, finishes the job."""
+    from xlspt.files import write_json_atomic
+    from xlspt.study.config import canonical_run_id
+    from xlspt.study.store import ResultStore
+
+    published = _records()[:3]
+    store = ResultStore(tmp_path / "store")
+    for record in published:
+        old = {**record, "config": {**record["config"], "data": "/srv/sib200"}}
+        old["run_id"] = canonical_run_id(old["config"])
+        old["prompt_file"] = old["run_id"] + "/prompt.safetensors"
+        write_json_atomic(store.run_dir(old["run_id"]) / "record.json", old)
+        (store.run_dir(old["run_id"]) / "prompt.safetensors").write_bytes(b"prompt")
+    half = store.run_dir(canonical_run_id({**published[0]["config"], "data": "/srv/sib200"}))
+    interrupted = {**published[0], "prompt_file": published[0]["run_id"] + "/prompt.safetensors"}
+    write_json_atomic(half / "record.json", interrupted)  # killed after rewriting the record, before renaming
+    moved = store.rekey_by_content()
+    assert sorted(new for _, new in moved) == sorted(r["run_id"] for r in published)
+    for record in published:
+        folder = store.run_dir(record["run_id"])
+        kept = json.loads((folder / "record.json").read_text())
+        assert kept["config"] == record["config"] and kept["prompt_file"] == record["run_id"] + "/prompt.safetensors"
+        assert (folder / "prompt.safetensors").read_bytes() == b"prompt"
+    assert store.rekey_by_content() == [] and len(list(store.root.glob("runs/*"))) == 3
