@@ -74,6 +74,22 @@ def test_saved_again_an_old_artifact_gets_the_current_format_and_checksum(tiny_m
     assert torch.equal(again.scores(EXPECTED["texts"] * 8), clf.scores(EXPECTED["texts"] * 8))
 
 
+@pytest.mark.parametrize("name, texts", [("prompt", EXPECTED["texts"]), ("ensemble", EXPECTED["texts"] * 8)])
+def test_pushed_an_old_artifact_names_its_data_and_model_without_their_paths_and_scores_the_same(tiny_models, tmp_path,
+                                                                                                 name, texts):
+    from xlspt.pipeline import push
+
+    repo = Path(push(FIXTURES / name, f"me/{name}", hub=str(tmp_path / "hub")))
+    sidecar = json.loads((repo / "prompt.json").read_text(encoding="utf-8"))
+    members = sidecar.get("ensemble", {}).get("members", [])
+    assert [s["data"]["source"] for s in [sidecar, *members]] == ["sib200"] * (1 + len(members))  # was /work/shared/sib200
+    assert sidecar["model"] == "tmpiwws0xrj" and sidecar["format_version"] == "1.2"  # was /tmp/tmpiwws0xrj
+    assert not any(b"/tmp/" in p.read_bytes() or b"/work/" in p.read_bytes() for p in repo.iterdir())
+    assert "Davlan/sib200" in (repo / "README.md").read_text(encoding="utf-8")  # still known as SIB-200
+    clf = load_classifier(repo, tiny_models["gemma3"])
+    assert torch.allclose(clf.scores(texts), torch.tensor(EXPECTED[name]), atol=1e-5)
+
+
 def test_a_probe_whose_weights_changed_is_refused(tiny_models, tmp_path):
     shutil.copytree(FIXTURES / "probe", tmp_path / "probe")
     load_classifier(tmp_path / "probe", tiny_models["gemma3"]).save(tmp_path / "probe")  # now with a checksum

@@ -41,7 +41,7 @@ def world(tmp_path_factory, sib200_dir, tiny_model_dirs):
     broken("not-utf8", lambda f: f.write_bytes(b"index_id\tcategory\ttext\n1\tsports\t\xff\xfe\n"))
     broken("category", lambda f: f.write_text("index_id\tcategory\ttext\n1\tcooking\thi\n"))
     prompt = root / "prompt"
-    assert main(["train", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(good), "--out", str(prompt), *FAST]) == 0
+    assert main(["train", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(good), "--out", str(prompt), *FAST]) == 0
     (root / "corrupt").mkdir()
     (root / "corrupt" / "prompt.safetensors").write_bytes(b"\x00garbage" * 10)
     shutil.copy(prompt / "prompt.json", root / "corrupt" / "prompt.json")
@@ -73,12 +73,12 @@ def world(tmp_path_factory, sib200_dir, tiny_model_dirs):
 
 def _cases():
     model = "{tiny}"
-    run = ["run", "--model", model, "--data", "{root}/data", "--langs", "eng_Latn", *FAST]
+    run = ["run", "--model", model, "--data", "{root}/data", "--langs", "eng_Latn", "--preset", "study", *FAST]
     evaluate = ["evaluate", "--data", "{root}/data", "--langs", "eng_Latn", "--quiet"]
     return [
         # data
-        ("run-no-data", ["run", "--data", "{root}/nowhere", *FAST], "does not exist"),
-        ("run-empty-data", ["run", "--data", "{root}/empty", *FAST], "neither language folders"),
+        ("run-no-data", ["run", "--preset", "study", "--data", "{root}/nowhere", *FAST], "does not exist"),
+        ("run-empty-data", ["run", "--preset", "study", "--data", "{root}/empty", *FAST], "neither language folders"),
         ("run-unknown-lang", run[:-len(FAST)] + ["--langs", "eng_Latn,fra_Lant", *FAST], "did you mean fra_Latn"),
         ("run-missing-split", [*run[:4], "{root}/no-split", "--langs", "fra_Latn", *FAST], "missing split"),
         ("run-missing-columns", [*run[:4], "{root}/no-columns", "--langs", "fra_Latn", *FAST], "lacks the column"),
@@ -100,7 +100,7 @@ def _cases():
         ("run-unknown-model", [*run[:1], "--model", "no-such-model-anywhere", *run[3:]], "no-such-model-anywhere"),
         ("run-corrupt-gguf", [*run[:1], "--model", "{root}/bad.gguf", *run[3:]], "GGUF"),
         ("run-truncated-weights", [*run[:1], "--model", "{root}/truncated-model", *run[3:]], "cannot load model"),
-        ("train-prompt-too-long", ["train", "--model", model, "--data", "{root}/data", "--prompt-length", "127", "--quiet"],
+        ("train-prompt-too-long", ["train", "--preset", "study", "--model", model, "--data", "{root}/data", "--prompt-length", "127", "--quiet"],
          "leaves no room"),
         # prompts
         ("evaluate-corrupt", [*evaluate, "--prompt", "{root}/corrupt"], "not a readable safetensors file"),

@@ -1,4 +1,5 @@
-"""SIB-200 reading, validation, the language registry and k-shot sampling, on the real data."""
+"""SIB-200 reading, validation, the language registry and k-shot sampling, on the committed excerpt of the real
+data (English whole) and, for what only the full data has, on the full data."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ def test_reads_a_split_with_its_columns_and_categories(data):
     assert list(frame.columns) == ["index_id", "label", "text"]
     assert len(frame) == 701
     assert set(frame["label"]) == set(xlspt.CATEGORIES)
-    assert len(data.split("swh_Latn", "test")) == 204
+    assert len(data.split("swh_Latn", "test")) == 42  # the excerpt: 6 of each topic
+
+
+def test_the_full_data_has_sib200s_languages_and_sizes(full_data):
+    from xlspt.data.languages import sib200_codes
+
+    assert full_data.languages() == sorted(sib200_codes())  # the package's list of the 205 codes is the data's
+    assert [len(full_data.split("swh_Latn", split)) for split in ("train", "dev", "test")] == [701, 99, 204]
 
 
 def test_quoted_fields_are_unquoted(data):
@@ -35,9 +43,11 @@ def test_the_study_set_has_52_languages_with_pretraining_shares():
     assert by_code["rus_Cyrl"].in_pretraining_of("bloom") is False
 
 
-def test_language_specs(data):
-    available = data.languages()
-    assert len(available) >= 205
+def test_language_specs():
+    from xlspt.data.languages import sib200_codes
+
+    available = list(sib200_codes())
+    assert len(available) == 205
     assert resolve_languages("52", available) == [lang.code for lang in study_languages()]
     assert resolve_languages("all", available) == sorted(available)
     assert resolve_languages("eng_Latn, fra_Latn", available) == ["eng_Latn", "fra_Latn"]
@@ -129,11 +139,11 @@ def test_hub_dataset_code_path_through_a_local_copy(tmp_path, sib200_dir, monkey
         pd.testing.assert_frame_equal(hub_frame, local.split("swh_Latn", split), check_dtype=False)
 
 
-def test_the_language_sets_are_the_seeded_draw_disjoint_and_resolvable(sib200_dir):
-    from xlspt.data.languages import LANGUAGE_SETS_DRAW, draw_language_sets, language_sets
+def test_the_language_sets_are_the_seeded_draw_disjoint_and_resolvable():
+    from xlspt.data.languages import LANGUAGE_SETS_DRAW, draw_language_sets, language_sets, sib200_codes
 
     sets = language_sets()
-    codes = sorted(p.name for p in sib200_dir.iterdir() if p.is_dir())
+    codes = sorted(sib200_codes())  # SIB-200's folders (test_the_full_data_has_sib200s_languages_and_sizes)
     sizes = {k: v for k, v in LANGUAGE_SETS_DRAW.items() if k != "seed"}
     assert draw_language_sets(codes, LANGUAGE_SETS_DRAW["seed"], sizes) == {k: sets[k] for k in sizes}
     assert [len(sets[k]) for k in ("52", "dev", "held-out")] == [52, 24, 40]
@@ -153,3 +163,30 @@ def test_a_dev_split_cut_in_halves_keeps_every_row_once_and_the_classes_balanced
     per_class = labelled["label"].value_counts() - unlabeled["label"].value_counts()
     assert per_class.abs().max() <= 1
     assert split_in_halves(dev, seed=0)[0].index.tolist() == labelled.index.tolist()
+
+
+# ---------------------------------------------------------------- language codes without a script
+
+
+def test_a_language_code_without_its_script_is_the_one_code_of_that_language_or_refused_with_candidates():
+    from xlspt.data.languages import canonical_language, resolve_languages, sib200_codes
+
+    assert len(sib200_codes()) == 205 and "fra_Latn" in sib200_codes()
+    assert [canonical_language(c) for c in ("fr", "fra", "FR", "fra_Latn", "de", "sw", "fa")] == \
+        ["fra_Latn", "fra_Latn", "fra_Latn", "fra_Latn", "deu_Latn", "swh_Latn", "pes_Arab"]
+    for ambiguous, candidates in (("zh", "zho_Hans, zho_Hant"), ("zho", "zho_Hans, zho_Hant"), ("arb", "arb_Arab, arb_Latn")):
+        with pytest.raises(xlspt.XlsptError, match=f"several scripts here: name one of {candidates}"):
+            canonical_language(ambiguous)
+    assert canonical_language("coarse") == "coarse" and canonical_language("xx") == "xx"  # not ours to refuse here
+    assert resolve_languages("en,fr,swh", ["eng_Latn", "fra_Latn", "swh_Latn"]) == ["eng_Latn", "fra_Latn", "swh_Latn"]
+    with pytest.raises(xlspt.XlsptError, match="several scripts"):
+        resolve_languages("fra", ["fra_Latn", "fra_Arab"])  # the data's own languages decide what is ambiguous
+
+
+def test_predict_maps_a_language_without_script_and_refuses_an_unknown_one():
+    from xlspt.pipeline import PredictOptions
+
+    assert PredictOptions(language="fr").language == "fra_Latn"
+    assert PredictOptions(language="yor_Latn").language == "yor_Latn"
+    with pytest.raises(xlspt.XlsptError, match="--lang xx: no SIB-200 language has that code"):
+        PredictOptions(language="xx")

@@ -41,7 +41,7 @@ def _default_sigint() -> None:
 
 def test_a_nan_loss_stops_training_and_keeps_the_best_prompt(tmp_path, tiny_model_dirs, sib200_dir, capsys, diverging):
     out = tmp_path / "run"
-    code = main(["train", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--epochs", "5",
+    code = main(["train", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--epochs", "5",
                  "--out", str(out), *TINY])
     assert code == 2
     err = capsys.readouterr().err
@@ -88,7 +88,7 @@ def test_signals_during_evaluation_and_sweeps_end_cleanly(tmp_path, tiny_model_d
 
     model = str(tiny_model_dirs["gemma3"])
     prompt = tmp_path / "prompt"
-    assert main(["train", "--model", model, "--data", str(sib200_dir), "--out", str(prompt), *TINY, "--epochs", "1"]) == 0
+    assert main(["train", "--preset", "study", "--model", model, "--data", str(sib200_dir), "--out", str(prompt), *TINY, "--epochs", "1"]) == 0
     out = tmp_path / "out"
     if command == "evaluate":
         argv = ["evaluate", "--prompt", str(prompt), "--data", str(sib200_dir), "--langs", "all", "--out", str(out)]
@@ -122,7 +122,7 @@ def test_a_signal_whose_exception_python_dropped_still_ends_the_command(tmp_path
     from xlspt import cli, evaluate, progress
 
     prompt = tmp_path / "prompt"
-    assert main(["train", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--out", str(prompt),
+    assert main(["train", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--out", str(prompt),
                  *TINY, "--epochs", "1"]) == 0
     exception = KeyboardInterrupt if ending == "KeyboardInterrupt" else cli.Terminated
     monkeypatch.setattr(evaluate, "release_freed_memory", lambda: progress.request_stop(exception))
@@ -158,7 +158,7 @@ def test_signals_during_training_end_cleanly(tmp_path, tiny_model_dirs, sib200_d
 @pytest.fixture
 def saved_prompt(tmp_path, tiny_models, data):
     clf = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
-                                       training=xlspt.TrainConfig(epochs=1), progress=False)
+                                       training=xlspt.TrainConfig(epochs=1), progress=False, recipe="study")
     clf.save(tmp_path / "p")
     return tmp_path / "p"
 
@@ -338,7 +338,7 @@ def test_kill_9_during_a_sweep_leaves_a_store_that_resumes(tmp_path, tiny_model_
 def _run_in_process(tmp_path, name, model_dir, data_dir, *extra):
     out = tmp_path / name
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "xlspt.cli", "run", "--model", str(model_dir), "--data", str(data_dir),
+    done = subprocess.run([sys.executable, "-m", "xlspt.cli", "run", "--preset", "study", "--model", str(model_dir), "--data", str(data_dir),
                            "--langs", "eng_Latn,fra_Latn", "--shots", "4", "--epochs", "3", "--prompt-length", "3",
                            "--dtype", "float32", "--quiet", "--out", str(out), *extra], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -445,5 +445,5 @@ def test_kill_9_during_a_run_leaves_only_whole_files(tmp_path, tiny_model_dirs, 
     names = sorted(p.name for p in out.iterdir())
     assert names == ["prompt.json", "prompt.safetensors"]  # no record: the run did not finish, and says so
     xlspt.artifact.PromptArtifact.load(out)  # what is there is whole (its checksum holds)
-    assert main(["run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--langs", "eng_Latn",
+    assert main(["run", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--langs", "eng_Latn",
                  "--out", str(out), *TINY]) == 2  # not silently mixed with a new run's files

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import huggingface_hub
 import pandas as pd
 import pytest
+import torch
+import yaml
 
 from xlspt.errors import XlsptError
-from xlspt.card import model_card
+from xlspt.card import front_matter, model_card
 from xlspt.hub import LOCAL_HUB_ENV, push_folder, resolve_pretrained
 
 CLASSES = ["geography", "science/technology", "entertainment", "politics", "health", "travel", "sports"]
@@ -31,16 +34,12 @@ RESULTS = pd.DataFrame({"language": ["eng_Latn", "fra_Latn"], "accuracy": [0.8, 
                         "n": [204, 204], "protocol": ["b:unlabeled(dev)"] * 2})
 
 
-def front_matter(card: str) -> str:
-    assert card.startswith("---\n")
-    return card.split("---\n")[1]
-
-
 def test_card_of_a_single_prompt_with_results():
     card = model_card(METADATA, RESULTS, repo_id="me/topic-prompt")
     front = front_matter(card)
     assert "library_name: xlspt" in front and 'base_model: "google/gemma-3-270m"' in front
-    assert "pipeline_tag: text-classification" in front and '- "Davlan/sib200"' in front and '- "eng"' in front
+    assert "pipeline_tag: text-classification" in front and '- "Davlan/sib200"' in front
+    assert yaml.safe_load(front)["language"] == ["en", "fr"]  # the training language and those reported, ISO 639-1
     assert all(f"- {tag}" in front for tag in ("xlspt", "soft-prompt", "prompt-tuning", "cross-lingual", "text-classification"))
     assert "license: gemma" in front and "Gemma Terms of Use" in card and "CC BY-SA 4.0" in card
     assert "text + prompt vectors + EOS" in card and "hidden size: 640" in card
@@ -197,3 +196,161 @@ def test_unknown_names_become_one_line(monkeypatch, download):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **_: pytest.fail("a missing path went to the Hub"))
     with pytest.raises(XlsptError, match="save_pretrained"):
         resolve_pretrained("./runs/missing")
+
+
+# ---------------------------------------------------------------- what a shared prompt tells the world
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "coarse_topics.py"
+
+
+def test_the_cards_languages_are_the_training_language_and_those_it_reports():
+    results = pd.DataFrame({"language": ["eng_Latn", "fra_Latn", "swh_Latn", "zho_Hans", "zho_Hant", "tlh_Piqd", "Klingon"],
+                            "accuracy": 0.5, "macro_f1": 0.5, "n": 10})
+    members = pd.concat([results.assign(member="ensemble"), results.assign(member="0", language="yor_Latn")])
+    for table in (results, members):  # the members' own rows are not reported, so their languages are not listed
+        metadata = {**METADATA, "data": {**METADATA["data"], "train_language": "deu_Latn"}}
+        front = yaml.safe_load(front_matter(model_card(metadata, table)))
+        # ISO 639-1 where the language has one, else 639-3 (swh: Swahili; sw is the macrolanguage); no name that is no code
+        assert front["language"] == ["de", "en", "fr", "swh", "zh", "tlh"]
+
+
+@pytest.mark.parametrize("data, dataset, licence", [
+    ({"source": "SIB-200 (release layout)", "checksum": "ab" * 32}, "Davlan/sib200", "SIB-200, licensed CC BY-SA 4.0"),
+    ({"source": "hf:Davlan/sib200:eng_Latn", "checksum": "ab" * 32}, "Davlan/sib200", "CC BY-SA 4.0"),
+    ({"source": "hf:someone/tickets", "checksum": "ab" * 32}, "someone/tickets", "huggingface.co/datasets/someone/tickets"),
+    # a file of one's own named after SIB-200 is not SIB-200; a sidecar before 1.4 (no checksum) named SIB-200 by its folder
+    ({"source": "sib200-coarse.csv", "checksum": "ab" * 32}, None, "`sib200-coarse.csv`, the trainer's own"),
+    ({"source": "sib200"}, "Davlan/sib200", "CC BY-SA 4.0"),
+])
+def test_the_card_names_the_data_and_its_licence_beside_the_models(data, dataset, licence):
+    card = model_card({**METADATA, "data": {**data, "train_language": "eng_Latn"}})
+    assert yaml.safe_load(front_matter(card)).get("datasets") == ([dataset] if dataset else None)
+    section = card[card.index("## Licence"):]
+    assert "Gemma Terms of Use" in section and licence in section
+    if "checksum" in data:
+        assert f"(SHA-256 of the rows read: `{data['checksum']}`)" in card
+
+
+def test_data_is_named_by_what_it_is(tmp_path, sib200_dir):
+    from xlspt.data import TaskData
+
+    sib200 = TaskData.resolve(sib200_dir)
+    sib200.split("eng_Latn", "train")  # whether a folder is SIB-200 shows in its files
+    assert sib200.source_name == "SIB-200 (release layout)"
+    nested = tmp_path / "alice" / "tickets.csv"
+    nested.parent.mkdir()
+    nested.write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(20)))
+    assert TaskData.resolve(nested).source_name == "tickets.csv" and TaskData.resolve(nested.parent).source_name == "alice"
+    assert TaskData.resolve("hf:someone/tickets:en").source_name == "hf:someone/tickets:en"
+    assert TaskData.resolve(f"hf:{nested.parent}").source_name == "hf:alice"  # a local folder read through datasets
+
+
+@pytest.fixture(scope="module")
+def nested_run(tmp_path_factory, sib200_dir, tiny_model_dirs):
+    """`xlspt run` on the README's own-task CSV kept deep in a user's folders, as the quickstart of a new user."""
+    import importlib.util
+
+    import torch
+
+    from xlspt.cli import main
+
+    spec = importlib.util.spec_from_file_location("coarse_topics", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = tmp_path_factory.mktemp("push")
+    csv = root / "home-alice" / "clients" / "acme-corp" / "project-falcon" / "2024-q3" / "coarse-topics.csv"
+    csv.parent.mkdir(parents=True)
+    module.make(sib200_dir).to_csv(csv, index=False)
+    threads = torch.get_num_threads()  # --threads sets the whole process's; give the other tests theirs back
+    code = main(["run", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(csv), "--text-column", "sentence",
+                 "--label-column", "topic", "--language-column", "lang", "--split-column", "split",
+                 "--label-words", "leisure=fun", "--langs", "all", "--shots", "2", "--epochs", "1",
+                 "--prompt-length", "2", "--threads", "1", "--device", "cpu", "--out", str(root / "runs" / "coarse"),
+                 "--quiet"])
+    torch.set_num_threads(threads)
+    assert code == 0
+    return csv, root / "runs" / "coarse"
+
+
+def assert_clean(repo: Path, csv: Path) -> None:
+    """No file of ``repo`` holds any component of the folder ``csv`` is in."""
+    parts = [p for p in csv.parent.parts if p != csv.anchor]
+    for path in repo.rglob("*"):
+        content = path.read_bytes()
+        leaked = [p for p in parts if p.encode() in content]
+        assert not leaked, f"{path.name} holds {leaked}"
+
+
+def test_a_push_holds_no_part_of_the_datas_path(nested_run, tmp_path, tiny_models):
+    from xlspt.cli import main
+    from xlspt.data.languages import hub_language_code
+    from xlspt.classifiers import PromptClassifier
+
+    csv, run = nested_run
+    hub = tmp_path / "hub"
+    assert main(["push", "--prompt", str(run), "--repo", "me/coarse-topics", "--hub", str(hub)]) == 0
+    repo = hub / "me" / "coarse-topics"
+    assert sorted(p.name for p in repo.iterdir()) == ["README.md", "per_class.csv", "prompt.json", "prompt.safetensors",
+                                                      "results.csv", "summary.txt"]  # never record.json
+    assert_clean(repo, csv)
+    sidecar = json.loads((repo / "prompt.json").read_text())
+    assert sidecar["data"]["source"] == "coarse-topics.csv" and len(sidecar["data"]["checksum"]) == 64
+    assert sidecar["model"] == Path(json.loads((run / "prompt.json").read_text())["model"]).name
+    card = (repo / "README.md").read_text()
+    reported = pd.read_csv(repo / "results.csv")["language"].tolist()
+    assert yaml.safe_load(front_matter(card))["language"] == [hub_language_code(c) for c in reported] == ["en", "fr", "swh"]
+    assert "- source: `coarse-topics.csv` (SHA-256 of the rows read" in card and "the trainer's own" in card
+    pushed, local = (PromptClassifier.load(folder, tiny_models["gemma3"]) for folder in (repo, run))
+    texts = ["The team won the final match.", "Le gouvernement a voté la loi."]
+    assert torch.equal(pushed.scores(texts), local.scores(texts))
+    from_python = Path(local.push_to_hub("me/from-python", results=pd.read_csv(run / "results.csv"), hub=hub))
+    assert_clean(from_python, csv)
+    assert (from_python / "README.md").read_text() == card.replace("me/coarse-topics", "me/from-python")
+
+
+def test_a_dry_run_lists_the_upload_and_uploads_nothing(nested_run, tmp_path, monkeypatch, capsys):
+    from xlspt.cli import main
+
+    csv, run = nested_run
+    hub = tmp_path / "hub"
+    assert main(["push", "--prompt", str(run), "--repo", "me/coarse-topics", "--hub", str(hub), "--dry-run"]) == 0
+    assert not hub.exists()
+    out, err = capsys.readouterr()
+    assert f"would upload 6 files to {hub / 'me' / 'coarse-topics'}:" in out and "nothing was uploaded" in err
+    for name in ("README.md", "per_class.csv", "prompt.json", "prompt.safetensors", "results.csv", "summary.txt"):
+        assert f"  {name} " in out
+    assert 'language:\n  - "en"\n  - "fr"\n  - "swh"' in out and "library_name: xlspt" in out
+    assert "acme-corp" not in out  # the listing shows what the Hub would get
+    monkeypatch.delenv(LOCAL_HUB_ENV, raising=False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda **_: pytest.fail("the Hub was asked"))
+    assert main(["push", "--prompt", str(run), "--repo", "me/coarse-topics", "--dry-run"]) == 0
+    assert "would upload 6 files to https://huggingface.co/me/coarse-topics:" in capsys.readouterr().out
+
+
+def test_a_folder_of_the_last_release_pushed_again_comes_out_clean(nested_run, tmp_path, tiny_models):
+    from xlspt.card import write_model_card
+    from xlspt.classifiers import PromptClassifier
+    from xlspt.pipeline import push
+
+    csv, run = nested_run
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    sidecar = json.loads((old / "prompt.json").read_text())  # as 0.1.0 wrote it: format 1.3, the data's full path
+    sidecar["format_version"] = "1.3"
+    sidecar["data"] = {"source": str(csv), **{k: v for k, v in sidecar["data"].items() if k not in ("source", "checksum")}}
+    (old / "prompt.json").write_text(json.dumps(sidecar, indent=2))
+    write_model_card(old, sidecar, pd.read_csv(old / "results.csv"))
+    assert str(csv) in (old / "README.md").read_text()
+    hub = tmp_path / "hub"
+    repo = Path(push(old, "me/coarse", hub=str(hub)))
+    assert_clean(repo, csv)
+    cleaned = json.loads((repo / "prompt.json").read_text())
+    assert cleaned["data"]["source"] == "coarse-topics.csv" and cleaned["format_version"] == "1.3"
+    assert {k: v for k, v in cleaned.items() if k not in ("model", "data")} == \
+        {k: v for k, v in sidecar.items() if k not in ("model", "data")}
+    texts = ["The team won the final match."]
+    assert torch.equal(PromptClassifier.load(repo, tiny_models["gemma3"]).scores(texts),
+                       PromptClassifier.load(run, tiny_models["gemma3"]).scores(texts))
+    again = Path(push(repo, "me/again", hub=str(hub)))  # a downloaded push, shared again, is what was shared
+    assert {p.name: p.read_bytes() for p in again.iterdir()} == {
+        p.name: p.read_bytes().replace(b"me/coarse", b"me/again") for p in repo.iterdir()}

@@ -1,4 +1,5 @@
-"""The embedded model's licence travels with its converted copy (``LICENSE-NOTICE.md`` and the package's terms).
+"""The embedded model's licence travels with its converted copy (``LICENSE-NOTICE.md`` and the package's terms);
+xlspt's own LICENSE is the Apache-2.0 text and CITATION.cff is valid citation metadata that credits the study and SIB-200.
 
 Only GGUF metadata is read (a fraction of a second); nothing is converted.
 """
@@ -202,3 +203,68 @@ def test_conversion_writes_the_notice_before_the_folder_appears(tmp_path, monkey
     assert sorted(p.name for p in target.iterdir()) == sorted(
         ["config.json", "tokenizer.json", "GEMMA_TERMS.html", "NOTICE.md", "README.upstream.md", loading.LICENCE_NOTICE])
     assert [p.name for p in target.parent.iterdir()] == ["converted"]  # no staging folder left
+
+
+# ---------------------------------------------------------------- xlspt's own LICENSE and CITATION.cff
+
+ROOT = Path(__file__).resolve().parents[1]
+#: SHA-256 of the Apache License 2.0 as apache.org publishes it (https://www.apache.org/licenses/LICENSE-2.0.txt),
+#: the same file every project ships unchanged.
+APACHE_2_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
+
+
+def test_licence_file_is_the_apache_2_text():
+    import hashlib
+    import tomllib
+
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License\n                           Version 2.0, January 2004" in text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert "END OF TERMS AND CONDITIONS" in text and "APPENDIX: How to apply the Apache License to your work." in text
+    assert hashlib.sha256((ROOT / "LICENSE").read_bytes()).hexdigest() == APACHE_2_SHA256, "not the canonical text"
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["license"] == "Apache-2.0"
+
+
+def _names(authors: list) -> list[str]:
+    names = []
+    for author in authors:
+        assert isinstance(author, dict) and (author.get("family-names") or author.get("name")), author
+        names.append(author.get("family-names") or author["name"])
+    return names
+
+
+def test_citation_file_is_valid_cff_for_xlspt_with_the_study_and_sib200():
+    import tomllib
+
+    import yaml
+
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    assert isinstance(citation, dict)
+    assert {"cff-version", "message", "title", "authors"} <= citation.keys()  # the keys CFF 1.2.0 requires
+    assert citation["cff-version"] == "1.2.0"
+    assert isinstance(citation["message"], str) and citation["message"].strip()
+    assert "xlspt" in citation["title"] and citation.get("type", "software") == "software"
+    assert _names(citation["authors"])
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert str(citation["version"]) == project["version"]
+    assert citation["license"] == project["license"] == "Apache-2.0"
+    references = {}
+    for reference in citation["references"]:
+        assert {"type", "title", "authors"} <= reference.keys()  # what CFF requires of a reference
+        assert isinstance(reference["year"], int)
+        arxiv = [i["value"] for i in reference.get("identifiers", []) if i["value"].startswith("arXiv:")]
+        references[arxiv[0]] = reference
+    study, sib200 = references["arXiv:2402.03782"], references["arXiv:2309.07445"]
+    assert study["title"] == "Soft Prompt Tuning for Cross-Lingual Transfer: When Less is More"
+    assert _names(study["authors"]) == ["Philippy", "Guo", "Haddadan", "Lothritz", "Klein", "Bissyandé"]
+    assert "MOOMIN" in study["conference"]["name"] and study["year"] == 2024
+    assert sib200["title"].startswith("SIB-200: A Simple, Inclusive, and Big Evaluation Dataset")
+    assert _names(sib200["authors"])[0] == "Adelani" and sib200["year"] == 2024
+    assert "EACL 2024" in sib200["conference"]["name"]
+
+
+def test_readme_credit_points_to_licence_and_citation():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Licences and citing\n", 1)[1].split("\n## ", 1)[0]
+    assert "[LICENSE](LICENSE)" in section and "[CITATION.cff](CITATION.cff)" in section
+    assert "2402.03782" in section and "2309.07445" in section

@@ -38,7 +38,8 @@ def test_runs_of_one_model_on_different_data_each_train_on_their_own(tmp_path, t
     for run in runs:
         sidecar = json.loads((run.directory / "prompt.json").read_text())
         expected = session.data(run.config)
-        assert sidecar["data"]["source"] == expected.description
+        assert sidecar["data"]["source"] == expected.source_name  # SIB-200 (release layout), french.csv
+        assert sidecar["data"]["checksum"] == expected.checksum([("eng_Latn", "train"), ("eng_Latn", "dev")])
         sample = xlspt.sample_few_shot(expected, "eng_Latn", 2, 0)
         assert sidecar["data"]["train_index_ids"] == [int(i) for i in sample.train["index_id"]]
 
@@ -57,7 +58,7 @@ def test_probes_that_read_text_differently_fit_as_they_would_alone(tiny_models, 
 def test_evaluate_reads_a_source_without_languages_in_the_prompts_training_language(tmp_path, tiny_model_dirs, french_csv):
     data = ["--data", str(french_csv), "--label-column", "topic", "--split-column", "split"]
     prompt = tmp_path / "prompt"
-    assert main(["train", "--model", str(tiny_model_dirs["gemma3"]), *data, "--train-lang", "fra_Latn",
+    assert main(["train", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), *data, "--train-lang", "fra_Latn",
                  "--out", str(prompt), *FAST]) == 0
     assert main(["evaluate", "--prompt", str(prompt), *data, "--langs", "fra_Latn", "--quiet", "--out",
                  str(tmp_path / "eval")]) == 0
@@ -67,7 +68,7 @@ def test_evaluate_reads_a_source_without_languages_in_the_prompts_training_langu
 def test_train_overwrite_keeps_the_earlier_prompt_until_the_new_one_is_whole(tmp_path, tiny_model_dirs, sib200_dir,
                                                                                monkeypatch):
     out = tmp_path / "prompt"
-    args = ["train", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--out", str(out), *FAST]
+    args = ["train", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--out", str(out), *FAST]
     assert main(args) == 0
     before = {name: (out / name).read_bytes() for name in ("prompt.json", "prompt.safetensors")}
 
@@ -105,12 +106,12 @@ def test_evaluate_refuses_a_probe_in_one_line_and_predict_uses_it(tmp_path, tiny
 
 def test_the_python_api_refuses_an_ensemble_of_no_prompts(tiny_models, data):
     with pytest.raises(xlspt.XlsptError, match=r"ensemble: needs at least one distinct non-negative seed per member \(got 0\)"):
-        xlspt.PromptClassifier.train(tiny_models["gemma3"], data, shots=2, ensemble=0, progress=False)
+        xlspt.PromptClassifier.train(tiny_models["gemma3"], data, shots=2, ensemble=0, progress=False, recipe="study")
 
 
 def test_an_ensemble_member_alone_carries_its_own_sample(tiny_models, data):
     ens = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
-                                       training=xlspt.TrainConfig(epochs=1), ensemble=2, progress=False)
+                                       training=xlspt.TrainConfig(epochs=1), ensemble=2, progress=False, recipe="study")
     second = ens.member(1)
     assert second.metadata.data == ens.metadata.members[1].data != ens.metadata.members[0].data
     assert torch.equal(second.prompt, ens.prompts[1])

@@ -110,7 +110,7 @@ def test_content_free_texts_are_seeded_and_have_no_special_tokens(tiny_models):
 def ensemble(tiny_models, data):
     return xlspt.PromptClassifier.train(
         tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
-        training=xlspt.TrainConfig(epochs=2), ensemble=3, progress=False,
+        training=xlspt.TrainConfig(epochs=2), ensemble=3, progress=False, recipe="study",
     )
 
 
@@ -121,12 +121,12 @@ def test_an_ensemble_records_its_members_and_their_samples(ensemble, tiny_models
     assert meta["distinct_train_examples"] == len(own) > 14
     shared = xlspt.PromptClassifier.train(
         tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
-        training=xlspt.TrainConfig(epochs=2), ensemble=[0, 5], shared_sample=True, progress=False,
+        training=xlspt.TrainConfig(epochs=2), ensemble=[0, 5], shared_sample=True, progress=False, recipe="study",
     )
     assert shared.sidecar_dict()["ensemble"]["sampling"] == "shared" and shared.sidecar_dict()["ensemble"]["distinct_train_examples"] == 14
     # member 0 of both is the prompt of seed 0 alone
     alone = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, shots=2, prompt=xlspt.PromptConfig(length=2),
-                                         training=xlspt.TrainConfig(epochs=2), progress=False)
+                                         training=xlspt.TrainConfig(epochs=2), progress=False, recipe="study")
     for member in (ensemble.prompts[0], shared.prompts[0]):  # trained side by side: equal up to float rounding
         torch.testing.assert_close(member, alone.prompt, rtol=1e-4, atol=1e-5)
     assert not torch.equal(ensemble.prompts[1], shared.prompts[1])  # seed 1's sample against seed 0's
@@ -212,7 +212,7 @@ def test_new_fields_leave_earlier_run_ids_alone():
 
 def test_the_protocol_is_in_every_output_of_a_run(tiny_model_dirs, sib200_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["run", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--dtype", "float32",
+    args = ["run", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--dtype", "float32",
             "--shots", "2", "--epochs", "2", "--prompt-length", "2", "--langs", ",".join(LANGS), "--quiet",
             "--ensemble", "2", "--calibration", "content-free", "--out", str(out)]
     assert main(args) == 0
@@ -241,7 +241,7 @@ def test_the_protocol_is_in_every_output_of_a_run(tiny_model_dirs, sib200_dir, t
 
 def test_predict_with_unlabeled_texts_from_a_file(tiny_model_dirs, sib200_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir), "--dtype", "float32",
+    assert main(["train", "--preset", "study", "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir), "--dtype", "float32",
                  "--shots", "2", "--epochs", "1", "--quiet", "--ensemble", "2", "--out", str(out)]) == 0
     unlabeled = tmp_path / "unlabeled.txt"
     unlabeled.write_text("\n".join(["un texte", "une autre phrase", "le gouvernement"]), encoding="utf-8")
@@ -257,7 +257,7 @@ def test_predict_with_unlabeled_texts_from_a_file(tiny_model_dirs, sib200_dir, t
                  "--unlabeled", str(unlabeled)]) == 2
     assert "statistics" in capsys.readouterr().err
     standardized = tmp_path / "std"
-    assert main(["train", "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir), "--dtype", "float32",
+    assert main(["train", "--preset", "study", "--model", str(tiny_model_dirs["xglm"]), "--data", str(sib200_dir), "--dtype", "float32",
                  "--shots", "2", "--epochs", "1", "--quiet", "--ensemble", "2", "--calibration", "unlabeled",
                  "--standardize", "--out", str(standardized)]) == 0
     capsys.readouterr()
@@ -325,7 +325,7 @@ def test_a_prompt_trains_and_reloads_with_several_words_per_class(tiny_models, d
     loaded = tiny_models["llama"]
     words = {**loaded.adapter.label_words, "sports": "sports|play"}
     clf = xlspt.PromptClassifier.train(loaded, data, shots=2, label_words=words, training=xlspt.TrainConfig(epochs=2),
-                                       progress=False)
+                                       progress=False, recipe="study")
     assert clf.metadata.label_words["sports"] == "sports|play"
     clf.save(tmp_path)
     again = xlspt.PromptClassifier.load(tmp_path, loaded)
@@ -337,9 +337,11 @@ def test_run_presets_are_one_configuration_and_flags_override_them():
     from xlspt.cli import _run_config, build_parser
     from xlspt.study.spec import RUN_PRESETS, run_preset
 
-    for name in RUN_PRESETS:
+    for name in ("quality", "quality-unlabeled"):
         config = run_preset(name)
         assert config.ensemble > 1 and config.calibration.value != "zero-shot"
+    assert set(RUN_PRESETS) == {"quality", "quality-unlabeled", "study"}
+    assert run_preset("study") == RunConfig()  # the study's prompt is the run settings' defaults: run ids unchanged
     args = build_parser().parse_args(["run", "--preset", "quality", "--shots", "4", "--langs", "eng_Latn"])
     config = _run_config(args)
     assert config.shots == 4 and config.ensemble == run_preset("quality").ensemble
@@ -347,6 +349,54 @@ def test_run_presets_are_one_configuration_and_flags_override_them():
     unlabeled = _run_config(build_parser().parse_args(["run", "--preset", "quality-unlabeled"]))
     assert unlabeled.calibration.value == "unlabeled" and unlabeled.standardize and not unlabeled.prior
     assert _run_config(build_parser().parse_args(["run", "--preset", "quality-unlabeled", "--prior"])).prior
+
+
+def test_without_a_preset_run_and_train_use_the_default_recipe_and_name_it():
+    from xlspt.classifiers.recipes import DEFAULT_RECIPE
+    from xlspt.cli import _recipe_config, build_parser
+    from xlspt.study.spec import run_preset
+
+    def config(*argv):
+        return _recipe_config(build_parser().parse_args(list(argv)))
+
+    for command in ("run", "train"):
+        chosen, line = config(command)
+        assert chosen == run_preset(DEFAULT_RECIPE)
+        assert line.startswith(f"recipe {DEFAULT_RECIPE} (the default; --preset study") and "8 reparameterized prompts" in line
+    assert config("run", "--ensemble", "2")[0].ensemble == 2  # flags override the recipe as they override a preset
+    chosen, line = config("run", "--preset", "study")
+    assert chosen == RunConfig() and line.startswith("recipe study:")
+    # a probe, a model trained with its prompt or a resumed prompt: the study's settings, no recipe line
+    for argv in (("train", "--method", "probe"), ("run", "--no-freeze"), ("train", "--resume", "some/prompt")):
+        chosen, line = config(*argv)
+        assert chosen.ensemble == 1 and chosen.calibration.value == "zero-shot" and line is None
+
+
+def test_a_run_names_its_recipe_first_once_its_input_is_checked(tiny_model_dirs, sib200_dir, tmp_path, capsys):
+    args = ["--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--dtype", "float32", "--shots", "1",
+            "--epochs", "1", "--ensemble", "2", "--langs", "fra_Latn", "--quiet"]
+    assert main(["run", *args, "--out", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().err.splitlines()[0].startswith("recipe quality (the default")
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["protocol"].startswith("a:content-free") and len(record["member_results"]) == 2
+    assert main(["run", *args, "--langs", "xx_Nope", "--out", str(tmp_path / "bad")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1  # bad input: the error alone
+
+
+def test_the_python_api_trains_the_default_recipe_unless_told_otherwise(tiny_models, data):
+    from xlspt.classifiers.recipes import recipe
+
+    fast = dict(shots=1, training=xlspt.TrainConfig(epochs=1, batch_size=7), progress=False)
+    default = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, **fast)
+    quality = recipe("quality").values
+    assert default.size == quality["ensemble"] and default.calibration.protocol.value == quality["calibration"]
+    assert default.soft_prompt.config.reparam_hidden == quality["reparam_hidden"]
+    study = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, recipe="study", **fast)
+    assert study.size == 1 and study.calibration == xlspt.CalibrationConfig() and study.soft_prompt.config.reparam_hidden is None
+    given = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, ensemble=2, prompt=xlspt.PromptConfig(length=2), **fast)
+    assert given.size == 2 and given.prompt.shape[0] == 2 and given.calibration.protocol.value == quality["calibration"]
+    with pytest.raises(xlspt.XlsptError, match="unknown recipe"):
+        xlspt.PromptClassifier.train(tiny_models["gemma3"], data, recipe="best", **fast)
 
 
 def test_label_words_are_chosen_on_the_training_languages_dev_split(tiny_model_dirs, sib200_dir, capsys):

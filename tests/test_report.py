@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from xlspt.data.anchors import GPT4, XLMR, anchor_accuracy, anchor_mean
 from xlspt.errors import XlsptError
+from xlspt.report.anchors import role, shown_configurations
 from xlspt.report.distance import typological_distance, typological_vector
 from xlspt.report.findings import (
     CONTRADICTED, NOT_ENOUGH_RUNS, NOT_SUPPORTED, SUPPORTED, freezing_distance_table, sweep_table,
@@ -452,3 +454,71 @@ def test_quoted_tables_are_checked_cell_by_cell(full, tmp_path):
     assert "no key column colour" in refresh_quotes(document, out / "report.md")[0]
     document.write_text("\n".join(quote).replace(f"| {cells[3]} |", "|"))  # a row short of a cell
     assert "'effect'" in stale_quotes(document, out / "report.md")[0]
+
+
+# ----------------------------------------------------------------------------- published anchors
+
+
+def test_each_configuration_and_language_beside_the_published_anchors(full):
+    out, report = full
+    assert str(out / "anchors.png") in report["files"] and (out / "anchors.png").read_bytes()[:8] == PNG_MAGIC
+    compared = pd.read_csv(out / "anchors.csv").set_index("config_id")
+    languages = pd.read_csv(out / "languages.csv")
+    gpt4 = anchor_mean(GPT4, LANGUAGES)[0]
+    for config_id, row in compared.iterrows():
+        seed_means = languages[languages["config_id"] == config_id].set_index("language")["accuracy"]
+        assert row["languages"] == len(LANGUAGES) and row["gpt4_zero_shot"] == pytest.approx(gpt4)
+        assert row["accuracy_mean"] == pytest.approx(seed_means.mean())
+        assert row["gpt4_zero_shot_difference"] == pytest.approx(seed_means.mean() - gpt4)
+        assert row["xlmr_zero_shot_from_eng_above"] == sum(seed_means[c] > anchor_accuracy(XLMR, c) for c in LANGUAGES)
+    assert languages["gpt4_zero_shot"].tolist() == [anchor_accuracy(GPT4, c) for c in languages["language"]]
+    text = (out / "report.md").read_text()
+    for section in ("## Against published anchors", "## Published anchors per language set",
+                    "## Each language beside the published anchors", "## Published anchors on the held-out languages"):
+        assert section in text
+    # Shown per language: xlspt's defaults (MF, length 4, no reparameterization), here also the highest mean.
+    grid = build_grid(read_store(out.parent / "store").done)
+    [shown] = shown_configurations(grid)
+    assert grid.configs.loc[shown, ["freeze", "prompt_length", "reparam_hidden"]].tolist() == [True, 4, 0]
+    assert role(grid, shown) == "xlspt's defaults and the highest mean"
+    assert compared.loc[shown, "accuracy_mean"] == compared["accuracy_mean"].max()
+    assert "| language | GPT-4 | XLM-R | GPT-3.5 | " + shown + " |" in text
+
+
+def test_the_highest_mean_is_shown_beside_the_defaults(tmp_path):
+    store = build_store(tmp_path)
+    remove_runs(store, freeze=True, prompt_length=4, reparam_hidden=0)
+    write_run(store, config(XGLM, True, 4, 0, 0), [{"language": code, "accuracy": 0.2, "macro_f1": 0.2, "n": 204}
+                                                   for code in LANGUAGES])
+    grid = build_grid(read_store(store).done)
+    defaults, best = shown_configurations(grid)
+    assert role(grid, defaults) == "xlspt's defaults" and role(grid, best) == "the highest mean"
+    report = write_report(store, tmp_path / "report")
+    assert f"| {defaults} | {best} |" in (tmp_path / "report" / "report.md").read_text() and report["runs"]
+
+
+def test_no_anchors_for_languages_the_papers_table_lacks(tmp_path):
+    store = tmp_path / "store"
+    cfg = {**config(XGLM, True, 4, 0, 0), "langs": ["en", "fr"]}
+    write_run(store, cfg, [{"language": code, "accuracy": 0.5, "macro_f1": 0.5, "n": 10} for code in ("en", "fr")])
+    write_report(store, tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "no anchors to compare with" in text and "*Not drawn: none of the languages evaluated here" in text
+    assert not (tmp_path / "report" / "anchors.png").exists()
+
+
+def test_quoted_rows_from_elsewhere_are_named_and_left_unchecked(full, tmp_path):
+    out, _ = full
+    row = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| freezing the model helps"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    quote = ["<!-- report.md: Findings of the study; key: finding; not in the report: `--preset quality` -->",
+             "| finding | verdict |", "|---|---|", f"| {cells[0]} | {cells[2]} |", "| `--preset quality` | measured elsewhere |",
+             "<!-- /report.md -->"]
+    document = tmp_path / "README.md"
+    document.write_text("\n".join(quote) + "\n")
+    assert stale_quotes(document, out / "report.md") == []
+    assert refresh_quotes(document, out / "report.md") == [] and document.read_text() == "\n".join(quote) + "\n"
+    document.write_text("\n".join(quote).replace("| `--preset quality` | measured", "| `--preset other` | measured"))
+    problems = stale_quotes(document, out / "report.md")
+    assert any("names '`--preset quality`' as a row not in the report" in p for p in problems)
+    assert any("'`--preset other`': the report has no such row" in p for p in problems)

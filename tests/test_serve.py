@@ -33,7 +33,7 @@ TEXTS = ["The team won the final match.", "Parliament voted on the new law.", "T
 
 
 def train(out: Path, model: Path, data: Path, *extra: str) -> Path:
-    assert main(["run", "--model", str(model), "--data", str(data), "--out", str(out), *TINY_RUN, *extra]) == 0
+    assert main(["run", "--preset", "study", "--model", str(model), "--data", str(data), "--out", str(out), *TINY_RUN, *extra]) == 0
     return out
 
 
@@ -390,7 +390,7 @@ def test_embedded_model_serves_two_tasks_as_predict_answers_them(data, tmp_path)
     tasks = {"topics": dict(), "voted": dict(ensemble=2, calibration=xlspt.CalibrationConfig("content-free"))}
     for name, options in tasks.items():
         clf = xlspt.PromptClassifier.train(gemma, data, shots=2, training=xlspt.TrainConfig(epochs=2, seed=0),
-                                           progress=False, **options)
+                                           progress=False, **options, recipe="study")
         clf.save_pretrained(tmp_path / name)
     texts = [t for lang in ("eng_Latn", "swh_Latn", "zho_Hans") for t in data.split(lang, "test")["text"][:8]]
     expected = {name: predicted(tmp_path / name, texts) for name in tasks}

@@ -32,7 +32,7 @@ def rss_mb(kind: str = "VmRSS") -> float:
 @pytest.fixture(scope="module")
 def prompt_dir(tmp_path_factory, tiny_model_dirs, sib200_dir):
     out = tmp_path_factory.mktemp("prompt")
-    assert main(["train", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--shots", "2",
+    assert main(["train", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--shots", "2",
                  "--epochs", "1", "--prompt-length", "2", "--out", str(out), "--quiet", "--overwrite"]) == 0
     return out
 
@@ -62,8 +62,8 @@ def test_predict_streams_ten_thousand_lines_from_standard_input(prompt_dir):
 
 
 @pytest.mark.slow
-def test_one_prompt_on_all_205_languages_keeps_memory_flat(prompt_dir, tiny_models, sib200_dir, record_property):
-    data = xlspt.TaskData.resolve(sib200_dir)
+def test_one_prompt_on_all_205_languages_keeps_memory_flat(prompt_dir, tiny_models, full_sib200_dir, record_property):
+    data = xlspt.TaskData.resolve(full_sib200_dir)
     languages = data.languages()
     assert len(languages) == 205
     clf = xlspt.PromptClassifier.load(prompt_dir, tiny_models["gemma3"])
@@ -111,7 +111,7 @@ def test_a_sweep_of_fifty_runs_keeps_memory_flat(tmp_path, tiny_model_dirs, sib2
 
 
 @pytest.mark.slow
-def test_the_embedded_model_keeps_memory_flat_over_many_languages(data, record_property):
+def test_the_embedded_model_keeps_memory_flat_over_many_languages(full_data, record_property):
     """Every fourth language of the 205 (all scripts), 64 test sentences each, one prompt on the embedded model.
 
     New batch widths and new words come with every language: before batch widths were rounded to a bounded
@@ -123,6 +123,7 @@ def test_the_embedded_model_keeps_memory_flat_over_many_languages(data, record_p
 
     from xlspt.evaluate import evaluate_prompts
 
+    data = full_data
     gemma = xlspt.load_model(dtype="auto")
     verbalizer = xlspt.build_verbalizer(gemma)
     prompt = gemma.model.get_input_embeddings().weight[:4].detach().float().clone()

@@ -27,7 +27,7 @@ from enum import Enum
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, XlsptError
 
 
 class Protocol(str, Enum):
@@ -79,6 +79,23 @@ class CalibrationConfig:
             raise ConfigError("prior", "false corrects only with standardize: add standardize, or keep the prior")
         if self.min_batch < 2:
             raise ConfigError("min_batch", f"must be at least 2 (got {self.min_batch})")
+
+    def check_inputs(self, texts: int | None, unlabeled: int, has_reference: bool) -> None:
+        """Refuse what this calibration cannot correct with (:class:`~xlspt.errors.XlsptError`): the one place every
+        scoring path checks it. ``texts``: how many texts are scored together (``None``: not known yet, as when
+        predictions stream); ``unlabeled``: how many unlabeled texts of the language came with them;
+        ``has_reference``: whether the training language's read-out statistics are known."""
+        if self.protocol is Protocol.UNLABELED and not unlabeled:
+            raise XlsptError(f"calibration {self.name} needs unlabeled texts of the language: give --unlabeled FILE "
+                             "(one text a line), or send some in 'unlabeled' (with 'lang') to a server; or use batch")
+        if self.protocol is Protocol.BATCH and texts is not None and texts < self.min_batch:
+            raise XlsptError(
+                f"calibration 'batch' estimates the label prior from the texts classified, and {texts} "
+                f"are too few (at least {self.min_batch}): classify more texts at once or use content-free")
+        if self.standardize and not has_reference:
+            raise XlsptError("standardize needs the training language's read-out statistics, which this prompt was not "
+                             "saved with: evaluate with the data the prompt was trained on (or train it with "
+                             "--standardize), or calibrate without standardize")
 
     @property
     def name(self) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from .calibration import CalibrationConfig, describe_protocol
+from .data.languages import hub_language_code
+from .data.sib200 import HUB_DATASET as SIB200_HUB, LICENCE as SIB200_LICENCE, RELEASE as SIB200_RELEASE
 from .errors import XlsptError
 from .files import write_text_atomic
 from .layout import CARD_FILE
@@ -34,8 +36,35 @@ def _words(word: str) -> str:
     return ", ".join(f"`{json.dumps(w, ensure_ascii=False)}`" for w in str(word).split("|"))
 
 
-def _is_sib200(source: str) -> bool:
-    return "sib200" in source.lower().replace("-", "")
+def _hub_dataset(data: dict) -> str | None:
+    """The Hub id of the training data (the card's ``datasets:``): a Hub dataset's own, or SIB-200's."""
+    source = str(data.get("source") or "")
+    if source.startswith("hf:"):
+        name = source[3:].split(":")[0]
+        return name if REPO_ID.fullmatch(name) else None
+    if source == SIB200_RELEASE:
+        return SIB200_HUB
+    # Before 1.4 a sample (then without a checksum) named SIB-200 by its folder's path (../shared/sib200).
+    if "checksum" not in data and "sib200" in source.lower().replace("-", ""):
+        return SIB200_HUB
+    return None
+
+
+def _is_sib200(data: dict) -> bool:
+    return (_hub_dataset(data) or "").lower() == SIB200_HUB.lower()
+
+
+def _reported(results: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The rows the card reports: none without results; an ensemble's vote, not its members alone (``--members``)."""
+    if results is None or not len(results):
+        return None
+    return results[results["member"].astype(str) == "ensemble"] if "member" in results else results
+
+
+def _languages(train_lang: str | None, results: pd.DataFrame | None) -> list[str]:
+    """The card's ``language:``: the training language and every language it reports, as the Hub codes them."""
+    codes = [train_lang, *(results["language"] if results is not None else [])]
+    return list(dict.fromkeys(c for c in (hub_language_code(code) for code in codes if code) if c))
 
 
 def model_card(metadata: dict, results: pd.DataFrame | None = None, *, repo_id: str | None = None) -> str:
@@ -46,12 +75,12 @@ def model_card(metadata: dict, results: pd.DataFrame | None = None, *, repo_id: 
     """
     model = str(metadata.get("model") or "unknown")
     data = metadata.get("data") or {}
-    source = str(data.get("source") or "")
     ensemble = metadata.get("ensemble") or {}
     words = metadata.get("label_words") or {}
     labels = list(metadata.get("labels") or words)
+    results = _reported(results)
     sections = [
-        _front_matter(model, source, data.get("train_language")),
+        _front_matter(model, data, _languages(data.get("train_language"), results)),
         _title(model, (metadata.get("prompt_config") or {}).get("length", "?"), ensemble),
         _base_model(metadata, model),
         _labels(labels, words),
@@ -66,7 +95,7 @@ def model_card(metadata: dict, results: pd.DataFrame | None = None, *, repo_id: 
         protocol_lines.append(f"- self-trained (protocol b) on its own confident labels of unlabeled text in "
                               f"{len(self_training.get('languages') or {})} languages ({self_training.get('scope')})")
     sections += [protocol_lines,
-                 _results(results, protocol), _usage(model, repo_id), _licence(model, source)]
+                 _results(results, protocol), _usage(model, repo_id), _licence(model, data)]
     # Sections are separated by one blank line; an absent one (no ensemble, no results) leaves none.
     return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
 
@@ -79,7 +108,12 @@ def write_model_card(directory: str | Path, metadata: dict, results: pd.DataFram
     return path
 
 
-def _front_matter(model: str, source: str, train_lang: str | None) -> list[str]:
+def front_matter(card: str) -> str:
+    """The YAML header of a card written by :func:`model_card` (between its two ``---`` lines)."""
+    return card.split("---\n")[1] if card.startswith("---\n") else ""
+
+
+def _front_matter(model: str, data: dict, languages: list[str]) -> list[str]:
     """The YAML header the Hub indexes the card by."""
     hub_model = _HUB_NAMES.get(model, model)
     front = ["---", "library_name: xlspt"]
@@ -88,10 +122,11 @@ def _front_matter(model: str, source: str, train_lang: str | None) -> list[str]:
         front.append(f"base_model: {json.dumps(hub_model)}")
     if "gemma" in model.lower():
         front.append("license: gemma")
-    if source.startswith("hf:") or _is_sib200(source):
-        front.append(f"datasets:\n- {json.dumps(source[3:] if source.startswith('hf:') else 'Davlan/sib200')}")
-    if train_lang:
-        front.append(f"language:\n- {json.dumps(str(train_lang).split('_')[0])}")
+    dataset = _hub_dataset(data)
+    if dataset:
+        front.append(f"datasets:\n- {json.dumps(dataset)}")
+    if languages:
+        front.append("language:\n" + "\n".join(f"- {json.dumps(code)}" for code in languages))
     return [*front, "tags:", *[f"- {t}" for t in TAGS], "pipeline_tag: text-classification", "---"]
 
 
@@ -127,7 +162,8 @@ def _training_data(data: dict, labels: list, ensemble: dict) -> list[str]:
         return ["## Training data", "", "Not recorded in this prompt's metadata."]
     n_train = len(data["train_index_ids"]) if "train_index_ids" in data else (
         data["shots_per_class"] * len(labels) if "shots_per_class" in data and labels else "?")
-    return ["## Training data", "", f"- source: `{data.get('source') or '?'}`",
+    return ["## Training data", "", f"- source: `{data.get('source') or '?'}`"
+            + (f" (SHA-256 of the rows read: `{data['checksum']}`)" if data.get("checksum") else ""),
             f"- training language: {data.get('train_language') or '?'}",
             f"- shots per class: {data.get('shots_per_class', '?')} (sampling seed {data.get('sampling_seed', '?')})",
             f"- training examples: {n_train}" + (" per member" if ensemble else "")]
@@ -164,10 +200,8 @@ def _protocol_name(calibration: dict) -> str:
 
 def _results(results: pd.DataFrame | None, protocol: str) -> list[str]:
     """The per-language table and each protocol's mean (nothing without results)."""
-    if results is None or not len(results):
+    if results is None:
         return []
-    if "member" in results:  # an ensemble's table with --members: the card reports the vote
-        results = results[results["member"].astype(str) == "ensemble"]
     results = results.assign(protocol=results["protocol"] if "protocol" in results else protocol)
     out = ["## Results", "", "| language | accuracy (%) | macro-F1 (%) | n | protocol |", "|---|---:|---:|---:|---|"]
     out += [f"| {_cell(r.language)} | {100 * r.accuracy:.1f} | {100 * r.macro_f1:.1f} | {int(r.n)} | {_cell(r.protocol)} |"
@@ -185,9 +219,17 @@ def _usage(model: str, repo_id: str | None) -> list[str]:
             'xlspt predict --prompt DIR "Le match s\'est terminé sur un score nul."  # DIR: the downloaded folder', "```"]
 
 
-def _licence(model: str, source: str) -> list[str]:
-    out = ["## Licence", "", "The prompt is derived from the base model, whose own terms apply to it"
-           + (": the Gemma Terms of Use (https://ai.google.dev/gemma/terms)." if "gemma" in model.lower() else ".")]
-    if _is_sib200(source):
-        out.append("Its training data, SIB-200, is licensed CC BY-SA 4.0.")
+def _licence(model: str, data: dict) -> list[str]:
+    """The base model's terms and the training data's licence, side by side."""
+    out = ["## Licence", "", "- base model: the prompt is derived from the base model, whose own terms apply to it"
+           + (": the Gemma Terms of Use (https://ai.google.dev/gemma/terms)" if "gemma" in model.lower() else "")]
+    dataset = _hub_dataset(data)
+    if _is_sib200(data):
+        out.append(f"- training data: SIB-200, licensed {SIB200_LICENCE}")
+    elif dataset:
+        out.append(f"- training data: the Hub dataset `{dataset}`, under the licence on its card "
+                   f"(https://huggingface.co/datasets/{dataset})")
+    elif data.get("source"):
+        out.append(f"- training data: `{data['source']}`, the trainer's own; xlspt does not know its licence, "
+                   "which applies to what the prompt learnt from it")
     return out

@@ -71,13 +71,14 @@ def _add_config_flags(p: argparse.ArgumentParser, names, *, title: str | None = 
 
     types, base, defaults = typing.get_type_hints(RunConfig), RunConfig(), defaults or {}
     for group_title, group in _GROUPS.items():
-        g = p.add_argument_group(title or group_title)
+        g = p.add_argument_group(f"{group_title}: {title}" if title else group_title)
         for f in dataclasses.fields(RunConfig):
             if f.name not in group or f.name not in names:
                 continue
             default = getattr(base, f.name) if f.name != "data" else None  # not the $XLSPT_DATA resolved into it
             default = defaults.get(f.name) or (default.value if isinstance(default, Enum) else default)
-            text = ((helps or {}).get(f.name, f.metadata["help"]) + ("" if default in (None, False) else f" (default: {default})")).replace("%", "%%")
+            shown = default is not None and default is not False  # 0 and 0.0 are defaults worth showing (0 == False)
+            text = ((helps or {}).get(f.name, f.metadata["help"]) + (f" (default: {default})" if shown else "")).replace("%", "%%")
             kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text)
             kind = types[f.name]
             if kind is bool:
@@ -107,16 +108,31 @@ def _run_config(args, base=None):
     return (base or RunConfig()).replace(**given) if given else (base or RunConfig())
 
 
+def _recipe_config(args):
+    """``run`` and ``train``: the run config over ``--preset``, else over the default recipe where it applies (frozen
+    soft prompts trained afresh; a probe, a trained model or a resumed prompt start from the study's settings); and
+    the line that names the recipe (said once the input is checked), or ``None``."""
+    from .classifiers.recipes import DEFAULT_RECIPE, recipe
+
+    fresh_prompts = (getattr(args, "method", "prompt") == "prompt" and getattr(args, "freeze", True)
+                     and not getattr(args, "resume", None))
+    name = args.preset or (DEFAULT_RECIPE if fresh_prompts else None)
+    line = recipe(name).describe(default=not args.preset) if name else None
+    args.preset = name
+    return _run_config(args), line
+
+
 def _add_run_command(sub, name: str, help: str, *, skip=(), out: str | None = None, preset: bool = True):
     from .study.config import RunConfig
     from .study.spec import RUN_PRESETS
 
     p = sub.add_parser(name, help=help)
     if preset:
-        p.add_argument("--preset", choices=RUN_PRESETS, help="start from a tuned configuration (flags given override "
-                       "it): quality (8 reparameterized prompts with content-free calibration: no target-language data), "
-                       "quality-unlabeled (8 reparameterized 32-shot prompts standardized on each language's unlabeled "
-                       "texts); both chosen on the development languages")
+        p.add_argument("--preset", choices=RUN_PRESETS, help="the recipe to start from (flags given override it): "
+                       "quality (the default: 8 reparameterized prompts with content-free calibration, no target-language "
+                       "data), quality-unlabeled (8 reparameterized 32-shot prompts standardized on each language's "
+                       "unlabeled texts), both chosen on the development languages; study (the study's single prompt). "
+                       "A probe, --no-freeze or --resume start from the study's settings")
     _add_config_flags(p, [n for n in RunConfig.field_names() if n not in skip])
     if out:
         p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
@@ -124,25 +140,30 @@ def _add_run_command(sub, name: str, help: str, *, skip=(), out: str | None = No
     return p
 
 
-def _add_device(p: argparse.ArgumentParser, threads: bool = True) -> None:
+def _add_device(p: argparse.ArgumentParser, threads: bool = True, recorded: str | None = None) -> None:
+    """``--device``, ``--threads`` (unless ``threads`` is false) and ``--quiet``; ``recorded`` says where the command
+    records the device and threads it ran with (``None``: a command that writes no results, which says nothing)."""
     from .models.loading import DEVICES
 
+    note = f"; {recorded}" if recorded else ""
     p.add_argument("--device", default=None if not threads else "auto", metavar="{" + ",".join(DEVICES) + ",cuda:N}",
-                   help="where the model runs: auto = a CUDA GPU, else Apple's MPS, else the CPU (default: auto); recorded with the results")
+                   help=f"where the model runs: auto = a CUDA GPU, else Apple's MPS, else the CPU (default: auto){note}")
     if threads:
-        p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice); recorded with the results")
+        p.add_argument("--threads", type=int, metavar="N", help=f"CPU threads for torch (default: torch's choice){note}")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
 def _add_commands(sub) -> None:
     from .study.spec import PRESETS
 
-    _add_device(_add_run_command(sub, "run", "train a prompt on English and evaluate it on target languages", out="results"))
+    _add_device(_add_run_command(sub, "run", "train a prompt on English and evaluate it on target languages", out="results"),
+                recorded="recorded in the run's record.json and summary.json")
     p = _add_run_command(sub, "train", "train a prompt and save it (no evaluation)", skip=("langs", "save_model"), out="prompt")
     p.add_argument("--resume", metavar="PATH", help="continue training from a saved prompt (its length and reparameterization network); the optimizer starts afresh")
     _add_device(p)
     p = _add_run_command(sub, "label-words", "choose label words on the training language's dev split", preset=False,
-                         skip=("langs", "save_model", "label_words", "ensemble", "shared_sample", "calibration", "standardize", "method"))
+                         skip=("langs", "save_model", "label_words", "ensemble", "shared_sample", "calibration", "standardize",
+                               "prior", "method"))
     p.add_argument("--candidate", action="append", required=True, metavar="WORDS",
                    help="a label-word set (as --label-words: seven words in class order or class=word pairs, "
                         "word1|word2 for several); repeat for each candidate; 'default' is the model family's")
@@ -161,7 +182,7 @@ def _add_commands(sub) -> None:
     from .study.config import RunConfig
 
     _add_config_flags(p, RunConfig.field_names(), title="override the spec (one value each)")
-    _add_device(p, threads=False)
+    _add_device(p, threads=False, recorded="recorded in each run's record")
     p = sub.add_parser("report", help="tables, figures and the study's findings from a result store")
     p.add_argument("--store", required=True, metavar="DIR", help="the result store of an `xlspt sweep`")
     p.add_argument("--out", required=True, metavar="DIR", help="where to write runs.csv, the tables, figures and report.md")
@@ -181,7 +202,7 @@ def _add_scoring_commands(sub) -> None:
     p.add_argument("--members", action="store_true", help="also show each ensemble member's own results (same text pass)")
     p.add_argument("--unlabeled-split", default="dev", metavar="SPLIT", help="with --calibration unlabeled: the split "
                    "whose texts (labels unused) estimate each language's prior (default: %(default)s)")
-    _add_device(p)
+    _add_device(p, recorded="recorded in summary.json with --out")
     p = sub.add_parser("predict", help="classify new text with a saved prompt")
     p.add_argument("--prompt", required=True, metavar="PATH", help="a run directory, a prompt .safetensors file, or a Hub repository (owner/name; $XLSPT_HUB_DIR for a local hub)")
     p.add_argument("texts", nargs="*", help="texts to classify; with none, lines are read from --file or standard input")
@@ -202,6 +223,8 @@ def _add_scoring_commands(sub) -> None:
     p.add_argument("--hub", metavar="DIR", help="a local folder standing in for the Hub (default: $XLSPT_HUB_DIR, else the Hub)")
     p.add_argument("--private", action="store_true", help="create the Hub repository private")
     p.add_argument("--token", help="Hub token (default: your `hf auth login`)")
+    p.add_argument("--dry-run", action="store_true", help="list the files and the model card's metadata that "
+                   "would be uploaded, and upload nothing")
     _add_serve_command(sub)
     p = sub.add_parser("languages", help="list the languages of the data and the study's 52")
     _add_config_flags(p, {k: None for k in _DATA if k != "langs"})
@@ -383,9 +406,10 @@ def _load_options(args):
 def cmd_run(args) -> int:
     from . import pipeline
 
-    config = _run_config(args)
+    config, recipe_line = _recipe_config(args)
     _set_threads(getattr(args, "threads", None))
-    out, outcome = pipeline.run(config, args.out, overwrite=args.overwrite, device=args.device, progress=not args.quiet)
+    out, outcome = pipeline.run(config, args.out, overwrite=args.overwrite, device=args.device, progress=not args.quiet,
+                                announce=recipe_line)
     _say(outcome.fit)
     for note in outcome.record.notes:
         _say(f"note: {note}")
@@ -397,10 +421,10 @@ def cmd_run(args) -> int:
 def cmd_train(args) -> int:
     from . import pipeline
 
-    config = _run_config(args)
+    config, recipe_line = _recipe_config(args)
     _set_threads(getattr(args, "threads", None))
     path, summary = pipeline.train(config, args.out, overwrite=args.overwrite, resume=args.resume, device=args.device,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet, announce=recipe_line)
     _say(summary)
     print(path)
     return 0
@@ -516,7 +540,10 @@ def cmd_report(args) -> int:
 def cmd_push(args) -> int:
     from .pipeline import push
 
-    print(push(args.prompt, args.repo, hub=args.hub, token=args.token, private=args.private))
+    print(push(args.prompt, args.repo, hub=args.hub, token=args.token, private=args.private, dry_run=args.dry_run))
+    if args.dry_run:
+        _say(f"dry run: nothing was uploaded; push again without --dry-run to share {args.prompt} as {args.repo}")
+        return 0
     _say(f"pushed {args.prompt} to {args.repo}: load it with `xlspt predict --prompt {args.repo}` "
          f"or xlspt.PromptClassifier.from_pretrained({args.repo!r})")
     return 0

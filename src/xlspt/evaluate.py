@@ -22,7 +22,7 @@ import torch
 from . import calibration as cal
 from .calibration import CalibrationConfig, Protocol, content_free_texts
 from .data.task import TaskData
-from .engine import CachedTextEngine, Engine, NaiveEngine, ReadoutConfig, batches_by_length, encode_texts
+from .engine import PromptPass, ReadoutConfig
 from .engine.memory import release_freed_memory
 from .engine.store import TextStateStore
 from .errors import ConfigError, XlsptError
@@ -30,9 +30,6 @@ from .models.loading import LoadedModel
 from .progress import checkpoint, interactive, progress_bar
 from .results import language_result, results_table
 from .verbalizer import Verbalizer
-
-#: Prompts of one length scored in one pass over the weights, up to this many (prompt, text) rows.
-_ROWS_PER_PASS = 256
 
 
 @torch.no_grad()
@@ -59,14 +56,9 @@ def readout_states(
     """
     single = isinstance(prompts, torch.Tensor)
     prompt_list = [prompts] if single else list(prompts)
-    out = torch.empty(len(prompt_list), len(texts), loaded.hidden_size)
-    # Token ids per distinct prompt length; the shortest prompt leaves the longest text budget.
-    ids_by_length = {n: encode_texts(loaded, texts, n, readout.max_length, readout.special_tokens)
-                     for n in sorted({p.shape[0] for p in prompt_list})}
-    if readout.engine.for_scoring(len(prompt_list), store is not None) is Engine.NAIVE:
-        _naive_states(loaded, prompt_list, ids_by_length, readout.batch_size, out)
-    else:
-        _cached_states(loaded, prompt_list, ids_by_length, readout.batch_size, store, out)
+    reading = PromptPass(loaded, texts, [p.shape[0] for p in prompt_list], max_length=readout.max_length,
+                         special_tokens=readout.special_tokens)
+    out = reading.states(prompt_list, readout.engine, readout.batch_size, store=store)
     return out[0] if single else out
 
 
@@ -96,58 +88,6 @@ def label_logits(
     return states_to_logits(loaded, verbalizer, readout_states(loaded, prompts, texts, readout, store=store))
 
 
-def _naive_states(loaded, prompts, ids_by_length, batch_size, out) -> None:
-    """A full pass per prompt and batch (the reference path)."""
-    naive = NaiveEngine(loaded)
-    for j, prompt in enumerate(prompts):
-        ids = ids_by_length[prompt.shape[0]]
-        for batch in batches_by_length([len(x) for x in ids], batch_size):
-            out[j, batch] = naive.readout_hidden([ids[i] for i in batch], prompt).float().cpu()
-
-
-def _cached_states(loaded, prompts, ids_by_length, batch_size, store, out) -> None:
-    """Each batch's text once; then the prompts, as many as fit together in one pass.
-
-    Where the model takes explicit positions, prompts of any lengths are packed into one pass,
-    each reading its own truncation of the text (a prefix of the states). ALiBi models run the
-    prompts of one length side by side.
-    """
-    base_ids = ids_by_length[min(ids_by_length)]
-    prefix_ok = {n: all(ids == full[: len(ids)] for ids, full in zip(group, base_ids)) for n, group in ids_by_length.items()}
-    cached = CachedTextEngine(loaded, encode_batch_size=batch_size)
-    mixed = loaded.adapter.takes_position_ids
-    for batch in batches_by_length([len(x) for x in base_ids], batch_size):
-        chosen_ids = [base_ids[i] for i in batch]
-        base_states = store.encode_batch(cached, chosen_ids) if store else cached.encode_batch(chosen_ids)
-        groups: dict[object, list[int]] = {}  # prompts that run together on the batch's states
-        rows = None
-        for j, prompt in enumerate(prompts):
-            n = prompt.shape[0]
-            ids = ids_by_length[n]
-            if mixed and prefix_ok[n]:
-                groups.setdefault("mixed", []).append(j)
-            elif all(len(ids[i]) == len(base_ids[i]) for i in batch):
-                groups.setdefault(n, []).append(j)
-            else:
-                if prefix_ok[n]:  # rows truncated further: their states are prefixes of the longer text's
-                    rows = rows or base_states.rows()
-                    states = [s.prefix(len(ids[i])) for s, i in zip(rows, batch)]
-                else:  # a tokenizer that adds a suffix token: truncation is not a prefix, encode again
-                    states = cached.encode_batch([ids[i] for i in batch])
-                out[j, batch] = cached.readout_hidden(states, prompt).float().cpu()
-        per_pass = max(1, _ROWS_PER_PASS // len(batch))
-        for key, group in groups.items():
-            for start in range(0, len(group), per_pass):
-                chosen = group[start : start + per_pass]
-                if key == "mixed":
-                    reads = torch.tensor([[len(ids_by_length[prompts[j].shape[0]][i]) for j in chosen] for i in batch])
-                    hidden = torch.stack(cached.readout_hidden_mixed(base_states, [prompts[j] for j in chosen], reads))
-                else:
-                    hidden = cached.readout_hidden_many(base_states, torch.stack([prompts[j] for j in chosen]))
-                for k, j in enumerate(chosen):
-                    out[j, batch] = hidden[k].float().cpu()
-
-
 @dataclass(frozen=True)
 class Scorer:
     """Which prompts vote (an ensemble's members, or one prompt alone) and how their scores are calibrated."""
@@ -168,9 +108,8 @@ class Calibrator:
                  reference: cal.StateStatistics | None = None, store: TextStateStore | None = None):
         self.loaded, self.verbalizer, self.scorers = loaded, verbalizer, list(scorers)
         self.reference = reference
-        if reference is None and any(s.calibration.standardize for s in self.scorers):
-            raise XlsptError("standardize needs the training language's read-out statistics: evaluate with the data "
-                             "the prompt was trained on, or calibrate without standardize")
+        for scorer in self.scorers:  # refused before any text is read
+            scorer.calibration.check_inputs(None, 1, reference is not None)
         self.prompts, self.readout, self.store = list(prompts), readout, store
         self._content_free: dict[str | None, torch.Tensor] = {}  # per script (None: any script)
 
@@ -198,14 +137,9 @@ class Calibrator:
         calibration = scorer.calibration
         protocol = calibration.protocol
         scored = scored[members]
+        calibration.check_inputs(scored.shape[1], 0 if unlabeled is None else unlabeled.shape[1], self.reference is not None)
         if protocol is Protocol.UNLABELED:
-            if unlabeled is None or unlabeled.shape[1] == 0:
-                raise XlsptError("calibration 'unlabeled' needs unlabeled texts of the language: give some, or use 'batch'")
             unlabeled = unlabeled[members]
-        elif protocol is Protocol.BATCH and scored.shape[1] < calibration.min_batch:
-            raise XlsptError(
-                f"calibration 'batch' estimates the label prior from the texts classified, and {scored.shape[1]} "
-                f"are too few (at least {calibration.min_batch}): classify more texts at once or use content-free")
         if calibration.standardize:
             own = cal.StateStatistics.of(unlabeled if protocol is Protocol.UNLABELED else scored)
             reference = cal.StateStatistics(self.reference.mean[members], self.reference.std[members])
@@ -222,6 +156,14 @@ class Calibrator:
             elif protocol is Protocol.BATCH:
                 prior = cal.log_prior(logp)
         return cal.combine(logp, prior)
+
+
+def build_calibrator(loaded: LoadedModel, verbalizer: Verbalizer, prompts: Sequence[torch.Tensor],
+                     scorers: Sequence[Scorer], readout: ReadoutConfig = ReadoutConfig(), *,
+                     reference: cal.StateStatistics | None = None, store: TextStateStore | None = None) -> Calibrator:
+    """The :class:`Calibrator` of ``prompts`` (``[n_i, d]``) for ``scorers``: every scoring path builds its calibrators
+    here (the classifier layer through :meth:`~xlspt.classifiers.PromptClassifier.calibrator`)."""
+    return Calibrator(loaded, verbalizer, prompts, scorers, readout, reference=reference, store=store)
 
 
 def reference_statistics(loaded: LoadedModel, prompts: Sequence[torch.Tensor], texts: Sequence[str],
@@ -248,7 +190,7 @@ def score_texts(
     (a code such as ``ory_Orya``) lets ``content-free`` use the language's script.
     """
     scorer = Scorer(tuple(range(len(prompts))), calibration)
-    calibrator = Calibrator(loaded, verbalizer, prompts, [scorer], readout, reference=reference)
+    calibrator = build_calibrator(loaded, verbalizer, prompts, [scorer], readout, reference=reference)
     extra = list(unlabeled_texts) if calibration.protocol is Protocol.UNLABELED else []
     states = readout_states(loaded, list(prompts), [*texts, *extra], readout)
     return calibrator.scores(scorer, states[:, : len(texts)], states[:, len(texts) :], language)
@@ -273,35 +215,6 @@ def predict(
     scores = score_texts(loaded, verbalizer, prompts, texts, readout, calibration=calibration,
                          unlabeled_texts=unlabeled_texts, reference=reference, language=language)
     return [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
-
-
-ABSTAIN = "abstain"
-
-
-def scored_predictions(
-    texts: Sequence[str], scores: torch.Tensor, labels: Sequence[str], *, top_k: int | None = None,
-    min_confidence: float | None = None,
-) -> pd.DataFrame:
-    """Each text's label with its probability over the label set, from ``[N, C]`` class scores.
-
-    Columns ``text, label, probability`` and, with ``top_k``, ``top_k``: the ``k`` most probable
-    labels as ``[{"label": ..., "probability": ...}, ...]``. Below ``min_confidence`` the label is
-    ``"abstain"`` (the probability stays that of the most probable class).
-    """
-    if top_k is not None and top_k < 1:
-        raise XlsptError(f"--top-k must be at least 1 (got {top_k})")
-    if min_confidence is not None and not 0 <= min_confidence <= 1:
-        raise XlsptError(f"--min-confidence must be a probability between 0 and 1 (got {min_confidence})")
-    probs = torch.softmax(scores.float(), dim=1)  # an ensemble's mean log-probabilities are not normalized
-    best_p, best = probs.max(dim=1)
-    frame = pd.DataFrame({"text": list(texts), "label": [labels[i] for i in best.tolist()], "probability": best_p.tolist()})
-    if min_confidence is not None:
-        frame.loc[frame["probability"] < min_confidence, "label"] = ABSTAIN
-    if top_k is not None:
-        values, index = probs.topk(min(top_k, len(labels)), dim=1)
-        frame["top_k"] = [[{"label": labels[j], "probability": v} for j, v in zip(row_i, row_v)]
-                          for row_i, row_v in zip(index.tolist(), values.tolist())]
-    return frame
 
 
 def evaluate_each_language(
@@ -391,7 +304,7 @@ def evaluate_prompts(
     language's ``confusion`` counts ``[C, C]`` (gold rows, predicted columns; nested lists).
     """
     scorers = list(scorers) if scorers is not None else [Scorer((j,)) for j in range(len(prompts))]
-    calibrator = Calibrator(loaded, verbalizer, prompts, scorers, readout, reference=reference, store=store)
+    calibrator = build_calibrator(loaded, verbalizer, prompts, scorers, readout, reference=reference, store=store)
     for s in scorers:
         if s.calibration.protocol is Protocol.UNLABELED and s.calibration.unlabeled_split == split:
             raise ConfigError("unlabeled_split", f"is the split being scored ({split}): use another split's texts, or batch")

@@ -1,23 +1,33 @@
 """Moving saved artifact folders: pushing one to a hub, and finding one again by name.
 
 The "hub" is the Hugging Face Hub, or a local directory (``hub=DIR`` or ``$XLSPT_HUB_DIR``) laid
-out like it, for air-gapped machines and for tests. The folder's files, model card included, are
-written by the artifact layer (:mod:`xlspt.card`); this module only moves folders.
+out like it, for air-gapped machines and for tests. What a shared folder holds is chosen by
+:func:`stage_shareable` (no local path in any file, a model card written for it); moving it is
+:func:`push_folder`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import pandas as pd
+
 from .card import REPO_ID as _REPO_ID
+from .card import write_model_card
 from .errors import XlsptError
-from .layout import PROMPT_SIDECAR
+from .files import write_json_atomic, write_text_atomic
+from .layout import PER_CLASS_FILE, PROMPT_FILE, PROMPT_SIDECAR, RESULTS_FILE, SUMMARY_FILE
+from .sidecar import PromptSidecar, shareable
 
 LOCAL_HUB_ENV = "XLSPT_HUB_DIR"
 _FILES = ["*.json", "*.safetensors", "*.md"]
+#: What sharing a prompt folder uploads besides its model card. Never record.json (the user's own record of the
+#: run, with the model and data as they were given on this machine), nor summary.json, figures or model weights.
+SHARED_FILES = (PROMPT_FILE, PROMPT_SIDECAR, RESULTS_FILE, PER_CLASS_FILE, SUMMARY_FILE)
 
 
 def _check_repo_id(repo_id: str) -> str:
@@ -31,20 +41,54 @@ def _local_hub(hub: str | os.PathLike | None) -> Path | None:
     return Path(hub).expanduser() if hub else None
 
 
+def stage_shareable(folder: str | os.PathLike, staging: str | os.PathLike, *, repo_id: str | None = None,
+                    results: pd.DataFrame | None = None) -> list[Path]:
+    """Write into ``staging`` what sharing the saved prompt folder ``folder`` uploads; returns those files, sorted.
+
+    That is :data:`SHARED_FILES` where ``folder`` has them, each local path the sidecar names (a data source
+    written before format 1.4, a model loaded from a folder) replaced by its last component in every one
+    (:func:`~xlspt.sidecar.shareable`), and a model card written from the cleaned sidecar. ``results``: the
+    card's results (default: the folder's ``results.csv``). Files without a path to clean are copied as they are.
+    """
+    folder, staging = Path(folder), Path(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    clean, replaced = shareable(json.loads((folder / PROMPT_SIDECAR).read_text(encoding="utf-8")))
+    for name in SHARED_FILES:
+        if not (folder / name).is_file():
+            continue
+        if name == PROMPT_SIDECAR and replaced:
+            write_json_atomic(staging / name, clean)
+        elif name not in (PROMPT_FILE, PROMPT_SIDECAR) and replaced:  # the summary names the model as the sidecar does
+            text = (folder / name).read_text(encoding="utf-8")
+            for path in sorted(replaced, key=len, reverse=True):
+                text = text.replace(path, replaced[path])
+            write_text_atomic(staging / name, text)
+        else:
+            shutil.copy2(folder / name, staging / name)
+    if results is None and (folder / RESULTS_FILE).is_file():
+        results = pd.read_csv(folder / RESULTS_FILE)
+    write_model_card(staging, PromptSidecar.read(staging / PROMPT_SIDECAR).to_dict(), results, repo_id=repo_id)
+    return sorted(p for p in staging.iterdir() if p.is_file())
+
+
 def push_folder(
     folder: str | os.PathLike, repo_id: str, *, hub: str | os.PathLike | None = None, token: str | None = None,
-    private: bool = False, commit_message: str = "Upload xlspt prompt",
+    private: bool = False, commit_message: str = "Upload xlspt prompt", dry_run: bool = False,
 ) -> str:
-    """Publish a saved prompt folder as ``repo_id``; returns where it went (a path or a Hub URL).
+    """Publish a folder as ``repo_id``, as it is (:func:`stage_shareable` makes a prompt folder fit to share);
+    returns where it went (a path or a Hub URL).
 
     ``hub`` (default ``$XLSPT_HUB_DIR``): a local directory standing in for the Hub; the folder
-    lands in ``<hub>/<repo_id>``, replacing an earlier push whole.
+    lands in ``<hub>/<repo_id>``, replacing an earlier push whole. ``dry_run``: check the name and the
+    folder and return where it would go, moving nothing and asking the Hub nothing.
     """
     _check_repo_id(repo_id)
     folder = Path(folder)
     if not (folder / PROMPT_SIDECAR).is_file():
         raise XlsptError(f"{folder} holds no saved prompt (prompt.json): pass a folder written by save or save_pretrained")
     local = _local_hub(hub)
+    if dry_run:
+        return str(local / repo_id) if local is not None else f"https://huggingface.co/{repo_id}"
     if local is not None:
         dest = local / repo_id
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ and returns what the command prints; the command line only parses, calls and pri
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +19,13 @@ import pandas as pd
 
 from . import layout
 from .calibration import CalibrationConfig, Protocol
-from .classifiers import (PromptClassifier, SelfTrainingConfig, SelfTrainingScope, classifier_class, load_classifier,
-                          saved_method, self_train as train_further, stacked_reference)
+from .classifiers import (Method, PassOptions, PromptClassifier, ScoreRequest, SelfTrainingConfig, SelfTrainingScope,
+                          classifier_class, load_classifier, saved_method, self_train as train_further)
+from .classifiers.scoring import calibration_of, check_answer_options, classify_requests, evaluate_scorers
 from .data import DataConfig, TaskData, resolve_languages
+from .data.languages import canonical_language
 from .errors import XlsptError
 from .train import TrainingDiverged
-from .evaluate import Scorer, evaluate_prompts, scored_predictions
 from .hub import resolve_pretrained
 from .models.loading import LoadedModel, load_model, resolve_device
 from .results.summary import comparison, results_summary, write_comparison, write_results
@@ -61,15 +63,18 @@ class RunOutcome:
 
 
 def run(config: RunConfig, out: str | Path | None, *, overwrite: bool = False, device: str | None = None,
-        progress: bool = True) -> tuple[Path, RunOutcome]:
-    """Train ``config`` on its training language and evaluate it on its targets into the folder ``out``."""
+        progress: bool = True, announce: str | None = None) -> tuple[Path, RunOutcome]:
+    """Train ``config`` on its training language and evaluate it on its targets into the folder ``out``.
+    ``announce``: a line said once the data and the model are known good (the recipe the run follows)."""
     folder = layout.prepare_out_dir(out, config.model, overwrite)
     session = Session(device=resolve_device(device), progress=progress, strict=True, class_figures=True)
     check_data(config, session.data(config))
+    model = session.model(config)
+    if announce:
+        _announce(announce, config, session.data(config), model)
     if overwrite:
         layout.clear_files(folder)
     record = run_one(config, folder, session)
-    model = session.model(config)
     fit = (f"best epoch {record.best_epoch} (validation loss {record.best_val_loss:.3f})"
            if record.best_val_loss is not None else "the probe baseline")
     line = (f"model {model.name} ({model.model_type}, {str(model.dtype)[6:]} on {model.device}); "
@@ -80,8 +85,9 @@ def run(config: RunConfig, out: str | Path | None, *, overwrite: bool = False, d
 
 
 def train(config: RunConfig, out: str | Path | None, *, overwrite: bool = False, resume: str | None = None,
-          device: str | None = None, progress: bool = True) -> tuple[Path, str]:
-    """Fit ``config`` and save it into ``out`` (nothing evaluated); returns the weights file and a line about the fit."""
+          device: str | None = None, progress: bool = True, announce: str | None = None) -> tuple[Path, str]:
+    """Fit ``config`` and save it into ``out`` (nothing evaluated); returns the weights file and a line about the fit.
+    ``announce``: as :func:`run`'s."""
     if not config.freeze:
         raise XlsptError("`xlspt train --no-freeze` would save a prompt without the model weights it needs: use `xlspt run --no-freeze`")
     session = Session(device=device, progress=progress, strict=True)
@@ -92,6 +98,8 @@ def train(config: RunConfig, out: str | Path | None, *, overwrite: bool = False,
     artifact = _resumable(resume) if resume else None  # a bad path fails now, not after the model loads
     model = session.model(config)
     initial = _resumed(artifact, resume, model) if artifact else None
+    if announce:
+        _announce(announce, config, data, model)
     say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
         f"on {model.device}); data {data.description}")
     try:
@@ -104,6 +112,17 @@ def train(config: RunConfig, out: str | Path | None, *, overwrite: bool = False,
         kept = (classifier.metadata.weights_file, classifier.metadata.sidecar_file)
         layout.clear_files(folder, [f for f in layout.RUN_FILES if f not in kept])
     return folder / classifier.metadata.weights_file, classifier.fit_summary()
+
+
+def _announce(line: str, config: RunConfig, data: TaskData, model: LoadedModel) -> None:
+    """Say ``line`` once nothing in the input can still fail to be read: a prompt's label words need the model's
+    tokenizer (bad input gets its error alone)."""
+    if config.method is Method.PROMPT:
+        from .classifiers import build_verbalizer
+
+        labels = data.labels(config.train_lang)
+        build_verbalizer(model, config.label_word_map(labels), config.allow_subword_labels, labels)
+    say(line)
 
 
 def _resumable(path: str):
@@ -208,8 +227,7 @@ def evaluate(paths: Sequence[str], data: DataConfig, langs: str, out: str | Path
         if folder is not None:
             write_results(folder, all_results[0], text, summary, figures=True)
     else:
-        owners = [c for c in classifiers for _ in c.prompts]
-        headers = [owners[s.members[0]].metadata.summary_header() for s in scorers]
+        headers = [s.classifier.metadata.summary_header() for s in scorers]
         table, combined, summary = comparison(labels, headers, all_results)
         if folder is not None:
             write_comparison(folder, table, combined, summary)
@@ -220,7 +238,7 @@ def _prompt_folder(path: str) -> Path:
     """The local folder of the prompt ``path`` names; another kind of artifact is refused (it has no scorers)."""
     local = resolve_pretrained(path)
     method = saved_method(local)
-    if classifier_class(method) is not PromptClassifier:
+    if method is not Method.PROMPT:  # what the command reads: a prompt's sidecar makes the summary's header
         raise XlsptError(f"{path} holds a {method.value}, not a soft prompt: `xlspt evaluate` scores prompts; the "
                          f"{method.value}'s results come with `xlspt run --method {method.value}`, and `xlspt predict` classifies with it")
     return local
@@ -240,32 +258,25 @@ def _loaded_together(paths: Sequence[str], load: LoadOptions, vote: bool) -> tup
 
 def _score_together(classifiers, names, data: TaskData, languages, options: EvaluateOptions):
     """One pass over each language's text for every prompt; a scorer per prompt (and per member with ``members``)."""
-    prompts, scorers, labels, owners = [], [], [], []
+    scorers, labels = [], []
     for name, clf in zip(names, classifiers):
-        clf.refuse_self_trained_test_splits(data, languages)
-        calibration = options.calibration or clf.calibration
-        if calibration.standardize and clf.reference is None:
-            clf.fit_reference(data, force=True)
-        own = tuple(range(len(prompts), len(prompts) + clf.size))
-        prompts += clf.prompts
-        scorers.append(Scorer(own, calibration))
+        scorers.append(ScoreRequest(clf, (), None, options.calibration))
+        clf.prepare_evaluation(data, languages, calibration_of(scorers[-1]))
         labels.append(name)
         if options.members and clf.size > 1:
-            scorers += [Scorer((j,), calibration) for j in own]
+            scorers += [ScoreRequest(clf, (), (j,), options.calibration) for j in range(clf.size)]
             labels += [f"{name} member {i}" for i in range(clf.size)]
-        owners += [clf] * (len(scorers) - len(owners))
     store = None
     first = classifiers[0]
     if options.cache_states:
         from .engine.store import TextStateStore
 
         store = TextStateStore(first.model)
-    results = evaluate_prompts(first.model, first.verbalizer, prompts, data, languages,
-                               dataclasses.replace(first.readout, engine=options.engine), scorers=scorers,
-                               reference=stacked_reference(classifiers), store=store, progress=options.progress)
+    results = evaluate_scorers(scorers, data, languages, options=PassOptions(engine=options.engine, store=store),
+                               progress=options.progress)
     if store is not None:
         say(f"text states: {store.hits} batches read from {store.root}, {store.misses} computed and stored")
-    return [owner.marked_table(table) for owner, table in zip(owners, results)], scorers, labels
+    return [s.classifier.marked_table(table) for s, table in zip(scorers, results)], scorers, labels
 
 
 #: Texts scored per step when predictions stream (a batch-calibrated run reads all first).
@@ -284,10 +295,12 @@ class PredictOptions:
     engine: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.top_k is not None and self.top_k < 1:
-            raise XlsptError(f"--top-k must be at least 1 (got {self.top_k})")
-        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
-            raise XlsptError(f"--min-confidence must be a probability between 0 and 1 (got {self.min_confidence})")
+        if self.language:  # `fr` or `fra` is fra_Latn: the script content-free calibration reads must not be lost
+            self.language = canonical_language(self.language)
+            if re.fullmatch(r"[A-Za-z]{2,3}", self.language):
+                raise XlsptError(f"--lang {self.language}: no SIB-200 language has that code; give a code with its "
+                                 "script, such as fra_Latn (`xlspt languages --data DIR` lists a data's languages)")
+        check_answer_options(self.top_k, self.min_confidence)
 
 
 def predict(path: str, texts: Iterable[str], *, load: LoadOptions = LoadOptions(),
@@ -296,38 +309,32 @@ def predict(path: str, texts: Iterable[str], *, load: LoadOptions = LoadOptions(
     what produced them (the protocol, or the probe baseline) and the labels. Answers stream, unless the
     calibration needs every text first."""
     classifier = load.load(path)
-    protocol, whole = _prediction_protocol(classifier, options)
-    if protocol is None:
-        score = classifier.scores
-    else:
-        def score(chunk):
-            return classifier.scores(chunk, calibration=options.calibration, unlabeled_texts=options.unlabeled,
-                                     language=options.language, engine=options.engine)
-    chunks = _chunks((t for t in texts if t.strip()), None if whole else PREDICT_CHUNK)
-    frames = (scored_predictions(chunk, score(chunk), classifier.labels, top_k=options.top_k,
-                                 min_confidence=options.min_confidence) for chunk in chunks)
-    described = f"protocol: {classifier.marked_protocol(protocol.name)}" if protocol is not None else "probe baseline"
-    return frames, described, tuple(classifier.labels)
+    whole = _needs_every_text(classifier, options)
+
+    def answer(chunk: list[str]) -> pd.DataFrame:
+        [frame] = classify_requests([ScoreRequest(classifier, chunk, None, options.calibration, options.unlabeled,
+                                                  options.language, options.top_k, options.min_confidence)],
+                                    PassOptions(batch_size=32, engine=options.engine))
+        return frame
+
+    frames = (answer(chunk) for chunk in _chunks((t for t in texts if t.strip()), None if whole else PREDICT_CHUNK))
+    label = classifier.protocol_label(options.calibration)
+    return frames, f"protocol: {label}" if classifier.takes_calibration else label, tuple(classifier.labels)
 
 
-def _prediction_protocol(classifier, options: PredictOptions) -> tuple[CalibrationConfig | None, bool]:
-    """The protocol the answers follow (``None``: a classifier without calibration), checked against what was
-    given; and whether it needs every text first."""
-    protocol = getattr(classifier, "calibration", None)
-    if protocol is None:  # the probe: no calibration at all
+def _needs_every_text(classifier, options: PredictOptions) -> bool:
+    """Whether the calibration needs every text before the first answer; refuses what the classifier's calibration
+    cannot use or lacks (:meth:`~xlspt.calibration.CalibrationConfig.check_inputs`), before any text is read."""
+    if not classifier.takes_calibration:
         if options.calibration is not None or options.unlabeled:
-            raise XlsptError("the probe baseline takes no calibration: drop --calibration and --unlabeled")
-        return None, False
-    protocol = options.calibration or protocol
-    if protocol.protocol is Protocol.UNLABELED and not options.unlabeled:
-        raise XlsptError(f"calibration {protocol.name} needs --unlabeled FILE (unlabeled texts of the same language, one per line)")
+            raise XlsptError(f"the {classifier.protocol_label()} takes no calibration: drop --calibration and --unlabeled")
+        return False
+    protocol = options.calibration or classifier.calibration
     if options.unlabeled and protocol.protocol is not Protocol.UNLABELED:
         raise XlsptError(f"--unlabeled FILE is read for --calibration unlabeled only (this run uses {protocol.name}): "
                          "add it, or drop --unlabeled")
-    if protocol.standardize and classifier.reference is None:
-        raise XlsptError("--standardize needs the training language's statistics, which this prompt was not saved with: "
-                         "train it with --standardize, or calibrate without it")
-    return protocol, protocol.protocol in (Protocol.BATCH, Protocol.UNLABELED)
+    protocol.check_inputs(None, len(options.unlabeled), getattr(classifier, "reference", None) is not None)
+    return protocol.protocol in (Protocol.BATCH, Protocol.UNLABELED)
 
 
 def _chunks(texts: Iterable[str], size: int | None) -> Iterator[list[str]]:
@@ -395,26 +402,33 @@ class PredictionWriter:
 
 
 def push(folder: str | Path, repo: str, *, hub: str | None = None, token: str | None = None,
-         private: bool = False) -> str:
-    """Share a saved prompt folder as ``repo`` with its model card (its results too, when the folder has them)."""
-    import shutil
+         private: bool = False, dry_run: bool = False) -> str:
+    """Share a saved prompt folder as ``repo`` with its model card (its results too, when the folder has them),
+    with no local path in any file uploaded (:func:`~xlspt.hub.stage_shareable`); returns where it went.
+
+    ``dry_run``: upload nothing; return what would be uploaded, where: each file with its size, and the
+    model card's metadata.
+    """
     import tempfile
 
-    from .card import write_model_card
-    from .hub import push_folder
+    from .card import front_matter
+    from .hub import push_folder, stage_shareable
 
     folder = Path(folder)
     if not (folder / layout.PROMPT_FILE).is_file() or not (folder / layout.PROMPT_SIDECAR).is_file():
         raise XlsptError(f"--prompt {folder} is not a saved prompt folder (no {layout.PROMPT_FILE} and "
                          f"{layout.PROMPT_SIDECAR}): pass the --out folder of `xlspt run` or `xlspt train`")
-    sidecar = PromptClassifier.load_sidecar(folder).to_dict()
-    results = pd.read_csv(folder / layout.RESULTS_FILE) if (folder / layout.RESULTS_FILE).is_file() else None
+    PromptClassifier.load_sidecar(folder)  # refuses a damaged or foreign folder before anything is staged
     with tempfile.TemporaryDirectory(prefix="xlspt-push-") as staging:
-        for name in (*layout.PROMPT_FILES, layout.RESULTS_FILE, layout.PER_CLASS_FILE, layout.SUMMARY_FILE):
-            if (folder / name).is_file():
-                shutil.copy2(folder / name, Path(staging) / name)
-        write_model_card(staging, sidecar, results, repo_id=repo)
-        return push_folder(staging, repo, hub=hub, token=token, private=private)
+        files = stage_shareable(folder, staging, repo_id=repo)
+        where = push_folder(staging, repo, hub=hub, token=token, private=private, dry_run=dry_run)
+        if not dry_run:
+            return where
+        width = max(len(p.name) for p in files)
+        card = front_matter((Path(staging) / layout.CARD_FILE).read_text(encoding="utf-8"))
+        return "\n".join([f"would upload {len(files)} files to {where}:",
+                          *(f"  {p.name:<{width}}  {p.stat().st_size:>9,} bytes" for p in files),
+                          "model card metadata:", *(f"  {line}" for line in card.splitlines())])
 
 
 def unlabeled_texts(data: DataConfig, langs: str, split: str = "dev") -> dict[str, list[str]]:

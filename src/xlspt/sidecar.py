@@ -8,16 +8,20 @@ method's own fields on top (:class:`PromptSidecar`, :class:`ProbeSidecar`).
 
 Format versions (``MAJOR.MINOR``): 1.1 added ensembles; 1.2 the prompt file's checksum and the
 label set; 1.3 the ``method`` and ``readout`` entries, and probe sidecars versioned and
-checksummed like prompts. Every earlier sidecar still loads: what it lacks is read where that
-version kept it (a prompt's read-out settings under ``train_config``, a probe's at the top).
+checksummed like prompts; 1.4 the sample's ``checksum`` of the data, and its ``source`` as what the data
+is (a Hub dataset id, SIB-200, a file or folder's name), no longer a local path. Every earlier sidecar
+still loads: what it lacks is read where that version kept it (a prompt's read-out settings under
+``train_config``, a probe's at the top); :func:`shareable` cleans the paths it may hold before it is shared.
 A newer MAJOR version is refused; a newer MINOR version's unknown entries are ignored with a warning.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -34,7 +38,7 @@ from .prompt import PromptConfig
 from .results.summary import Header
 from .train import TrainConfig
 
-FORMAT_VERSION = "1.3"
+FORMAT_VERSION = "1.4"
 
 
 class FormatWarning(Warning):
@@ -55,9 +59,15 @@ def now() -> str:
 
 @dataclass
 class Sample:
-    """The few-shot sample an artifact was fitted on (the sidecar's ``data`` entry)."""
+    """The few-shot sample an artifact was fitted on (the sidecar's ``data`` entry).
+
+    ``source`` is what the data is (:attr:`~xlspt.data.TaskData.source_name`), never where it sits on this
+    machine; ``checksum`` is the SHA-256 of the training language's train and dev rows the sample was
+    drawn from (:meth:`~xlspt.data.TaskData.checksum`): two artifacts with the same checksum saw the same data.
+    """
 
     source: str = ""
+    checksum: str | None = None
     train_language: str = "eng_Latn"
     shots_per_class: int | None = None
     sampling_seed: int | None = None
@@ -65,12 +75,20 @@ class Sample:
     validation_index_ids: list[int] = field(default_factory=list)
     validation_per_class: int | None = None  # prompts only; earlier probe sidecars never had it
 
-    _ORDER: ClassVar[tuple[str, ...]] = ("source", "train_language", "shots_per_class", "validation_per_class",
-                                         "sampling_seed", "train_index_ids", "validation_index_ids")
+    _ORDER: ClassVar[tuple[str, ...]] = ("source", "checksum", "train_language", "shots_per_class",
+                                         "validation_per_class", "sampling_seed", "train_index_ids", "validation_index_ids")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("checksum", "validation_per_class")  # absent from earlier sidecars
+
+    @classmethod
+    def drawn_from(cls, data, train_language: str, **fields) -> "Sample":
+        """The sample of ``train_language`` drawn from ``data`` (a :class:`~xlspt.data.TaskData`); ``fields``:
+        the rest of the sample (shots, seed, index ids)."""
+        checksum = data.checksum([(train_language, "train"), (train_language, "dev")])  # reads: source_name needs it
+        return cls(source=data.source_name, checksum=checksum, train_language=train_language, **fields)
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
-        return {k: values[k] for k in self._ORDER if not (k == "validation_per_class" and values[k] is None)}
+        return {k: values[k] for k in self._ORDER if not (k in self._OPTIONAL and values[k] is None)}
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "Sample | None":
@@ -268,6 +286,47 @@ def check_format(values: dict, where: Path, known: set[str], kind: str = "prompt
     if unknown and (major, minor) > ours:
         warnings.warn(f"{where} is format {version} (this xlspt reads {FORMAT_VERSION}); ignoring its unknown "
                       f"entries {', '.join(unknown)}", FormatWarning, stacklevel=4)
+
+
+def shareable(values: dict) -> tuple[dict, dict[str, str]]:
+    """A copy of a sidecar's dict with no local path in it, and what was replaced (each path -> its name).
+
+    Sidecars before 1.4 name their data by its local path (the top sample's and every ensemble member's), and
+    a model loaded from a folder or a GGUF file is named by its path in any version: shared, such a path tells
+    the world the user's folder layout. Each becomes its last component, which still says what it was; loading
+    needs neither (the data is not read, and another machine names its model with ``--model``).
+    """
+    out = copy.deepcopy(values)
+    replaced: dict[str, str] = {}
+
+    def clean(holder: object, key: str, rule) -> None:
+        value = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(value, str) and rule(value) != value:
+            replaced[value] = holder[key] = rule(value)
+
+    clean(out, "model", lambda name: _last_component(name) if _is_local_path(name) else name)
+    members = (out.get("ensemble") or {}).get("members") if isinstance(out.get("ensemble"), dict) else None
+    for sample in [out.get("data"), *(m.get("data") for m in members or [] if isinstance(m, dict))]:
+        clean(sample, "source", _shared_source)
+    return out, replaced
+
+
+def _last_component(path: str) -> str:
+    return re.split(r"[\\/]", path.rstrip("\\/"))[-1] or path
+
+
+def _is_local_path(name: str) -> bool:
+    """Whether a model name is a path on this machine, not a Hub id (``owner/name``) or an embedded model's alias."""
+    return (name.startswith(("/", "~", ".")) or "\\" in name or re.match(r"[A-Za-z]:[\\/]", name) is not None
+            or name.count("/") > 1 or Path(name).expanduser().exists())
+
+
+def _shared_source(source: str) -> str:
+    """A sample's ``source`` as 1.4 writes it: a Hub dataset id stays, any other source was a local path
+    before 1.4 (SIB-200's folder, a CSV) and keeps its last component (idempotent on what 1.4 writes)."""
+    if source.startswith("hf:"):  # hf:PATH loads a local dataset folder through `datasets`
+        return f"hf:{_last_component(source[3:])}" if _is_local_path(source[3:]) else source
+    return _last_component(source)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 
 from .data.sampling import FewShotSplit
-from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, ReadoutConfig, encode_texts, make_engine, shuffled_batches
+from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, PromptPass, ReadoutConfig, make_engine, shuffled_batches
 from .engine.options import enum_value
 from .engine.readout import readout_cross_entropy_rows
 from .errors import ConfigError, XlsptError
@@ -211,48 +211,6 @@ def validation_loss(engine, verbalizer, inputs, labels, prompt: torch.Tensor, ba
     return total / len(inputs)
 
 
-class _PromptReadouts:
-    """Read-out states of several prompts (any lengths) on the same texts, with either engine.
-
-    The cached engine encodes each text once, truncated for the shortest prompt (the longest
-    text); a longer prompt reads a prefix of those states, which is exactly its own truncated
-    text's states. Where truncation is not a prefix (a tokenizer that appends a token) that
-    prompt length gets states of its own.
-    """
-
-    def __init__(self, engine, loaded: LoadedModel, texts: list[str], lengths: Sequence[int], config: TrainConfig):
-        self.engine = engine
-        self.ids = {n: encode_texts(loaded, texts, n, config.max_length, config.special_tokens) for n in sorted(set(lengths))}
-        self.lengths = list(lengths)
-        base = min(self.ids)
-        self.source = {}  # prompt length -> the length whose states it reads
-        for n, ids in self.ids.items():
-            prefix = all(row == full[: len(row)] for row, full in zip(ids, self.ids[base]))
-            self.source[n] = base if prefix else n
-        self.inputs = {n: engine.prepare(self.ids[n]) for n in set(self.source.values())}
-
-    def __len__(self) -> int:
-        return len(self.ids[min(self.ids)])
-
-    def hidden(self, rows: Sequence[int], prompts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """One ``[len(rows), d]`` read-out per prompt (``prompts[p]`` has length ``self.lengths[p]``)."""
-        out: list[torch.Tensor | None] = [None] * len(prompts)
-        if not isinstance(self.engine, CachedTextEngine):
-            for p, prompt in enumerate(prompts):
-                ids = self.ids[self.lengths[p]]
-                out[p] = self.engine.readout_hidden([ids[i] for i in rows], prompt)
-            return out  # type: ignore[return-value]
-        for source, states in self.inputs.items():
-            members = [p for p in range(len(prompts)) if self.source[self.lengths[p]] == source]
-            if not members:
-                continue
-            batch_states = self.engine.stack([states[i] for i in rows])
-            reads = torch.tensor([[len(self.ids[self.lengths[p]][i]) for p in members] for i in rows])
-            for p, hidden in zip(members, self.engine.readout_hidden_mixed(batch_states, [prompts[p] for p in members], reads)):
-                out[p] = hidden
-        return out  # type: ignore[return-value]
-
-
 class _MasterWeights:
     """Float32 copies of a low-precision model's weights: AdamW steps the copies, the model gets them rounded.
 
@@ -422,7 +380,7 @@ def _freeze(model: torch.nn.Module) -> None:
 class _LabelledTexts:
     """A split's read-outs for every prompt length, with the labels that score them."""
 
-    readouts: _PromptReadouts
+    readouts: PromptPass
     labels: list[str]
     verbalizer: Verbalizer
     loss: str
@@ -431,7 +389,8 @@ class _LabelledTexts:
     def read(cls, engine, loaded: LoadedModel, frame, lengths: Sequence[int], config: TrainConfig,
              verbalizer: Verbalizer) -> "_LabelledTexts":
         """``frame``'s ``text`` column read for prompts of ``lengths``, with its ``label`` column."""
-        readouts = _PromptReadouts(engine, loaded, frame["text"].tolist(), lengths, config)
+        readouts = PromptPass(loaded, frame["text"].tolist(), lengths, max_length=config.max_length,
+                              special_tokens=config.special_tokens).prepare(engine)
         return cls(readouts, frame["label"].tolist(), verbalizer, config.loss)
 
     def __len__(self) -> int:

@@ -11,11 +11,13 @@ implementation of a method. Every soft prompt trains through :mod:`xlspt.classif
 from .base import Classifier, Evaluation, FitRequest, Method, classifier_class, load_classifier, register, saved_method
 from .probe import ProbeClassifier
 from .prompt import PromptClassifier, build_verbalizer, choose_label_words, stacked_reference
+from .scoring import ABSTAIN, PassOptions, ScoreRequest, classify_requests, score_requests, scored_predictions
 from .self_training import SelfTrainingConfig, SelfTrainingScope, pseudo_labels, self_train
 from .training import FinishedJob, PromptJob, train_prompt_jobs
 
 __all__ = [
     "Classifier", "Evaluation", "FinishedJob", "FitRequest", "Method", "ProbeClassifier", "PromptClassifier", "PromptJob", "build_verbalizer",
     "choose_label_words", "classifier_class", "load_classifier", "register", "saved_method", "stacked_reference",
-    "train_prompt_jobs", "SelfTrainingConfig", "SelfTrainingScope", "pseudo_labels", "self_train",
+    "train_prompt_jobs", "ABSTAIN", "PassOptions", "ScoreRequest", "classify_requests", "score_requests",
+    "scored_predictions", "SelfTrainingConfig", "SelfTrainingScope", "pseudo_labels", "self_train",
 ]

@@ -89,6 +89,10 @@ class Classifier(Protocol):
     method: ClassVar[Method]
     model: "LoadedModel"
     metadata: Sidecar
+    #: seconds its fit took (a run record's ``train`` timing); 0 for a loaded one
+    fit_seconds: float
+    #: whether a request may ask for a calibration (:mod:`xlspt.calibration`)
+    takes_calibration: ClassVar[bool]
 
     @property
     def labels(self) -> tuple[str, ...]: ...
@@ -103,11 +107,37 @@ class Classifier(Protocol):
     @property
     def trainable_parameters(self) -> int: ...
 
+    @property
+    def stored_parameters(self) -> int:
+        """Numbers a user keeps to reuse it (its weights file's)."""
+
+    @classmethod
+    def score_requests(cls, requests: Sequence, options=...) -> "list[torch.Tensor]":
+        """The one scoring primitive: ``[N_i, C]`` class log-probabilities of each
+        :class:`~xlspt.classifiers.scoring.ScoreRequest` (texts, members,
+        calibration, unlabeled texts, language), reading each distinct text once per pass of classifiers that
+        read text alike. Everything below is derived from it (:class:`~xlspt.classifiers.scoring.ScoresInBatches`)."""
+
     def scores(self, texts: Sequence[str], **options: Any) -> "torch.Tensor":
         """``[N, C]`` class log-probabilities of ``texts``."""
 
+    def predict(self, texts: Sequence[str], **options: Any) -> list[str]:
+        """The predicted class of each text."""
+
+    def classify(self, texts: Sequence[str], **options: Any) -> "pd.DataFrame":
+        """Scored predictions: ``text, label, probability`` (and ``top_k``)."""
+
     def evaluate(self, data: "TaskData", languages: Sequence[str], **options: Any) -> "pd.DataFrame":
         """Accuracy and macro-F1 per language (``language, accuracy, macro_f1, n, protocol``)."""
+
+    def protocol_label(self, calibration: CalibrationConfig | None = None) -> str:
+        """The protocol its answers follow, for a reader."""
+
+    def marked_table(self, table: "pd.DataFrame") -> "pd.DataFrame":
+        """A results table of it, its protocols marked as it needs (self-trained prompts)."""
+
+    def prepare_scoring(self, options=...) -> None:
+        """Work every later request would otherwise wait for (content-free priors)."""
 
     def save(self, directory: str | Path) -> Path:
         """Write the weights file and the sidecar into ``directory``; returns the weights file."""

@@ -19,20 +19,20 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..data.sampling import sample_few_shot
 from ..data.task import TaskData
 from ..engine.options import ReadoutConfig
-from ..calibration import Protocol
+from ..calibration import CalibrationConfig, Protocol
 from ..errors import ConfigError, XlsptError
 from ..files import write_with_atomic
 from ..layout import PROBE_FILE, PROBE_SIDECAR
 from ..models.loading import LoadedModel, load_model
-from ..probe import eos_states, evaluate_probes
+from ..probe import eos_states
 from ..sidecar import ProbeSidecar, Sample
-from .base import Evaluation, FitRequest, Log, Method, ReadsLikeItsSidecar, register
+from .base import FitRequest, Log, Method, ReadsLikeItsSidecar, register
+from .scoring import PassOptions, ScoreRequest, ScoresInBatches, passes
 
 #: Inverse regularisation strengths tried on the validation examples.
 C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -56,7 +56,7 @@ def _fit(x_train, y_train, x_val, y_val, n_labels: int, seed: int):
 
 @register(Method.PROBE)
 @dataclass
-class ProbeClassifier(ReadsLikeItsSidecar):
+class ProbeClassifier(ScoresInBatches, ReadsLikeItsSidecar):
     """A linear classifier ``softmax(((h - mean) / scale) @ coef.T + intercept)`` over read-out states ``h [d]``."""
 
     model: LoadedModel
@@ -69,6 +69,10 @@ class ProbeClassifier(ReadsLikeItsSidecar):
     fit_seconds: float = field(default=0.0, compare=False, repr=False)  # how long fitting took, for run records
 
     size = 1
+    #: the probe is scored as it is: zero-shot, and it refuses any other calibration
+    calibration = CalibrationConfig()
+    takes_calibration = False
+    evaluation_desc = "evaluating probes"
 
     @property
     def trainable_parameters(self) -> int:
@@ -101,9 +105,9 @@ class ProbeClassifier(ReadsLikeItsSidecar):
         coef, intercept = fitted.coef_, fitted.intercept_
         if len(labels) == 2:  # scikit-learn keeps one row for two classes: make it two logits
             coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
-        sample = Sample(source=data.description, train_language=train_language, shots_per_class=shots, sampling_seed=seed,
-                        train_index_ids=[int(i) for i in examples.train["index_id"]],
-                        validation_index_ids=[int(i) for i in examples.validation["index_id"]])
+        sample = Sample.drawn_from(data, train_language, shots_per_class=shots, sampling_seed=seed,
+                                   train_index_ids=[int(i) for i in examples.train["index_id"]],
+                                   validation_index_ids=[int(i) for i in examples.validation["index_id"]])
         metadata = ProbeSidecar(model=model.name, model_signature=model.signature(), labels=list(labels),
                                 dtype=str(model.dtype).removeprefix("torch."), readout=readout, data=sample,
                                 C=best, validation_log_loss={str(c): round(v, 6) for c, v in losses.items()},
@@ -146,15 +150,6 @@ class ProbeClassifier(ReadsLikeItsSidecar):
         return out
 
     @classmethod
-    def evaluate_many(
-        cls, classifiers: Sequence["ProbeClassifier"], data: TaskData, languages: Sequence[str], *,
-        progress: bool = True, log: Log = lambda message: None,
-    ) -> list[Evaluation]:
-        """Score several probes on one model, reading each language's text once."""
-        log(f"scoring {len(classifiers)} probe(s) on {len(languages)} languages")
-        return [Evaluation(table, None, "naive") for table in evaluate_probes(classifiers, data, languages, progress=progress)]
-
-    @classmethod
     def check_request(cls, request: FitRequest) -> None:
         if request.ensemble > 1 or request.calibration.protocol is not Protocol.ZERO_SHOT or request.changes_model:
             raise ConfigError("method", "probe is the plain baseline: use it without ensemble, calibration or --no-freeze")
@@ -168,19 +163,33 @@ class ProbeClassifier(ReadsLikeItsSidecar):
         logits = ((states - self.mean) / self.scale) @ self.coef.T + self.intercept
         return torch.log_softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), dim=1)
 
-    def scores(self, texts: Sequence[str], batch_size: int = 32, **options) -> torch.Tensor:
-        """``[N, C]`` class log-probabilities; the probe takes no calibration (``options`` must not ask for one)."""
-        if options.get("calibration") is not None or options.get("unlabeled_texts"):
-            raise XlsptError("the probe baseline takes no calibration: drop --calibration and --unlabeled")
-        return self.scores_of(eos_states(self.model, texts, max_length=self.max_length,
-                                         special_tokens=self.special_tokens, batch_size=batch_size))
+    @classmethod
+    def score_requests(cls, requests: Sequence[ScoreRequest], options: PassOptions = PassOptions()) -> list[torch.Tensor]:
+        """``[N_i, C]`` class log-probabilities of each request; probes that read text alike read each distinct text's
+        state once. The probe takes no calibration: a request that asks for one is refused."""
+        for request in requests:
+            if (request.calibration is not None and request.calibration.protocol is not Protocol.ZERO_SHOT) or request.unlabeled:
+                raise XlsptError("the probe baseline takes no calibration: drop --calibration and --unlabeled")
+        out: list[torch.Tensor | None] = [None] * len(requests)
+        reads_alike = lambda clf: (id(clf.model), clf.max_length, clf.special_tokens)  # noqa: E731
+        for indices, classifiers, rows in passes(requests, reads_alike):
+            first = classifiers[0]
+            states = eos_states(first.model, rows.texts, max_length=first.max_length, special_tokens=first.special_tokens,
+                                batch_size=options.batch_size or first.readout.batch_size)
+            for i in indices:
+                out[i] = requests[i].classifier.scores_of(states[rows.of(requests[i].texts).numpy()])
+        return out  # type: ignore[return-value]
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return [self.labels[i] for i in self.scores(texts).argmax(dim=1).tolist()] if texts else []
+    def protocol_label(self, calibration: CalibrationConfig | None = None) -> str:
+        return "probe baseline"
 
-    def evaluate(self, data: TaskData, languages: Sequence[str], *, split: str = "test", progress: bool = True) -> pd.DataFrame:
-        """Accuracy and macro-F1 per language, as :meth:`PromptClassifier.evaluate` gives them."""
-        return evaluate_probes([self], data, languages, split=split, progress=progress)[0]
+    @classmethod
+    def pass_engine(cls, classifiers, engine=None) -> str:
+        return "naive"  # the state at the text's own end: a full pass, no prompt to cache the text for
+
+    @classmethod
+    def scoring_line(cls, classifiers, languages) -> str:
+        return f"scoring {len(classifiers)} probe(s) on {len(languages)} languages"
 
     def sidecar_dict(self) -> dict:
         return self.metadata.to_dict()

@@ -28,19 +28,22 @@ import pandas as pd
 import torch
 
 from ..artifact import PromptArtifact
-from ..calibration import CalibrationConfig, StateStatistics, self_trained_protocol
+from ..calibration import CalibrationConfig, Protocol, StateStatistics, self_trained_protocol
 from ..data.sampling import FewShotSplit
 from ..data.sib200 import CATEGORIES
 from ..data.task import TaskData
-from ..engine.options import Engine, ReadoutConfig
+from ..engine.options import ReadoutConfig
+from ..engine.passes import PromptPass
 from ..errors import ConfigError, XlsptError
-from ..evaluate import Scorer, evaluate_prompts, reference_statistics, score_texts, scored_predictions
+from ..evaluate import Calibrator, Scorer, build_calibrator, reference_statistics
 from ..models.loading import LoadedModel, load_model
 from ..prompt import PromptConfig, SoftPrompt
 from ..sidecar import PromptSidecar, Sample, Training
 from ..train import TrainConfig, TrainingDiverged, TrainResult
 from ..verbalizer import Verbalizer, propose_label_words
-from .base import Evaluation, FitRequest, Log, Method, ReadsLikeItsSidecar, register
+from .base import FitRequest, Log, Method, ReadsLikeItsSidecar, register
+from .recipes import DEFAULT_RECIPE, recipe as recipe_settings
+from .scoring import PassOptions, ScoreRequest, ScoresInBatches, calibration_of, passes
 from .training import FinishedJob, PromptJob, train_prompt_jobs
 
 
@@ -73,7 +76,7 @@ def build_verbalizer(
 
 @register(Method.PROMPT)
 @dataclass
-class PromptClassifier(ReadsLikeItsSidecar):
+class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
     """A frozen causal LM, a verbalizer and trained soft prompts ``[n_i, d]``: one, or an ensemble's members.
 
     An ensemble predicts with the mean of its members' class log-probabilities; scoring all
@@ -99,6 +102,8 @@ class PromptClassifier(ReadsLikeItsSidecar):
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     reference: StateStatistics | None = None
     fit_seconds: float = field(default=0.0, compare=False, repr=False)  # how long training took, for run records
+    # calibrators by how they read text: content-free priors are computed once per classifier, not per call
+    _calibrators: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.prompts, torch.Tensor):
@@ -175,7 +180,7 @@ class PromptClassifier(ReadsLikeItsSidecar):
         data: TaskData,
         *,
         train_language: str = "eng_Latn",
-        shots: int = 8,
+        shots: int | None = None,
         prompt: PromptConfig | None = None,
         training: TrainConfig | None = None,
         label_words: dict[str, str] | None = None,
@@ -185,9 +190,15 @@ class PromptClassifier(ReadsLikeItsSidecar):
         ensemble: int | Sequence[int] | None = None,
         shared_sample: bool = False,
         calibration: CalibrationConfig | None = None,
+        recipe: str | None = DEFAULT_RECIPE,
         progress: bool = True,
     ) -> "PromptClassifier":
         """Draw ``shots`` examples per class of ``train_language`` and train a prompt on them.
+
+        ``recipe``: the named settings (:mod:`~xlspt.classifiers.recipes`) that fill every argument among
+        ``shots``, ``prompt``, ``ensemble`` and ``calibration`` not given; by default the product's best measured
+        one (``quality``: 8 reparameterized prompts, content-free calibration); ``"study"`` for the study's single
+        prompt, ``None`` for the arguments' own defaults. Continuing a saved prompt (``initial``) takes no recipe.
 
         ``initial`` continues training from a saved prompt (``PromptArtifact.soft_prompt()``).
         ``sample_seed`` draws the examples (default: the training seed).
@@ -195,6 +206,13 @@ class PromptClassifier(ReadsLikeItsSidecar):
         ``training.seed + N - 1``; or a list of seeds), each on its own sample drawn with its seed,
         or all on the sample of ``training.seed`` with ``shared_sample``.
         """
+        if recipe is not None and initial is None:
+            chosen = recipe_settings(recipe).arguments()
+            shots = chosen.get("shots", 8) if shots is None else shots
+            prompt = prompt or chosen["prompt"]
+            ensemble = chosen.get("ensemble") if ensemble is None else ensemble
+            calibration = calibration or chosen["calibration"]
+        shots = 8 if shots is None else shots
         prompt = initial.config if initial is not None else (prompt or PromptConfig())
         training = training or TrainConfig()
         seeds = _ensemble_seeds(ensemble, training.seed)
@@ -349,8 +367,8 @@ class PromptClassifier(ReadsLikeItsSidecar):
         sample_seed: int | None = None,
     ) -> "PromptClassifier":
         """The classifier of a finished training, with the sidecar metadata that makes it reusable."""
-        sample = Sample(
-            source=data.description, train_language=train_language, shots_per_class=shots,
+        sample = Sample.drawn_from(
+            data, train_language, shots_per_class=shots,
             validation_per_class=len(examples.validation) // len(verbalizer.labels),
             sampling_seed=training.seed if sample_seed is None else sample_seed,
             train_index_ids=[int(i) for i in examples.train["index_id"]],
@@ -468,14 +486,16 @@ class PromptClassifier(ReadsLikeItsSidecar):
         token: str | None = None, private: bool = False,
     ) -> str:
         """Upload the prompt with its model card to the Hub repository ``repo_id`` (created if needed), or to
-        ``hub``/``$XLSPT_HUB_DIR``, a local folder laid out like the Hub. Returns the repository's URL or path."""
+        ``hub``/``$XLSPT_HUB_DIR``, a local folder laid out like the Hub. Returns the repository's URL or path.
+        What is uploaded holds no local path (:func:`~xlspt.hub.stage_shareable`), as with ``xlspt push``."""
         import tempfile
 
-        from ..hub import push_folder
+        from ..hub import push_folder, stage_shareable
 
         with tempfile.TemporaryDirectory(prefix="xlspt-push-") as folder:
-            self.save_pretrained(folder, results)
-            return push_folder(folder, repo_id, hub=hub, token=token, private=private)
+            self.save(Path(folder) / "saved")
+            stage_shareable(Path(folder) / "saved", Path(folder) / "shared", repo_id=repo_id, results=results)
+            return push_folder(Path(folder) / "shared", repo_id, hub=hub, token=token, private=private)
 
     # ------------------------------------------------------------ scoring
 
@@ -483,97 +503,85 @@ class PromptClassifier(ReadsLikeItsSidecar):
         """How texts are read: as at training, with this batch size and pass."""
         return dataclasses.replace(self.readout, batch_size=batch_size, engine=engine)
 
-    def scores(
-        self, texts: Sequence[str], *, calibration: CalibrationConfig | None = None,
-        unlabeled_texts: Sequence[str] = (), language: str | None = None, batch_size: int = 32, engine: str = "auto",
-    ) -> torch.Tensor:
-        """``[N, C]`` class log-probabilities (the ensemble's vote), calibrated by ``calibration``
-        (default: the classifier's own). ``unlabeled_texts`` serve the ``unlabeled`` protocol;
-        ``language`` (e.g. ``ory_Orya``) lets ``content-free`` draw its inputs in the language's script."""
-        self.refuse_self_trained_texts(texts)
-        return score_texts(
-            self.model, self.verbalizer, self.prompts, list(texts), self._readout(batch_size, engine),
-            calibration=calibration or self.calibration, unlabeled_texts=unlabeled_texts, reference=self.reference,
-            language=language,
-        )
+    def scoring_readout(self, options: PassOptions = PassOptions()) -> ReadoutConfig:
+        """How a pass reads text for these prompts: as at training, with the batch size and engine of ``options``
+        (``None``: the saved read-out's)."""
+        return dataclasses.replace(self.readout, batch_size=options.batch_size or self.readout.batch_size,
+                                   engine=options.engine or self.readout.engine)
 
-    def predict(
-        self, texts: Sequence[str], batch_size: int = 32, engine: str = "auto", *,
-        calibration: CalibrationConfig | None = None, unlabeled_texts: Sequence[str] = (), language: str | None = None,
-    ) -> list[str]:
-        """The predicted class of each text."""
-        if not texts:
-            return []
-        scores = self.scores(texts, calibration=calibration, unlabeled_texts=unlabeled_texts, language=language,
-                             batch_size=batch_size, engine=engine)
-        return [self.verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
+    def calibrator(self, readout: ReadoutConfig, store=None) -> Calibrator:
+        """The calibrator of these prompts reading text as ``readout`` says (kept: its content-free priors are
+        computed once)."""
+        key = (readout, id(self.reference), id(store))
+        if key not in self._calibrators:
+            self._calibrators[key] = build_calibrator(self.model, self.verbalizer, self.prompts, [], readout,
+                                                      reference=self.reference, store=store)
+        return self._calibrators[key]
 
-    def classify(
-        self, texts: Sequence[str], *, top_k: int | None = None, min_confidence: float | None = None,
-        calibration: CalibrationConfig | None = None, unlabeled_texts: Sequence[str] = (), language: str | None = None,
-        batch_size: int = 32, engine: str = "auto",
-    ) -> pd.DataFrame:
-        """Scored predictions: columns ``text, label, probability`` (over the label set), and ``top_k``
-        (the ``k`` most probable labels with their probabilities) when asked; below
-        ``min_confidence`` the label is ``"abstain"``."""
-        scores = self.scores(texts, calibration=calibration, unlabeled_texts=unlabeled_texts, language=language,
-                             batch_size=batch_size, engine=engine) if texts else torch.zeros(0, len(self.verbalizer.labels))
-        return scored_predictions(list(texts), scores, self.verbalizer.labels, top_k=top_k, min_confidence=min_confidence)
+    def prepare_scoring(self, options: PassOptions = PassOptions()) -> None:
+        """Compute the content-free priors now (a server does, so that its first request does not wait for them)."""
+        if self.calibration.protocol is Protocol.CONTENT_FREE:
+            self.calibrator(self.scoring_readout(options)).content_free(self.calibration, None)
 
-    def evaluate(
-        self, data: TaskData, languages: Sequence[str], *, batch_size: int = 32, engine: str = "auto",
-        calibration: CalibrationConfig | None = None, members: bool = False, progress: bool = True,
-    ) -> pd.DataFrame:
-        """Accuracy and macro-F1 per language on the test split: columns ``language, accuracy, macro_f1, n, protocol``.
-
-        With ``members`` an ensemble's table gets a ``member`` column: ``ensemble`` for the vote,
-        ``0``... for each member alone (same protocol), all from one pass over the text.
-        """
-        calibration = calibration or self.calibration
-        self.refuse_self_trained_test_splits(data, languages)
-        if calibration.standardize and self.reference is None:
-            self.fit_reference(data, force=True, batch_size=batch_size, engine=engine)
-        scorers = [Scorer(tuple(range(self.size)), calibration)]
-        if members and self.size > 1:
-            scorers += [Scorer((i,), calibration) for i in range(self.size)]
-        tables = evaluate_prompts(
-            self.model, self.verbalizer, self.prompts, data, languages, self._readout(batch_size, engine),
-            scorers=scorers, reference=self.reference, progress=progress,
-        )
-        tables = [self.marked_table(t) for t in tables]
-        if len(tables) == 1:
-            return tables[0]
-        names = ["ensemble", *[str(i) for i in range(self.size)]]
-        return pd.concat([t.assign(member=name) for name, t in zip(names, tables)], ignore_index=True)
+    @staticmethod
+    def _reads_alike(clf: "PromptClassifier") -> tuple:
+        """Prompts with equal keys share a pass: one model, text truncated and tokenized alike."""
+        return id(clf.model), clf.readout.max_length, clf.readout.special_tokens
 
     @classmethod
-    def evaluate_many(
-        cls, classifiers: Sequence["PromptClassifier"], data: TaskData, languages: Sequence[str], *,
-        progress: bool = True, log: Log = _quiet,
-    ) -> list[Evaluation]:
-        """Score every classifier's prompts in one text pass per language; each votes with its own prompts and
-        protocol, and an ensemble's members are scored alone too (same pass). They must share label words and read-out."""
-        prompts, scorers, spans = [], [], []
-        for clf in classifiers:
-            clf.refuse_self_trained_test_splits(data, languages)
-            own = tuple(range(len(prompts), len(prompts) + clf.size))
-            prompts += clf.prompts
-            spans.append((len(scorers), clf.size))
-            scorers.append(Scorer(own, clf.calibration))
-            if clf.size > 1:
-                scorers += [Scorer((j,), clf.calibration) for j in own]
-        count = f"{len(prompts)} prompts of {len(classifiers)} runs" if len(classifiers) > 1 else (
-            f"the {len(prompts)} prompts of the ensemble" if len(prompts) > 1 else "the prompt")
-        log(f"scoring {count} on {len(languages)} languages")
-        first = classifiers[0]
-        tables = evaluate_prompts(
-            first.model, first.verbalizer, prompts, data, languages, first.readout, scorers=scorers, progress=progress,
-            reference=stacked_reference(classifiers), headline=[at for at, _ in spans],  # each one's vote, not its members
-        )
-        engine = Engine.AUTO.for_scoring(len(prompts)).value
-        return [Evaluation(clf.marked_table(tables[at]),
-                           [clf.marked_table(t) for t in tables[at + 1 : at + 1 + size]] if size > 1 else None, engine)
-                for clf, (at, size) in zip(classifiers, spans)]
+    def score_requests(cls, requests: Sequence[ScoreRequest], options: PassOptions = PassOptions()) -> list[torch.Tensor]:
+        """``[N_i, C]`` class log-probabilities of each request: the prompts of every classifier a pass's requests
+        ask read each distinct text once (:class:`~xlspt.engine.PromptPass`), then each request is calibrated on its
+        own rows, by its own classifier's prompts (its ``members``) and calibration."""
+        out: list[torch.Tensor | None] = [None] * len(requests)
+        for indices, classifiers, rows in passes(requests, cls._reads_alike):
+            for i in indices:  # every refusal before the pass
+                request = requests[i]
+                request.classifier.refuse_self_trained_texts(request.texts)
+                calibration_of(request).check_inputs(len(request.texts), len(request.unlabeled),
+                                                     request.classifier.reference is not None)
+            first = classifiers[0]
+            readout = first.scoring_readout(options)
+            prompts, spans = [], {}
+            for clf in classifiers:
+                spans[id(clf)] = (len(prompts), clf.size)
+                prompts += clf.prompts
+            reading = PromptPass(first.model, rows.texts, [p.shape[0] for p in prompts], max_length=readout.max_length,
+                                 special_tokens=readout.special_tokens)
+            states = reading.states(prompts, readout.engine, readout.batch_size, store=options.store)  # [P, N, d]
+            for i in indices:
+                request = requests[i]
+                clf = request.classifier
+                start, size = spans[id(clf)]
+                own = states[start : start + size]
+                calibration = calibration_of(request)
+                unlabeled = own[:, rows.of(request.unlabeled)] if calibration.protocol is Protocol.UNLABELED else None
+                scorer = Scorer(request.members or tuple(range(size)), calibration)
+                out[i] = clf.calibrator(clf.scoring_readout(options), options.store).scores(
+                    scorer, own[:, rows.of(request.texts)], unlabeled, request.language)
+        return out  # type: ignore[return-value]
+
+    def protocol_of(self, calibration: CalibrationConfig) -> str:
+        return calibration.name
+
+    def protocol_label(self, calibration: CalibrationConfig | None = None) -> str:
+        """The protocol its answers follow, for a reader (marked when the prompts were self-trained)."""
+        return self.marked_protocol((calibration or self.calibration).name)
+
+    def prepare_evaluation(self, data: TaskData, languages: Sequence[str], calibration: CalibrationConfig,
+                           options: PassOptions = PassOptions()) -> None:
+        """Refuse test splits it was self-trained on; estimate the reference statistics a standardizing calibration
+        needs, when it was saved without them."""
+        self.refuse_self_trained_test_splits(data, languages)
+        if calibration.standardize and self.reference is None:
+            self.fit_reference(data, force=True, batch_size=options.batch_size or 32, engine=options.engine or "auto")
+
+    @classmethod
+    def scoring_line(cls, classifiers: Sequence["PromptClassifier"], languages: Sequence[str]) -> str:
+        prompts = sum(c.size for c in classifiers)
+        count = f"{prompts} prompts of {len(classifiers)} runs" if len(classifiers) > 1 else (
+            f"the {prompts} prompts of the ensemble" if prompts > 1 else "the prompt")
+        return f"scoring {count} on {len(languages)} languages"
 
     @classmethod
     def check_request(cls, request: FitRequest) -> None:
@@ -655,7 +663,7 @@ def choose_label_words(
             print(f"label words {i + 1}/{len(candidates)}: {words}", file=sys.stderr, flush=True)
         clf = PromptClassifier.train(model, data, train_language=train_language, shots=shots, prompt=prompt,
                                      training=training, label_words=words, allow_first_subtoken=allow_first_subtoken,
-                                     progress=progress)
+                                     progress=progress, recipe="study")
         predicted = clf.predict(dev["text"].tolist())
         rows.append({"candidate": i, "label_words": clf.verbalizer.as_dict(),
                      **{f"dev_{k}": v for k, v in score(dev["label"].tolist(), predicted, clf.verbalizer.labels).items()}})

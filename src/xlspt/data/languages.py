@@ -9,9 +9,13 @@ averages can be taken over the languages a model supports.
 from __future__ import annotations
 
 import csv
+import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, distribution
 from importlib.resources import files
+from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import XlsptError
@@ -109,9 +113,81 @@ def language_info(code: str) -> Language:
     return Language(code=code)
 
 
+def lang2vec_file(name: str) -> Path | None:
+    """A data file that the lang2vec package ships (``data/...``), or ``None`` where it is not installed.
+
+    Located through the installed distribution, not by importing it: lang2vec also installs a script
+    bin/lang2vec.py, which shadows the package when a console script runs from bin/, and its module
+    imports ``pkg_resources``, which current setuptools no longer has.
+    """
+    try:
+        path = Path(str(distribution("lang2vec").locate_file(f"lang2vec/{name}")))
+    except PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def _iso639_1() -> dict[str, str]:
+    """ISO 639-3 -> ISO 639-1, for the languages that have a two-letter code (lang2vec's table of them)."""
+    path = lang2vec_file("data/letter_codes.json")
+    if path is None:
+        return {}
+    # The table also maps ISO 639-2/B codes (fre, ger); only the two-letter keys are ISO 639-1.
+    return {three: two for two, three in json.loads(path.read_text(encoding="utf-8")).items() if len(two) == 2}
+
+
+def hub_language_code(code: str) -> str | None:
+    """The code of ``code``'s language as the Hugging Face Hub's ``language:`` metadata takes it: ISO 639-1
+    where the language has one, else ISO 639-3 (``eng_Latn`` -> ``en``, ``swh_Latn`` -> ``swh``: Swahili's
+    ``sw`` is the macrolanguage's code); ``None`` for a name that is no language code."""
+    base = re.split(r"[_-]", str(code).strip(), maxsplit=1)[0]
+    if re.fullmatch(r"[a-z]{2}", base):
+        return base
+    if re.fullmatch(r"[a-z]{3}", base):
+        return _iso639_1().get(base, base)
+    return None
+
+
+#: ISO 639-3 macrolanguages (what a two-letter code names) -> the individual language SIB-200 (FLORES-200) has.
+MACROLANGUAGES = {"ara": "arb", "swa": "swh", "fas": "pes", "msa": "zsm", "est": "ekk", "lav": "lvs", "uzb": "uzn",
+                  "aze": "azj", "mon": "khk", "ori": "ory", "pus": "pbt", "orm": "gaz", "nep": "npi", "aym": "ayr",
+                  "que": "quy", "yid": "ydd", "sqi": "als", "kur": "kmr", "grn": "grn", "zho": "zho"}
+
+
+@lru_cache(maxsize=1)
+def sib200_codes() -> tuple[str, ...]:
+    """SIB-200's 205 language codes (``fra_Latn``...), from the package (no data needed)."""
+    text = files("xlspt.data").joinpath("sib200_codes.txt").read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def canonical_language(code: str, known: Iterable[str] | None = None) -> str:
+    """``code`` as a code of ``known`` (default: SIB-200's): a language code without a script (``fr``, ``fra``) is
+    mapped to the one code of that language, so that what reads the script (content-free calibration) never loses
+    it. A code ``known`` has, or no language code at all, comes back as it is (the caller says what is unknown).
+
+    Raises :class:`XlsptError` where the language is written in several scripts (``zho``: ``zho_Hans`` or
+    ``zho_Hant``), naming them.
+    """
+    code = str(code).strip()
+    known = tuple(known) if known is not None else sib200_codes()
+    if code in known or not re.fullmatch(r"[A-Za-z]{2,3}", code):
+        return code
+    base = code.lower()
+    if len(base) == 2:
+        base = {two: three for three, two in _iso639_1().items()}.get(base, base)
+    base = MACROLANGUAGES.get(base, base)
+    candidates = sorted(k for k in known if k.split("_", 1)[0] == base)
+    if len(candidates) > 1:
+        raise XlsptError(f"language {code!r} is written in several scripts here: name one of {', '.join(candidates)}")
+    return candidates[0] if candidates else code
+
+
 def resolve_languages(spec: str | Sequence[str], available: Iterable[str]) -> list[str]:
     """Turn ``"52"``, ``"dev"``, ``"held-out"`` (:func:`language_sets`), ``"all"`` or ``"eng_Latn,fra_Latn"``
-    (or a list of codes) into SIB-200 codes.
+    (or a list of codes; ``fr`` or ``fra`` for the one code of that language: :func:`canonical_language`) into
+    SIB-200 codes.
 
     Raises :class:`XlsptError` for an empty list or a code that ``available`` lacks.
     """
@@ -129,6 +205,7 @@ def resolve_languages(spec: str | Sequence[str], available: Iterable[str]) -> li
     if not codes:
         raise XlsptError("no languages given: pass --langs 52, --langs all, or codes such as eng_Latn,fra_Latn")
     known = set(available)
+    codes = [canonical_language(c, known) for c in codes]
     unknown = [c for c in codes if c not in known]
     if unknown and isinstance(spec, str) and spec.strip() in (DEVELOPMENT_SET, HELD_OUT_SET):
         raise XlsptError(f"the {spec.strip()} languages are SIB-200's, and this data lacks {unknown[0]}: "

@@ -17,3 +17,12 @@ CATEGORIES: tuple[str, ...] = (
     "travel",
     "sports",
 )
+
+#: What files written for others (sidecars, model cards) call a local copy in the release layout: the dataset,
+#: never the folder it sits in. The release carries no version number; the checksum of the rows read, recorded
+#: beside this name, pins which copy it was.
+RELEASE = "SIB-200 (release layout)"
+#: The Hub dataset of the same data, one config per language.
+HUB_DATASET = "Davlan/sib200"
+#: The licence of SIB-200's texts (FLORES-200's sentences) and labels.
+LICENCE = "CC BY-SA 4.0"

@@ -29,14 +29,13 @@ import pandas as pd
 
 from ..errors import ConfigError, XlsptError
 from ..progress import library_bars_off_terminal
-from .sib200 import CATEGORIES
+from .sib200 import CATEGORIES, HUB_DATASET, RELEASE
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 #: Other names of a split, in files, split columns and Hub datasets.
 SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
 EXTENSIONS = (".tsv", ".csv", ".jsonl")
 DATA_ENV = "XLSPT_DATA"
-HUB_DATASET = "Davlan/sib200"
 COLUMNS = ("index_id", "label", "text")
 _SIB200_LABEL = "category"
 #: A file named like a language code (eng_Latn, fra, de) holds that language.
@@ -121,9 +120,24 @@ class TaskData:
 
     @property
     def description(self) -> str:
+        """Where the data is read from, for this machine's messages (a local path stays whole)."""
         if self.root is not None:
             return str(self.root)
         return f"hf:{self.hub_dataset}" + (f":{self.hub_config}" if self.hub_config else "")
+
+    @property
+    def source_name(self) -> str:
+        """What the data is, for files others read (sidecars, model cards), never a local path: a Hub dataset id
+        (``hf:OWNER/NAME[:CONFIG]``), SIB-200 (:data:`~xlspt.data.sib200.RELEASE`), or a file or folder's name.
+
+        Whether a local folder is SIB-200 is known once a split has been read (its columns and categories).
+        """
+        if self.root is None:
+            hub = Path(self.hub_dataset).name if Path(self.hub_dataset).exists() else self.hub_dataset
+            return f"hf:{hub}" + (f":{self.hub_config}" if self.hub_config else "")
+        if self.sib200_format and self.root.is_dir():
+            return RELEASE
+        return self.root.resolve().name
 
     # ------------------------------------------------------------ the public reading interface
 

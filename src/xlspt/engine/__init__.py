@@ -5,6 +5,7 @@ from .batching import batches_by_length, encode_texts, left_pad, shuffled_batche
 from .cached import CachedTextEngine, TextStates
 from .naive import NaiveEngine
 from .options import DEFAULT_MAX_LENGTH, Engine, ReadoutConfig, SpecialTokens
+from .passes import PromptPass
 
 
 def make_engine(loaded, name: Engine | str = Engine.AUTO, *, model_trains: bool = False, encode_batch_size: int = 32):
@@ -14,4 +15,4 @@ def make_engine(loaded, name: Engine | str = Engine.AUTO, *, model_trains: bool 
     return CachedTextEngine(loaded, encode_batch_size=encode_batch_size)
 
 
-__all__ = ["DEFAULT_MAX_LENGTH", "Engine", "ReadoutConfig", "SpecialTokens", "CachedTextEngine", "NaiveEngine", "TextStates", "make_engine", "batches_by_length", "encode_texts", "left_pad", "shuffled_batches"]
+__all__ = ["DEFAULT_MAX_LENGTH", "Engine", "ReadoutConfig", "SpecialTokens", "CachedTextEngine", "NaiveEngine", "PromptPass", "TextStates", "make_engine", "batches_by_length", "encode_texts", "left_pad", "shuffled_batches"]

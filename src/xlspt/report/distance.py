@@ -19,13 +19,11 @@ inventory_knn")`` returns (a test checks it against the module where it can be i
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, distribution
-from pathlib import Path
 
 import numpy as np
 from scipy.spatial.distance import cosine
 
-from ..data.languages import language_info
+from ..data.languages import lang2vec_file, language_info
 from ..errors import XlsptError
 
 FEATURE_SETS = "syntax_knn+phonology_knn+inventory_knn"
@@ -43,13 +41,8 @@ def iso639_3(code: str) -> str:
 @lru_cache(maxsize=1)
 def _knn_table() -> tuple[dict[str, int], np.ndarray]:
     """(row of each ISO 639-3 code, languages x features matrix), read once per process."""
-    # Located through the installed distribution, not by importing it: lang2vec also installs a
-    # script bin/lang2vec.py, which shadows the package when a console script runs from bin/.
-    try:
-        path = Path(str(distribution("lang2vec").locate_file(f"lang2vec/{_KNN_FILE}")))
-    except PackageNotFoundError:
-        path = None
-    if path is None or not path.is_file():
+    path = lang2vec_file(_KNN_FILE)
+    if path is None:
         raise XlsptError("typological distances need the lang2vec package: pip install 'lang2vec>=1.1'")
     with path.open("rb") as handle, np.load(handle) as table:
         names = [str(name) for name in table["feats"]]

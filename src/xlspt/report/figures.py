@@ -21,7 +21,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from ..files import write_with_atomic
+from ..data.anchors import SOURCE
 from ..results.aggregate import CHANCE_SIB200
+from .anchors import COMPARED, language_table, role
 from .findings import DISTANCE_STEP, distance_slope, freeze_table, freezing_distance_table, reparam_table, sweep_table
 from .grid import Grid
 
@@ -274,6 +276,64 @@ def freezing_distance_plot(table: pd.DataFrame, path: Path) -> Figure:
     return figure
 
 
+# ----------------------------------------------------------------------------- published anchors
+
+
+ANCHOR_STYLES = {"gpt4_zero_shot": ("^", "#555555"), "xlmr_zero_shot_from_eng": ("s", "black")}
+
+
+def anchors_plot(table: pd.DataFrame, shown: dict[str, list[tuple[str, str]]], path: Path) -> Figure:
+    """A panel per model: each language's seed-averaged accuracy (± std over seeds) of the ``shown`` configurations
+    (model -> [(config id, legend label)]) beside the compared anchors' accuracy on it, languages sorted by
+    XLM-R's accuracy."""
+    table = table.sort_values(COMPARED[1].column, ascending=False, kind="stable").reset_index(drop=True)
+    x = np.arange(len(table))
+    colors = _colors(max(len(configs) for configs in shown.values()))
+    figure = Figure(figsize=(max(8.5, 0.24 * len(table) + 2), 1.4 + 3.9 * len(shown)), layout="constrained")
+    axes = figure.subplots(len(shown), 1, squeeze=False)[:, 0]
+    for ax, (model, configs) in zip(axes, shown.items()):
+        for anchor in COMPARED:
+            marker, color = ANCHOR_STYLES.get(anchor.column, ("D", "grey"))
+            ax.plot(x, 100 * table[anchor.column].astype(float), marker=marker, linestyle="none", color=color,
+                    markersize=5, label=anchor.description)
+        for index, (config_id, label) in enumerate(configs):
+            ax.errorbar(x, 100 * table[config_id].astype(float), yerr=_std_or_none(table[f"{config_id}_std"]), fmt="o",
+                        capsize=2, markersize=4, color=colors[index], label=label)
+        _chance_line(ax)
+        ax.set_xticks(x, list(table["language"]), rotation=90, fontsize=7)
+        ax.set_xlim(-0.7, len(table) - 0.3)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(model, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    handles: dict = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    figure.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2, fontsize=8)
+    figure.suptitle(f"Each language beside the published anchors ({SOURCE})")
+    _save(figure, path)
+    return figure
+
+
+def _anchors_figure(grid: Grid, out: Path) -> DrawnFigure:
+    table = language_table(grid)
+    configs = [c for c in table.columns if c in grid.configs.index]
+    shown: dict[str, list[tuple[str, str]]] = {}
+    for config_id in configs:
+        label = f"{config_id}: {grid.configs.at[config_id, 'label']} ({role(grid, config_id)})"
+        shown.setdefault(grid.configs.at[config_id, "model_name"], []).append((config_id, label))
+    return _attempt(
+        out, "Each language beside the published anchors", "anchors.png",
+        None if configs else f"none of the languages evaluated here is in the {SOURCE}.",
+        lambda path: anchors_plot(table, shown, path),
+        "Per language (sorted by XLM-R's accuracy), the seed-averaged accuracy (error bars: std over seeds) of the "
+        "configurations in the legend (per model: xlspt's defaults, when the store has them, and the one with the highest "
+        "mean), beside GPT-4 prompted in English and XLM-R fine-tuned on English and tested zero-shot, on the same test "
+        "sentences (the section *Each language beside the published anchors* has the numbers).",
+    )
+
+
 # ----------------------------------------------------------------------------- all of them
 
 
@@ -289,6 +349,7 @@ def draw_all(grid: Grid, correlations: pd.DataFrame, out: Path) -> list[DrawnFig
         _distance_figure(correlations, out),
         _freezing_distance_figure(grid, out),
         _parameters_figure(grid, out),
+        _anchors_figure(grid, out),
     ]
 
 

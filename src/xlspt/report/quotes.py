@@ -11,6 +11,11 @@ comments, naming the report's section and the columns that identify a row::
 
 The quote may keep any of the report table's columns, in any order, and any of its rows. Every
 quoted cell must equal the report's cell as printed (so figures agree to the printed precision).
+A table that sets the report's rows beside figures measured elsewhere names those rows (their key,
+comma-separated) after ``not in the report:``; they are left unchecked, and a listed row that the
+quote lacks is reported::
+
+    <!-- report.md: Against published anchors; key: configuration; not in the report: `--preset quality` -->
 :func:`stale_quotes` lists every quoted cell, row or column that the report no longer has, each
 as one line naming the document, the quote and what differs.
 """
@@ -23,7 +28,8 @@ from pathlib import Path
 
 from ..files import write_text_atomic
 
-_OPEN = re.compile(r"<!--\s*report\.md:\s*(?P<section>[^;>]+?)\s*;\s*key:\s*(?P<key>[^>]+?)\s*-->")
+_OPEN = re.compile(r"<!--\s*report\.md:\s*(?P<section>[^;>]+?)\s*;\s*key:\s*(?P<key>[^;>]+?)\s*"
+                   r"(?:;\s*not in the report:\s*(?P<others>[^>]+?)\s*)?-->")
 _CLOSE = "<!-- /report.md -->"
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
@@ -42,8 +48,9 @@ class Table:
 
 @dataclass(frozen=True)
 class Quote:
-    """One quoted table: the report section it comes from, its key columns, the table, and the lines
-    it spans in the document (0-based, end exclusive, the comments left out)."""
+    """One quoted table: the report section it comes from, its key columns, the table, the lines it spans
+    in the document (0-based, end exclusive, the comments left out), and the keys of its rows that come
+    from elsewhere (``" / "``-joined for several key columns)."""
 
     section: str
     key: list[str]
@@ -51,6 +58,7 @@ class Quote:
     start: int
     end: int
     closed: bool = True
+    others: tuple[str, ...] = ()
 
     @property
     def line(self) -> int:
@@ -101,8 +109,10 @@ def quotes_in(document: str) -> list[Quote]:
         end = next((i for i in range(number + 1, len(lines)) if lines[i].strip() == _CLOSE), None)
         table = parse_table(lines[number + 1:end]) if end is not None else None
         key = [k.strip() for k in match.group("key").split(",")]
+        others = tuple(o.strip() for o in (match.group("others") or "").split(",") if o.strip())
         quotes.append(Quote(section=match.group("section"), key=key, table=table or Table(columns=[], rows=[]),
-                            start=number + 1, end=end if end is not None else number + 1, closed=end is not None))
+                            start=number + 1, end=end if end is not None else number + 1, closed=end is not None,
+                            others=others))
     return quotes
 
 
@@ -122,8 +132,14 @@ def _quote_problems(quote: Quote, report: Table, where: str) -> list[str]:
         return [f"{where}: the key columns {', '.join(quote.key)} are not all quoted"]
     problems = []
     current = report.keyed(quote.key)
-    for key, row in quote.table.keyed(quote.key).items():
+    quoted = quote.table.keyed(quote.key)
+    for name in quote.others:
+        if name not in {" / ".join(key) for key in quoted}:
+            problems.append(f"{where}: names {name!r} as a row not in the report, and quotes no such row")
+    for key, row in quoted.items():
         name = " / ".join(key)
+        if key not in current and name in quote.others:
+            continue  # measured elsewhere, as the quote says
         if key not in current:
             problems.append(f"{where}, row {name!r}: the report has no such row")
             continue
@@ -184,8 +200,9 @@ def refresh_quotes(document: str | Path, report: str | Path) -> list[str]:
         rows = []
         for key, row in quote.table.keyed(quote.key).items():
             if key not in current or any(c not in current[key] for c in quote.table.columns):
-                problems += _quote_problems(Quote(quote.section, quote.key, Table(quote.table.columns, [list(row.values())]),
-                                                  quote.start, quote.end), table, where)
+                single = Quote(quote.section, quote.key, Table(quote.table.columns, [list(row.values())]), quote.start,
+                               quote.end, others=tuple(o for o in quote.others if o == " / ".join(key)))
+                problems += _quote_problems(single, table, where)
                 rows.append(list(row.values()))
             else:
                 rows.append([current[key][c] for c in quote.table.columns])

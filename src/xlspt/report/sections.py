@@ -9,8 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from ..data.anchors import ANCHORS, GPT35, SOURCE
 from ..results.aggregate import CHANCE_SIB200
 from ..study.store import StoreContents
+from .anchors import COMPARED, role
 from .figures import DrawnFigure
 from .grid import METRICS, Grid, describe, sort_key
 
@@ -295,3 +297,81 @@ def baseline_section(table: pd.DataFrame) -> list[str]:
                      f"{100 * row.prompt_minus_probe:+.1f} | {100 * row.prompt_transfer:.1f}% | {100 * row.probe_transfer:.1f}% | "
                      f"{row.languages_prompt_better}/{row.languages} |")
     return [*lines, ""] if len(table) else [*lines[:4], "(no model and shots with both methods)", ""]
+
+
+def _points(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{100 * value:+.1f}"
+
+
+def anchors_sections(grid: Grid, comparison: pd.DataFrame, sets: pd.DataFrame, languages: pd.DataFrame,
+                     held_out: pd.DataFrame) -> list[str]:
+    """The store's results beside the published anchors (:mod:`.anchors`): per configuration, per language set,
+    per language evaluated here, and the held-out languages it did not evaluate."""
+    if comparison.empty:
+        return ["## Against published anchors", "",
+                f"*None of the languages evaluated here is in the {SOURCE}: no anchors to compare with.*", ""]
+    gpt4, xlmr = COMPARED
+    table = pd.DataFrame({
+        "id": comparison["config_id"], "configuration": comparison["configuration"], "seeds": comparison["n_seeds"],
+        "English": [_percent(m, s) for m, s in zip(comparison["english_mean"], comparison["english_std"])],
+        "accuracy": [_percent(m, s) for m, s in zip(comparison["accuracy_mean"], comparison["accuracy_std"])],
+    })
+    for anchor in COMPARED:
+        table[anchor.name] = comparison[anchor.column].map(_percent)
+        table[f"vs {anchor.name}"] = comparison[f"{anchor.column}_difference"].map(_points)
+        table[f"languages above {anchor.name}"] = [f"{above} of {n}" for above, n in
+                                                   zip(comparison[f"{anchor.column}_above"], comparison["languages"])]
+    lines = [
+        "## Against published anchors",
+        "",
+        f"Published systems on the same test sentences, from the {SOURCE} (`src/xlspt/data/anchors.tsv`, CC BY 4.0): "
+        f"**{gpt4.name}**, {gpt4.description}; **{xlmr.name}**, {xlmr.description}. Each configuration is compared "
+        "over its evaluated languages that the paper's table has (all of SIB-200's but nqo_Nkoo): *accuracy* is its "
+        "mean over them (± std over seeds), each anchor's is its mean over the same languages, *vs* is the "
+        "configuration's accuracy minus the anchor's in points (negative: the anchor is ahead), and *languages "
+        "above* counts the languages where the configuration's seed-averaged accuracy is higher than the anchor's.",
+        "",
+        markdown_table(table),
+        "",
+    ]
+    names = {anchor.column: anchor.name for anchor in ANCHORS}
+    shown_sets = sets.assign(**{names[c]: sets[c].map(_percent) for c in names}).drop(columns=list(names))
+    lines += [
+        "## Published anchors per language set",
+        "",
+        "Each anchor's mean accuracy over the languages evaluated here and over xlspt's fixed language sets "
+        "(`xlspt languages`), for results measured on them elsewhere (GPT-3.5: "
+        f"{GPT35.description}).",
+        "",
+        markdown_table(shown_sets),
+        "",
+    ]
+    shown = [c for c in languages.columns if c in grid.configs.index]
+    per_language = pd.DataFrame({"language": languages["language"]})
+    for anchor in ANCHORS:
+        per_language[anchor.name] = languages[anchor.column].map(_percent)
+    for config_id in shown:
+        per_language[config_id] = [_percent(m, s) for m, s in zip(languages[config_id], languages[f"{config_id}_std"])]
+    described = "; ".join(f"{c}: {grid.configs.at[c, 'label']} ({role(grid, c)})" for c in shown)
+    lines += [
+        "## Each language beside the published anchors",
+        "",
+        f"Per language, the anchors and the seed-averaged accuracy (± std over seeds) of {described}. "
+        "The figure *Each language beside the published anchors* draws them.",
+        "",
+        markdown_table(per_language),
+        "",
+    ]
+    if len(held_out):
+        held = pd.DataFrame({"language": held_out["language"],
+                             **{anchor.name: held_out[anchor.column].map(_percent) for anchor in ANCHORS}})
+        lines += [
+            "## Published anchors on the held-out languages",
+            "",
+            "The anchors on the held-out languages (`--langs held-out`) that this store did not evaluate, for results "
+            "measured on them elsewhere.",
+            "",
+            markdown_table(held),
+            "",
+        ]
+    return lines

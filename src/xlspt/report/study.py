@@ -8,7 +8,10 @@ writes, into one output directory:
   ``accuracy``, ``macro_f1``);
 * ``summary.csv``: per configuration, the mean and standard deviation over seeds of the average
   accuracy over several language groups, and the configuration's parameter and storage cost;
-* ``languages.csv``: per configuration and language, the accuracy averaged over seeds;
+* ``languages.csv``: per configuration and language, the accuracy averaged over seeds, with the published
+  anchors' accuracy on the language beside it (:mod:`xlspt.data.anchors`);
+* ``anchors.csv``: per configuration, its mean accuracy beside the published anchors' on the same languages
+  (:mod:`.anchors`);
 * ``findings.csv``: the study's four findings, tested per model (:mod:`.findings`);
 * ``correlations.csv``: per configuration, Spearman correlations of per-language accuracy with
   the language's share of pretraining data and its typological distance from the training language;
@@ -31,11 +34,12 @@ from ..errors import XlsptError
 from ..files import write_text_atomic
 from ..study.records import RunRecord
 from ..study.store import StoreContents
+from . import anchors
 from .figures import DrawnFigure, draw_all
 from .findings import correlation_table, findings_table
 from .grid import Grid, build_grid, config_value, language_table, read_store, summary_table
 from .sections import (
-    baseline_section, configurations_section, correlations_section, cost_section, failures_section,
+    anchors_sections, baseline_section, configurations_section, correlations_section, cost_section, failures_section,
     figures_section, findings_section, protocols_section, store_section, summary_section,
 )
 from .tables import baseline_table, consistency_warnings, protocols_table, results_table
@@ -50,6 +54,7 @@ class _Tables:
     baseline: pd.DataFrame | None  # only with probe runs
     protocols: pd.DataFrame | None  # only with calibrated runs
     calibrated_runs: int
+    anchors: pd.DataFrame  # per configuration, beside the published anchors
 
 
 def _write_csv(path: Path, frame: pd.DataFrame, written: list[Path]) -> None:
@@ -117,13 +122,15 @@ def _write_tables(contents: StoreContents, study_runs: list[RunRecord], grid: Gr
         protocols = protocols_table(contents.done)
         _write_csv(out / "protocols.csv", protocols, written)
     _write_csv(out / "summary.csv", summary_table(grid), written)
-    _write_csv(out / "languages.csv", language_table(grid), written)
+    _write_csv(out / "languages.csv", anchors.with_anchors(language_table(grid)), written)
+    compared = anchors.comparison_table(grid, study_runs)
+    _write_csv(out / "anchors.csv", compared, written)
     findings = findings_table(grid)
     _write_csv(out / "findings.csv", findings, written)
     correlations = correlation_table(grid)
     _write_csv(out / "correlations.csv", correlations.drop(columns=["points"]), written)
     return _Tables(findings=findings, correlations=correlations, baseline=baseline, protocols=protocols,
-                   calibrated_runs=calibrated_runs)
+                   calibrated_runs=calibrated_runs, anchors=compared)
 
 
 def _report_lines(contents: StoreContents, grid: Grid, tables: _Tables, figures: list[DrawnFigure], warnings: list[str],
@@ -140,6 +147,8 @@ def _report_lines(contents: StoreContents, grid: Grid, tables: _Tables, figures:
         *configurations_section(grid),
         *summary_section(grid),
         *findings_section(tables.findings),
+        *anchors_sections(grid, tables.anchors, anchors.language_set_table(grid), anchors.language_table(grid),
+                          anchors.held_out_table(grid)),
         *figures_section(figures, out),
         *correlations_section(tables.correlations),
         *cost_section(grid),
@@ -149,7 +158,8 @@ def _report_lines(contents: StoreContents, grid: Grid, tables: _Tables, figures:
         "## Files",
         "",
         "- `runs.csv`: one row per run and language (with its `protocol`); `summary.csv`: per configuration, over seeds; "
-        "`languages.csv`: per configuration and language, over seeds; `findings.csv`; `correlations.csv`"
+        "`languages.csv`: per configuration and language, over seeds, with the published anchors; `anchors.csv`: per "
+        "configuration beside the published anchors; `findings.csv`; `correlations.csv`"
         + ("; `protocols.csv`: zero-shot and calibrated accuracy side by side" if calibrated else "")
         + ("; `baseline.csv`: soft prompts against the probe baseline." if probes else "."),
         "",

@@ -46,7 +46,7 @@ def serve(sources: Mapping[str, str], config: ServeConfig = ServeConfig(), *, lo
         import fastapi  # noqa: F401
         import uvicorn
     except ImportError:
-        raise XlsptError("xlspt serve needs FastAPI and uvicorn: pip install 'xlspt[serve]'") from None
+        raise XlsptError("xlspt serve needs FastAPI and uvicorn: pip install -e '.[serve]' in the xlspt clone") from None
     from .app import create_app
 
     folders = TaskSet.check_sources(sources, load)  # a missing folder or a model mismatch ends here, before listening

@@ -3,17 +3,16 @@
 A task is a saved classifier (a prompt, an ensemble or a probe) under a name. Every task must be
 made for the loaded model (its sidecar's model signature and dtype) or the server refuses to start.
 
-:meth:`TaskSet.score` takes the requests of one batch together: requests that ask for the same
-tasks (of the same read-out settings: maximum length, special tokens) are read in one pass over
-their texts, batched by length (:func:`~xlspt.evaluate.readout_states`: each text's states computed
-once, the prompts of all those tasks packed after them), so no text runs a prompt it was not asked
-for. Each request is then calibrated on its own rows only, so that ``batch`` calibration never sees
-another client's texts.
+:meth:`TaskSet.score` takes the requests of one batch together, through the one scoring path
+(:func:`~xlspt.classifiers.score_requests`): requests that ask for the same tasks (of the same
+read-out settings: maximum length, special tokens) are read in one pass over their texts, batched by
+length (each text's states computed once, the prompts of all those tasks packed after them), so no
+text runs a prompt it was not asked for. Each request is then calibrated on its own rows only, so
+that ``batch`` calibration never sees another client's texts.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,9 @@ import pandas as pd
 import torch
 
 from ..calibration import Protocol
-from ..classifiers import Classifier, PromptClassifier, classifier_class, saved_method
+from ..classifiers import Classifier, PassOptions, ScoreRequest, classifier_class, classify_requests, saved_method
 from ..engine import Engine
 from ..errors import XlsptError
-from ..evaluate import Calibrator, Scorer, readout_states, scored_predictions
 from ..hub import resolve_pretrained
 from ..layout import PROBE_SIDECAR, PROMPT_SIDECAR, RESULTS_FILE
 from ..pipeline import LoadOptions
@@ -92,45 +90,32 @@ class Job:
 
 @dataclass(eq=False)
 class HostedTask:
-    """A saved classifier served under ``name``; ``calibrator`` scores a prompt's members with its protocol."""
+    """A saved classifier served under ``name``."""
 
     name: str
     folder: Path
     classifier: Classifier
-    calibrator: Calibrator | None = None
     results: list[dict] | None = None
 
     @property
-    def is_prompt(self) -> bool:
-        return isinstance(self.classifier, PromptClassifier)
-
-    @property
-    def protocol(self) -> Protocol | None:
-        return self.classifier.calibration.protocol if self.is_prompt else None
+    def protocol(self) -> Protocol:
+        return self.classifier.calibration.protocol
 
     @property
     def protocol_name(self) -> str:
-        return self.classifier.protocol_name if self.is_prompt else "probe baseline"
-
-    @property
-    def pass_key(self) -> tuple:
-        """Tasks with equal keys are read in one pass: prompts that read text alike; a probe alone."""
-        readout = self.classifier.readout
-        return ("prompt", readout.max_length, readout.special_tokens.value) if self.is_prompt else ("probe", self.name)
+        return self.classifier.protocol_label()
 
     def check(self, job: Job) -> None:
         """Refuse what this task cannot answer, before the request waits for a pass."""
-        if not self.is_prompt:
+        clf = self.classifier
+        if not clf.takes_calibration:
             if job.unlabeled:
                 raise RequestError(422, f"task {self.name!r} is a probe, which takes no calibration: drop 'unlabeled'")
             return
-        calibration = self.classifier.calibration
-        if calibration.protocol is Protocol.UNLABELED and not job.unlabeled:
-            raise RequestError(422, f"task {self.name!r} calibrates with the label prior of unlabeled texts of the "
-                                    f"language, and none were saved with it: send some in 'unlabeled' (with 'lang')")
-        if calibration.protocol is Protocol.BATCH and len(job.texts) < calibration.min_batch:
-            raise RequestError(422, f"task {self.name!r} calibrates on the texts of the request, and {len(job.texts)} "
-                                    f"are too few (at least {calibration.min_batch}): send more texts at once")
+        try:
+            clf.calibration.check_inputs(len(job.texts), len(job.unlabeled), getattr(clf, "reference", None) is not None)
+        except XlsptError as exc:
+            raise RequestError(422, f"task {self.name!r}: {exc}") from None
 
     def describe(self) -> dict:
         clf = self.classifier
@@ -195,7 +180,8 @@ class TaskSet:
             try:
                 clf = load.load(str(folder)) if model is None else classifier_class(saved_method(folder)).load(folder, model)
                 model = clf.model
-                tasks[name] = HostedTask(name, folder, clf, _calibrator(clf, batch_size), _card_results(folder))
+                clf.prepare_scoring(_pass_options(batch_size))  # content-free priors now, not at the first request
+                tasks[name] = HostedTask(name, folder, clf, _card_results(folder))
             except (XlsptError, pd.errors.ParserError) as exc:
                 raise XlsptError(f"task {name!r}: {exc}") from None
         return cls(tasks, batch_size)
@@ -217,87 +203,35 @@ class TaskSet:
 
     @torch.no_grad()
     def score(self, jobs: Sequence[Job]) -> list[dict[str, pd.DataFrame] | RequestError]:
-        """Each job's scored predictions per task it names (columns of :func:`~xlspt.evaluate.scored_predictions`),
+        """Each job's scored predictions per task it names (columns of :func:`~xlspt.classifiers.scored_predictions`),
         or the error that refused it; the tasks read alike share one pass over all jobs' texts."""
         answers: list[dict[str, pd.DataFrame] | RequestError] = [{} for _ in jobs]
-        passes: dict[tuple, list[int]] = {}  # the tasks of one pass -> the jobs that ask for exactly those
+        requests, owners = [], []
         for i, job in enumerate(jobs):
-            by_key: dict[tuple, list[str]] = {}
-            for name in job.tasks:
-                by_key.setdefault(self.tasks[name].pass_key, []).append(name)
-            for names in by_key.values():
-                passes.setdefault(tuple(sorted(names)), []).append(i)
-        for names, asked in passes.items():
-            group = [self.tasks[n] for n in names]
-            needs_unlabeled = any(t.protocol is Protocol.UNLABELED for t in group)
-            rows = _Rows()
-            for i in asked:
-                rows.add(jobs[i].texts)
-                if needs_unlabeled:
-                    rows.add(jobs[i].unlabeled)
-            for task, scores_of in self._scorers(group, rows.texts):
-                for i in asked:
-                    job = jobs[i]
-                    if isinstance(answers[i], RequestError):
-                        continue
-                    try:
-                        scores = scores_of(rows.of(job.texts), rows.of(job.unlabeled if needs_unlabeled else []), job.lang)
-                        answers[i][task.name] = scored_predictions(job.texts, scores, task.classifier.labels,
-                                                                   top_k=job.top_k, min_confidence=job.min_confidence)
-                    except XlsptError as exc:
-                        answers[i] = RequestError(422, f"task {task.name!r}: {exc}")
+            for name in sorted(job.tasks):  # the order of prompts packed into a pass: by name, as every job asks
+                clf = self.tasks[name].classifier
+                unlabeled = job.unlabeled if clf.takes_calibration and clf.calibration.protocol is Protocol.UNLABELED else []
+                requests.append(ScoreRequest(clf, job.texts, None, None, unlabeled, job.lang, job.top_k, job.min_confidence))
+                owners.append((i, name))
+        try:
+            frames = classify_requests(requests, _pass_options(self.batch_size))
+        except XlsptError:  # one job's refusal must not refuse the others: score each job on its own
+            frames = None
+        if frames is None:
+            for k, (i, name) in enumerate(owners):
+                if isinstance(answers[i], RequestError):
+                    continue
+                try:
+                    [answers[i][name]] = classify_requests([requests[k]], _pass_options(self.batch_size))
+                except XlsptError as exc:
+                    answers[i] = RequestError(422, f"task {name!r}: {exc}")
+            return answers
+        for (i, name), frame in zip(owners, frames):
+            answers[i][name] = frame
         return answers
 
-    def _scorers(self, group: list[HostedTask], texts: list[str]):
-        """``(task, scores_of(rows, unlabeled_rows, lang) -> [n, C])`` for each task of one pass over ``texts``."""
-        first = group[0]
-        if not first.is_prompt:  # a probe reads the text's own last state: its pass is its own
-            scores = first.classifier.scores(texts, batch_size=self.batch_size)
-            return [(first, lambda rows, _unlabeled, _lang: scores[rows])]
-        prompts, spans = [], []
-        for task in group:
-            spans.append((len(prompts), task.classifier.size))
-            prompts += task.classifier.prompts
-        states = readout_states(self.model, prompts, texts, _scoring_readout(first.classifier, self.batch_size))  # [P, N, d]
 
-        def scorer(task: HostedTask, start: int, size: int):
-            own = states[start : start + size]
-            return lambda rows, unlabeled, lang: task.calibrator.scores(
-                Scorer(tuple(range(size)), task.classifier.calibration), own[:, rows], own[:, unlabeled], lang)
-
-        return [(task, scorer(task, start, size)) for task, (start, size) in zip(group, spans)]
-
-
-class _Rows:
-    """Distinct texts of a batch, each read once; a request's texts map to their rows."""
-
-    def __init__(self) -> None:
-        self.index: dict[str, int] = {}
-
-    @property
-    def texts(self) -> list[str]:
-        return list(self.index)
-
-    def add(self, texts: Sequence[str]) -> None:
-        for text in texts:
-            self.index.setdefault(text, len(self.index))
-
-    def of(self, texts: Sequence[str]) -> torch.Tensor:
-        return torch.tensor([self.index[t] for t in texts], dtype=torch.long)
-
-
-def _scoring_readout(clf: PromptClassifier, batch_size: int):
-    """How the server reads text for a prompt: as it was trained, ``batch_size`` texts a pass, the cached engine
-    (several prompts share each text's states)."""
-    return dataclasses.replace(clf.readout, batch_size=batch_size, engine=Engine.CACHED)
-
-
-def _calibrator(clf: Classifier, batch_size: int) -> Calibrator | None:
-    """A prompt's calibrator, its content-free priors computed now so that the first request does not wait for them."""
-    if not isinstance(clf, PromptClassifier):
-        return None
-    calibrator = Calibrator(clf.model, clf.verbalizer, clf.prompts, [Scorer(tuple(range(clf.size)), clf.calibration)],
-                            _scoring_readout(clf, batch_size), reference=clf.reference)
-    if clf.calibration.protocol is Protocol.CONTENT_FREE:
-        calibrator.content_free(clf.calibration, None)
-    return calibrator
+def _pass_options(batch_size: int) -> PassOptions:
+    """How the server reads text: as each task was trained, ``batch_size`` texts a pass, the cached engine (several
+    prompts share each text's states)."""
+    return PassOptions(batch_size=batch_size, engine=Engine.CACHED)

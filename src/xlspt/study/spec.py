@@ -25,6 +25,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from ..classifiers.recipes import RECIPES, recipe_path
 from ..errors import ConfigError, XlsptError
 from .config import RunConfig
 
@@ -32,9 +33,9 @@ from .config import RunConfig
 LIST_VALUED = ("langs",)
 #: Fields whose values are only valid together with others (checked on the expanded runs).
 CROSS_CHECKED = ("engine", "save_model", "standardize", "prior")
-PRESETS = ("smoke", "gemma", "gemma-shots", "paper", "quality", "quality-unlabeled")
-#: Presets that are one configuration (for ``xlspt run --preset`` and ``xlspt train --preset``).
-RUN_PRESETS = ("quality", "quality-unlabeled")
+#: Presets that are one configuration (for ``xlspt run --preset`` and ``xlspt train --preset``): the recipes.
+RUN_PRESETS = RECIPES
+PRESETS = ("smoke", "gemma", "gemma-shots", "paper", *RUN_PRESETS)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class SweepSpec:
 def preset_path(name: str) -> Path:
     if name not in PRESETS:
         raise XlsptError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
+    if name in RECIPES:
+        return recipe_path(name)
     return Path(str(files("xlspt.study").joinpath("presets", f"{name}.yaml")))
 
 
