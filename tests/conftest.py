@@ -150,7 +150,7 @@ def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
 def tiny_models(tiny_model_dirs):
     import xlspt
 
-    return {family: xlspt.load_model(str(path)) for family, path in tiny_model_dirs.items()}
+    return {family: xlspt.load_model(str(path), dtype="float32") for family, path in tiny_model_dirs.items()}
 
 
 @pytest.fixture(params=TINY_FAMILIES)

@@ -26,7 +26,7 @@ def trained_run(tmp_path_factory, tiny_model_dirs, sib200_dir):
 
 def test_run_writes_prompt_results_and_summary(trained_run, data):
     assert sorted(p.name for p in trained_run.iterdir()) == [
-        "README.md", "confusion", "per_class.csv", "prompt.json", "prompt.safetensors", "record.json", "results.csv",
+        "README.md", "confusion", "per_class.csv", "predictions.jsonl", "prompt.json", "prompt.safetensors", "record.json", "results.csv",
         "summary.json", "summary.txt"
     ]
     assert sorted(p.name for p in (trained_run / "confusion").iterdir()) == ["eng_Latn.png", "swh_Latn.png"]

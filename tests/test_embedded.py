@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def gemma():
-    return xlspt.load_model()
+    return xlspt.load_model(dtype="float32")
 
 
 @torch.no_grad()
@@ -109,3 +109,18 @@ def test_a_run_logged_to_a_file_holds_lines_not_bar_frames(sib200_dir, tmp_path)
     assert "\r" not in text, [line for line in text.split("\n") if "\r" in line][:3]
     assert not re.search(r"\d+%\|", text), text  # tqdm's "NN%|███" frames
     assert "French" in text  # the results table
+
+
+def test_the_python_quickstart_example_runs_as_a_user_runs_it(sib200_dir, tmp_path):
+    """examples/quickstart.py in a process of its own (one epoch: the example's code path, not its accuracy)."""
+    import json
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    done = subprocess.run([sys.executable, str(example), str(sib200_dir), str(tmp_path / "prompt"), "1"],
+                          capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "French" in done.stdout and "Swahili" in done.stdout  # the results table
+    assert "top_k" in done.stdout and "Bunge limepitisha" in done.stdout  # the reloaded classifier's answers
+    sidecar = json.loads((tmp_path / "prompt" / "prompt.json").read_text(encoding="utf-8"))
+    assert len(sidecar["ensemble"]["seeds"]) == 8 and sidecar["calibration"]["protocol"] == "content-free"

@@ -63,3 +63,11 @@ def test_label_words_from_the_command_line():
         parse_label_words("a,b")
     with pytest.raises(xlspt.XlsptError, match="unknown class"):
         parse_label_words("sport=play")
+
+
+def test_the_python_api_and_the_command_line_load_models_in_the_same_dtype_by_default():
+    import inspect
+
+    from xlspt.study import RunConfig
+
+    assert inspect.signature(xlspt.load_model).parameters["dtype"].default == RunConfig().dtype.value == "auto"

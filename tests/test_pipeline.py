@@ -12,6 +12,7 @@ import torch
 import xlspt
 from xlspt.classifiers import ProbeClassifier
 from xlspt.cli import main
+from xlspt.study import RunConfig
 from xlspt.study.runner import Session, plan, run_group
 
 FAST = ["--shots", "2", "--epochs", "1", "--prompt-length", "2", "--quiet"]
@@ -130,3 +131,30 @@ def test_a_local_sweep_runs_a_models_units_in_the_sweeps_order(tmp_path, sib200_
     assert len(units) == 2 and [r.config.seed for r in units[0]] == [0, 0]  # a unit per training sample
     [group] = model_groups(units, lambda run: "float32", todo)
     assert [r.run_id for r in group] == [r.run_id for r in todo]
+
+
+def test_run_and_evaluate_write_every_scored_text_and_limit_reads_the_first_n(tiny_model_dirs, sib200_dir, tmp_path):
+    """predictions.jsonl (lm-evaluation-harness's --log_samples): one object per scored text, agreeing with results.csv."""
+    out = tmp_path / "run"
+    langs = "eng_Latn,fra_Latn"
+    assert main(["run", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir),
+                 "--langs", langs, "--out", str(out), *FAST]) == 0
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    results = pd.read_csv(out / "results.csv")
+    assert len(rows) == results["n"].sum()
+    assert set(rows[0]) == {"language", "text", "gold", "predicted", "probabilities", "protocol"}
+    for row in rows:
+        assert abs(sum(row["probabilities"].values()) - 1) < 1e-4
+        assert row["predicted"] == max(row["probabilities"], key=row["probabilities"].get)
+    for lang, group in pd.DataFrame(rows).groupby("language"):
+        accuracy = float((group["gold"] == group["predicted"]).mean())
+        assert accuracy == pytest.approx(results.set_index("language").at[lang, "accuracy"], abs=1e-6)
+    assert main(["evaluate", "--prompt", str(out), "--data", str(sib200_dir), "--langs", langs, "--limit", "5",
+                 "--out", str(tmp_path / "quick"), "--quiet"]) == 0
+    quick = [json.loads(line) for line in (tmp_path / "quick" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(quick) == 10 and list(pd.read_csv(tmp_path / "quick" / "results.csv")["n"]) == [5, 5]
+    assert [r["text"] for r in quick if r["language"] == "fra_Latn"] == [r["text"] for r in rows if r["language"] == "fra_Latn"][:5]
+    assert json.loads((tmp_path / "quick" / "summary.json").read_text())["limit"] == 5
+    assert "first 5 texts" in (tmp_path / "quick" / "summary.txt").read_text()
+    assert RunConfig(limit=5).run_id(dtype="float32", data_checksum="x") != RunConfig().run_id(dtype="float32", data_checksum="x")
+    assert "limit" not in RunConfig().canonical(dtype="float32", data_checksum="x")  # at its default: ids unchanged

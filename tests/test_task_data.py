@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import xlspt
 from xlspt.data import DataConfig, TaskData, sample_few_shot
@@ -445,3 +446,41 @@ def test_hub_class_labels_become_their_names_and_one_config_is_not_a_language(tm
     data = TaskData.resolve(f"hf:{repo}")
     assert data.languages() == ["eng_Latn"]
     assert data.labels() == ("neg", "pos") and set(data.split("eng_Latn", "test")["label"]) == {"neg", "pos"}
+
+
+def test_a_run_says_which_word_each_label_got_and_label_words_proposes_candidates(coarse_run, tiny_model_dirs, tmp_path,
+                                                                                   capsys):
+    from xlspt.cli import main
+
+    data = ["--data", str(coarse_run / "coarse.csv"), "--text-column", "sentence", "--label-column", "topic",
+            "--language-column", "lang", "--split-column", "split"]
+    model = ["--model", str(tiny_model_dirs["gemma3"]), "--shots", "2", "--epochs", "1", "--prompt-length", "2", "--quiet"]
+    assert main(["train", "--preset", "study", *model, *data, "--label-words", "leisure=fun", "--out", str(tmp_path / "p")]) == 0
+    said = capsys.readouterr().err
+    assert "label words proposed from the label names: science=' science', world=' world'" in said  # leisure was given
+    sports = pd.read_csv(coarse_run / "coarse.csv").replace({"topic": {"leisure": "sports"}})  # a word the tiny model has
+    sports.to_csv(tmp_path / "sports.csv", index=False)
+    data[1] = str(tmp_path / "sports.csv")
+    assert main(["label-words", *model, *data]) == 0
+    captured = capsys.readouterr()
+    assert "candidates proposed from the label names" in captured.err
+    rows = [json.loads(line.split("%", 2)[2].strip()) for line in captured.out.strip().splitlines()]
+    assert rows[0] == {"science": " science", "sports": " sports", "world": " world"}
+    assert len(rows) >= 2 and any("|" in word for word in rows[1].values())  # several words per class
+    assert "best on eng_Latn dev: --label-words" in captured.err
+
+
+def test_neighbour_words_are_other_whole_words_near_in_the_embedding_table(tiny_gemma3):
+    from xlspt.verbalizer import neighbour_words, proposed_candidates
+
+    tokenizer, table = tiny_gemma3.tokenizer, tiny_gemma3.model.get_input_embeddings().weight.detach()
+    near = neighbour_words(tokenizer, table, " science", 3)
+    assert len(near) == 3 and all(w.startswith(" ") and w.strip().isalpha() and w.strip()[:4] != "scie" for w in near)
+    first = tokenizer(" science", add_special_tokens=False)["input_ids"][0]
+    cosine = torch.nn.functional.cosine_similarity(table, table[first].unsqueeze(0), dim=1)
+    ids = [tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in near]
+    assert cosine[ids].tolist() == sorted(cosine[ids].tolist(), reverse=True)  # nearest first
+    sets = proposed_candidates(tokenizer, table, {"a": " science", "b": " world"})
+    words = [w for s in sets[1:] for word in s.values() for w in word.split("|")]
+    assert sets[0] == {"a": " science", "b": " world"} and len(set(sets[1]["a"].split("|")) & set(sets[1]["b"].split("|"))) == 0
+    assert all(len(tokenizer(w, add_special_tokens=False)["input_ids"]) == 1 for w in words)

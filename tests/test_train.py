@@ -163,7 +163,7 @@ def test_prompt_for_another_model_is_refused(tiny_models, data, tmp_path):
 
 
 def test_unfrozen_training_changes_the_model_and_is_not_saved_as_reusable(tiny_model_dirs, data, tmp_path):
-    loaded = xlspt.load_model(str(tiny_model_dirs["llama"]))
+    loaded = xlspt.load_model(str(tiny_model_dirs["llama"]), dtype="float32")
     before = loaded.model.get_input_embeddings().weight.clone()
     clf = _train(loaded, data, freeze_model=False, model_lr=1e-3)
     assert not torch.equal(before, loaded.model.get_input_embeddings().weight)

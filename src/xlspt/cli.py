@@ -32,7 +32,7 @@ _GROUPS = {
                          "allow_subword_labels", "special_tokens"),
     "data and training": ("data", "text_column", "label_column", "language_column", "split_column", "train_lang", "shots",
                           "epochs", "min_steps", "patience", "loss", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr",
-                          "save_model", "langs"),
+                          "save_model", "langs", "limit"),
     "ensembles and calibration": ("ensemble", "shared_sample", "calibration", "standardize", "prior"),
     "method": ("method",),
 }
@@ -158,15 +158,18 @@ def _add_commands(sub) -> None:
 
     _add_device(_add_run_command(sub, "run", "train a prompt on English and evaluate it on target languages", out="results"),
                 recorded="recorded in the run's record.json and summary.json")
-    p = _add_run_command(sub, "train", "train a prompt and save it (no evaluation)", skip=("langs", "save_model"), out="prompt")
+    p = _add_run_command(sub, "train", "train a prompt and save it (no evaluation)", skip=("langs", "save_model", "limit"),
+                         out="prompt")
     p.add_argument("--resume", metavar="PATH", help="continue training from a saved prompt (its length and reparameterization network); the optimizer starts afresh")
     _add_device(p)
     p = _add_run_command(sub, "label-words", "choose label words on the training language's dev split", preset=False,
                          skip=("langs", "save_model", "label_words", "ensemble", "shared_sample", "calibration", "standardize",
-                               "prior", "method"))
-    p.add_argument("--candidate", action="append", required=True, metavar="WORDS",
+                               "prior", "method", "limit"))
+    p.add_argument("--candidate", action="append", default=[], metavar="WORDS",
                    help="a label-word set (as --label-words: seven words in class order or class=word pairs, "
-                        "word1|word2 for several); repeat for each candidate; 'default' is the model family's")
+                        "word1|word2 for several); repeat for each candidate; 'default' is the model family's (SIB-200) or the "
+                        "words made from the label names; with none, xlspt proposes the default words, the default "
+                        "words each with its two nearest tokens in the model's embedding table, and those tokens alone")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p = sub.add_parser("sweep", help="run a grid of configurations into a result store (resumable)")
     p.add_argument("spec", nargs="?", metavar="SPEC.yaml", help="a YAML mapping of run settings to a value or a list of values")
@@ -193,7 +196,7 @@ def _add_scoring_commands(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate saved prompts on target languages")
     p.add_argument("--prompt", required=True, action="append", metavar="PATH", help="a run directory, a prompt .safetensors "
                    "file or a Hub repository (owner/name); repeat to score several prompts from one pass over the text")
-    _add_config_flags(p, {**_LOADING, **_DATA, **_CALIBRATION}, defaults={**_LOADING, **_CALIBRATION},
+    _add_config_flags(p, {**_LOADING, **_DATA, "limit": None, **_CALIBRATION}, defaults={**_LOADING, **_CALIBRATION},
                       helps=_calibration_help("each language's unlabeled texts of --unlabeled-split"))
     p.add_argument("--out", metavar="DIR", help="write results.csv (with a prompt column for several prompts) and the summary here (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
@@ -436,7 +439,7 @@ def cmd_evaluate(args) -> int:
     _set_threads(getattr(args, "threads", None))
     options = pipeline.EvaluateOptions(vote=args.vote, members=args.members, calibration=_calibration(args),
                                        engine=getattr(args, "engine", "auto"), cache_states=args.cache_states,
-                                       progress=not args.quiet)
+                                       progress=not args.quiet, limit=getattr(args, "limit", 0))
     table, written = pipeline.evaluate(args.prompt, _data_config(args), getattr(args, "langs", "52"), args.out,
                                       overwrite=args.overwrite, load=_load_options(args), options=options)
     print(table)

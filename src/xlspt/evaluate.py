@@ -29,6 +29,7 @@ from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
 from .progress import checkpoint, interactive, progress_bar
 from .results import language_result, results_table
+from .results.metrics import prediction_rows
 from .verbalizer import Verbalizer
 
 
@@ -230,6 +231,7 @@ def evaluate_each_language(
     progress: bool = True,
     trained_labels: Sequence[str] | None = None,
     headline: Sequence[int] | None = None,
+    limit: int = 0,
 ) -> list[pd.DataFrame]:
     """The per-language loop of every evaluation: one results table per scorer, in the order given.
 
@@ -241,15 +243,21 @@ def evaluate_each_language(
             error (``None``: not checked).
         headline: the scorers whose mean accuracy a language's log line shows. ``None``: no
             per-language report (neither the language on the bar nor a log line).
+        limit: score only the first ``limit`` texts of each language's split (0: all).
+
+    Every scored text rides along in each table's ``attrs["predictions"]`` (:func:`prediction_rows`).
     """
     rows: list[list[dict]] = [[] for _ in protocols]
     per_class: list[list[dict]] = [[] for _ in protocols]
     confusions: list[dict] = [{} for _ in protocols]
+    predictions: list[list[dict]] = [[] for _ in protocols]
     bar = progress_bar(languages, desc=desc, unit="lang", disable=not progress)
     for lang in bar:
         if headline is not None:
             bar.set_postfix(lang=lang)
         frame = data.split(lang, split)
+        if limit:
+            frame = frame.head(limit)
         gold = frame["label"].tolist()
         stray = sorted(set(gold) - set(trained_labels)) if trained_labels is not None else []
         if stray:
@@ -259,6 +267,7 @@ def evaluate_each_language(
         for j, (own, protocol) in enumerate(zip(labels, protocols)):
             predicted = [own[i] for i in scores[j].argmax(dim=1).tolist()]
             row, classes, matrix = language_result(lang, gold, predicted, own, protocol)
+            predictions[j] += prediction_rows(lang, frame["text"].tolist(), gold, predicted, own, scores[j], protocol)
             rows[j].append(row)
             per_class[j] += classes
             confusions[j][lang] = matrix
@@ -269,7 +278,8 @@ def evaluate_each_language(
             print(f"evaluated {lang} ({len(rows[0])}/{len(languages)}): accuracy {100 * mean:.1f}%"
                   f"{f' (mean of {len(shown)})' if len(shown) > 1 else ''}", file=sys.stderr, flush=True)
         checkpoint()
-    return [results_table(loaded, own, r, c, m) for own, r, c, m in zip(labels, rows, per_class, confusions)]
+    return [results_table(loaded, own, r, c, m, p, limit)
+            for own, r, c, m, p in zip(labels, rows, per_class, confusions, predictions)]
 
 
 def evaluate_prompts(

@@ -3,7 +3,7 @@
 A run folder holds the trained artifact (``prompt.safetensors`` + ``prompt.json``, or
 ``probe.safetensors`` + ``probe.json``), its per-language results (``results.csv``), per-class
 scores (``per_class.csv``), for a single run a confusion matrix per language
-(``confusion/<lang>.png``), a summary (``summary.txt``, ``summary.json``), a model card
+(``confusion/<lang>.png``) and every scored text with its probabilities (``predictions.jsonl``), a summary (``summary.txt``, ``summary.json``), a model card
 (``README.md``: the folder can be shared like an adapter), with ``save_model`` the trained model
 weights, and the run's record (``record.json``, written last). Every file is written whole.
 """
@@ -25,12 +25,13 @@ RESULTS_FILE = "results.csv"
 PER_CLASS_FILE = "per_class.csv"
 SUMMARY_FILE = "summary.txt"
 SUMMARY_JSON = "summary.json"
+PREDICTIONS_FILE = "predictions.jsonl"
 RECORD_FILE = "record.json"
 MODEL_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 CONFUSION_DIR = "confusion"
 LOCK_FILE = ".lock"
-RESULT_FILES = (RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON, PER_CLASS_FILE)
+RESULT_FILES = (RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON, PER_CLASS_FILE, PREDICTIONS_FILE)
 ARTIFACT_FILES = (*PROMPT_FILES, *PROBE_FILES)
 RUN_FILES = (*ARTIFACT_FILES, *RESULT_FILES, RECORD_FILE, MODEL_FILE, CARD_FILE)
 

@@ -67,11 +67,10 @@ def run(config: RunConfig, out: str | Path | None, *, overwrite: bool = False, d
     """Train ``config`` on its training language and evaluate it on its targets into the folder ``out``.
     ``announce``: a line said once the data and the model are known good (the recipe the run follows)."""
     folder = layout.prepare_out_dir(out, config.model, overwrite)
-    session = Session(device=resolve_device(device), progress=progress, strict=True, class_figures=True)
+    session = Session(device=resolve_device(device), progress=progress, strict=True, class_figures=True, predictions=True)
     check_data(config, session.data(config))
     model = session.model(config)
-    if announce:
-        _announce(announce, config, session.data(config), model)
+    _input_checked(config, session.data(config), model, announce)
     if overwrite:
         layout.clear_files(folder)
     record = run_one(config, folder, session)
@@ -98,8 +97,7 @@ def train(config: RunConfig, out: str | Path | None, *, overwrite: bool = False,
     artifact = _resumable(resume) if resume else None  # a bad path fails now, not after the model loads
     model = session.model(config)
     initial = _resumed(artifact, resume, model) if artifact else None
-    if announce:
-        _announce(announce, config, data, model)
+    _input_checked(config, data, model, announce)
     say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
         f"on {model.device}); data {data.description}")
     try:
@@ -114,15 +112,27 @@ def train(config: RunConfig, out: str | Path | None, *, overwrite: bool = False,
     return folder / classifier.metadata.weights_file, classifier.fit_summary()
 
 
-def _announce(line: str, config: RunConfig, data: TaskData, model: LoadedModel) -> None:
-    """Say ``line`` once nothing in the input can still fail to be read: a prompt's label words need the model's
-    tokenizer (bad input gets its error alone)."""
-    if config.method is Method.PROMPT:
-        from .classifiers import build_verbalizer
+def _input_checked(config: RunConfig, data: TaskData, model: LoadedModel, announce: str | None) -> None:
+    """Check what only the model can check (a prompt's label words need its tokenizer), then say ``announce`` (the
+    recipe) and, where words were proposed from the label names, which word each label got: bad input gets its
+    error alone."""
+    if config.method is not Method.PROMPT:
+        if announce:
+            say(announce)
+        return
+    from .classifiers import build_verbalizer
+    from .data.sib200 import CATEGORIES
 
-        labels = data.labels(config.train_lang)
-        build_verbalizer(model, config.label_word_map(labels), config.allow_subword_labels, labels)
-    say(line)
+    labels = data.labels(config.train_lang)
+    given = config.label_word_map(labels) or {}
+    verbalizer = build_verbalizer(model, given, config.allow_subword_labels, labels)
+    if announce:
+        say(announce)
+    proposed = [label for label in labels if label not in given]
+    if tuple(labels) != CATEGORIES and proposed:
+        words = verbalizer.as_dict()
+        say("label words proposed from the label names: " + ", ".join(f"{label}={words[label]!r}" for label in proposed)
+            + " (--label-words to choose others; `xlspt label-words` scores candidates on the dev split)")
 
 
 def _resumable(path: str):
@@ -139,18 +149,26 @@ def _resumed(artifact, path: str, model: LoadedModel):
     return artifact.soft_prompt()
 
 
-def label_words(config: RunConfig, candidates: Sequence[str], *, progress: bool = True) -> tuple[dict, pd.DataFrame]:
+def label_words(config: RunConfig, candidates: Sequence[str] = (), *, progress: bool = True) -> tuple[dict, pd.DataFrame]:
     """The label-word candidate (a ``--label-words`` text, or ``default``) whose prompt does best on the training
-    language's dev split, and the table of all candidates."""
+    language's dev split, and the table of all candidates. With no candidates, xlspt proposes them: the default
+    words (the model family's for SIB-200, else made from the label names), each with its two nearest whole-word
+    tokens in the model's embedding table as several words per class, and each class's nearest token alone
+    (:func:`~xlspt.verbalizer.proposed_candidates`)."""
     from .classifiers import build_verbalizer, choose_label_words
-    from .verbalizer import parse_label_words
+    from .verbalizer import parse_label_words, proposed_candidates
 
     data = TaskData.resolve(config.data_config())
     check_data(config, data, targets=False)
     labels = data.labels(config.train_lang)
     parsed = [None if c == "default" else parse_label_words(c, labels) for c in candidates]
     model = load_model(config.model, dtype=config.dtype.value, trust_remote_code=config.trust_remote_code)
-    parsed = [c or build_verbalizer(model, labels=labels).as_dict() for c in parsed]
+    default = build_verbalizer(model, labels=labels).as_dict()
+    if not parsed:
+        parsed = proposed_candidates(model.tokenizer, model.model.get_input_embeddings().weight.detach(), default)
+        say(f"{len(parsed)} candidates proposed from {'the label names' if default != model.adapter.label_words else 'the default words'}"
+            " and their nearest tokens in the model's embedding table")
+    parsed = [c or default for c in parsed]
     return choose_label_words(model, data, parsed, train_language=config.train_lang, shots=config.shots,
                               prompt=config.prompt_config(), training=config.train_config(),
                               allow_first_subtoken=config.allow_subword_labels, progress=progress)
@@ -203,6 +221,7 @@ class EvaluateOptions:
     engine: str = "auto"
     cache_states: bool = False
     progress: bool = True
+    limit: int = 0
 
 
 def evaluate(paths: Sequence[str], data: DataConfig, langs: str, out: str | Path | None = None, *,
@@ -225,7 +244,7 @@ def evaluate(paths: Sequence[str], data: DataConfig, langs: str, out: str | Path
     if len(all_results) == 1:
         table, text, summary = results_summary(classifiers[0].metadata.summary_header(), all_results[0])
         if folder is not None:
-            write_results(folder, all_results[0], text, summary, figures=True)
+            write_results(folder, all_results[0], text, summary, figures=True, predictions=True)
     else:
         headers = [s.classifier.metadata.summary_header() for s in scorers]
         table, combined, summary = comparison(labels, headers, all_results)
@@ -273,7 +292,7 @@ def _score_together(classifiers, names, data: TaskData, languages, options: Eval
 
         store = TextStateStore(first.model)
     results = evaluate_scorers(scorers, data, languages, options=PassOptions(engine=options.engine, store=store),
-                               progress=options.progress)
+                               progress=options.progress, limit=options.limit)
     if store is not None:
         say(f"text states: {store.hits} batches read from {store.root}, {store.misses} computed and stored")
     return [s.classifier.marked_table(table) for s, table in zip(scorers, results)], scorers, labels

@@ -180,3 +180,47 @@ def propose_label_words(tokenizer, labels: tuple[str, ...], given: dict[str, str
 def _first_id(tokenizer, word: str) -> int | None:
     ids = tokenizer(word, add_special_tokens=False)["input_ids"]
     return ids[0] if ids else None
+
+
+def neighbour_words(tokenizer, embeddings: torch.Tensor, word: str, k: int, *, taken: set[int] = frozenset()) -> list[str]:
+    """The ``k`` whole-word tokens nearest to ``word``'s first token in the model's input embedding table (cosine):
+    concrete relatives of an abstract label name (``" leisure"`` -> ``" recreation"``...), proposed without data.
+
+    A neighbour is a lower-case alphabetic word of three letters or more that is one token after a space (the token
+    itself, as a label word reads it), none of ``taken`` (other classes' words), and not the same word in another
+    form (its first four letters differ from ``word``'s). ``embeddings``: ``[V, d]``.
+    """
+    first = _first_id(tokenizer, word)
+    if first is None:
+        return []
+    table = embeddings.float()
+    similarity = torch.nn.functional.cosine_similarity(table, table[first].unsqueeze(0), dim=1)
+    stem = word.strip().lower()[:4]
+    out: list[str] = []
+    for i in similarity.topk(min(400, len(similarity))).indices.tolist():
+        bare = tokenizer.decode([i]).strip()
+        if (i == first or i in taken or not bare.isalpha() or len(bare) < 3 or bare != bare.lower() or bare[:4] == stem
+                or tokenizer(f" {bare}", add_special_tokens=False)["input_ids"] != [i]):
+            continue
+        out.append(f" {bare}")
+        if len(out) == k:
+            break
+    return out
+
+
+def proposed_candidates(tokenizer, embeddings: torch.Tensor, words: dict[str, str], neighbours: int = 2) -> list[dict[str, str]]:
+    """Label-word sets worth scoring, from one set ``words`` (label -> word, as proposed or given): ``words`` itself,
+    each class's word with its ``neighbours`` nearest whole-word tokens as several words (``w|n1|n2``), and each
+    class's nearest neighbour alone in place of its word."""
+    taken = {_first_id(tokenizer, w) for word in words.values() for w in word.split("|")}
+    near = {}
+    for label, word in words.items():
+        near[label] = neighbour_words(tokenizer, embeddings, word.split("|")[0], neighbours, taken=taken)
+        taken |= {_first_id(tokenizer, w) for w in near[label]}
+    sets = [dict(words), {label: "|".join([words[label], *near[label]]) for label in words},
+            {label: (near[label][0] if near[label] else words[label]) for label in words}]
+    unique = []
+    for candidate in sets:
+        if candidate not in unique:
+            unique.append(candidate)
+    return unique

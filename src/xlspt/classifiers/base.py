@@ -153,8 +153,9 @@ class Classifier(Protocol):
 
     @classmethod
     def evaluate_many(cls, classifiers: "Sequence[Classifier]", data: "TaskData", languages: Sequence[str], *,
-                      progress: bool = True, log: Log = print) -> "list[Evaluation]":
-        """Evaluate classifiers that read text alike together: one pass over each language's text for all."""
+                      progress: bool = True, log: Log = print, limit: int = 0) -> "list[Evaluation]":
+        """Evaluate classifiers that read text alike together: one pass over each language's text for all (``limit``:
+        the first ``limit`` texts of each language only; 0: all)."""
 
     @classmethod
     def check_request(cls, request: FitRequest) -> None:

@@ -199,7 +199,7 @@ def calibration_of(request: ScoreRequest) -> CalibrationConfig:
 def evaluate_scorers(
     scorers: Sequence[ScoreRequest], data: "TaskData", languages: Sequence[str], *, split: str = "test",
     options: PassOptions = PassOptions(), progress: bool = True, headline: Sequence[int] | None = None,
-    desc: str = "evaluating",
+    desc: str = "evaluating", limit: int = 0,
 ) -> list[pd.DataFrame]:
     """Per-language results of each scorer (columns ``language, accuracy, macro_f1, n, protocol``), every
     language's text read once for all of them (:func:`score_requests`).
@@ -207,7 +207,9 @@ def evaluate_scorers(
     ``scorers``: requests without texts (a classifier, its members that vote and a calibration); each language's
     ``split`` is scored by each, with the calibration's unlabeled split as its unlabeled texts.
 
-    ``headline``: the scorers whose mean accuracy the per-language log line shows (default: all).
+    ``headline``: the scorers whose mean accuracy the per-language log line shows (default: all). ``limit``: the
+    first ``limit`` texts of each language's split only (0: all). Each table's ``attrs["predictions"]`` holds every
+    scored text.
     """
     calibrations = [calibration_of(s) for s in scorers]
     for calibration in calibrations:
@@ -227,7 +229,7 @@ def evaluate_scorers(
         scorers[0].classifier.model, data, languages, split, [list(own) for own in labels],
         [s.classifier.protocol_of(c) for s, c in zip(scorers, calibrations)], score_language, desc=desc,
         progress=progress, trained_labels=list(trained) if trained is not None else None,
-        headline=headline if headline is not None else range(len(scorers)),
+        headline=headline if headline is not None else range(len(scorers)), limit=limit,
     )
 
 
@@ -312,11 +314,12 @@ class ScoresInBatches:
 
     def evaluate(self, data: "TaskData", languages: Sequence[str], *, batch_size: int = 32, engine: str = "auto",
                  calibration: CalibrationConfig | None = None, members: bool = False, progress: bool = True,
-                 split: str = "test") -> pd.DataFrame:
+                 split: str = "test", limit: int = 0) -> pd.DataFrame:
         """Accuracy and macro-F1 per language on ``split``: columns ``language, accuracy, macro_f1, n, protocol``.
 
         With ``members`` an ensemble's table gets a ``member`` column: ``ensemble`` for the vote, ``0``... for
-        each member alone (same protocol), all from one pass over the text.
+        each member alone (same protocol), all from one pass over the text. ``limit``: the first ``limit`` texts of
+        each language only (0: all). ``table.attrs["predictions"]`` holds every scored text.
         """
         options = PassOptions(batch_size, engine)
         scorers = [ScoreRequest(self, (), None, calibration)]
@@ -324,7 +327,7 @@ class ScoresInBatches:
         if members and self.size > 1:
             scorers += [ScoreRequest(self, (), (i,), calibration) for i in range(self.size)]
         tables = [self.marked_table(t) for t in evaluate_scorers(scorers, data, languages, split=split, options=options,
-                                                                  progress=progress, desc=self.evaluation_desc)]
+                                                                  progress=progress, desc=self.evaluation_desc, limit=limit)]
         if len(tables) == 1:
             return tables[0]
         names = ["ensemble", *[str(i) for i in range(self.size)]]
@@ -332,7 +335,7 @@ class ScoresInBatches:
 
     @classmethod
     def evaluate_many(cls, classifiers: Sequence["Classifier"], data: "TaskData", languages: Sequence[str], *,
-                      progress: bool = True, log: "Log" = lambda message: None) -> list["Evaluation"]:
+                      progress: bool = True, log: "Log" = lambda message: None, limit: int = 0) -> list["Evaluation"]:
         """Evaluate classifiers that read text alike together: one pass over each language's text for all; each
         votes with its own protocol, and an ensemble's members are scored alone too (same pass)."""
         from .base import Evaluation
@@ -346,7 +349,7 @@ class ScoresInBatches:
                 scorers += [ScoreRequest(clf, (), (j,)) for j in range(clf.size)]
         log(cls.scoring_line(classifiers, languages))
         tables = evaluate_scorers(scorers, data, languages, progress=progress, headline=[at for at, _ in spans],
-                                  desc=cls.evaluation_desc)  # each one's vote, not its members, on the log line
+                                  desc=cls.evaluation_desc, limit=limit)  # each one's vote, not its members, on the log line
         engine = cls.pass_engine(classifiers)
         return [Evaluation(clf.marked_table(tables[at]),
                            [clf.marked_table(t) for t in tables[at + 1 : at + 1 + size]] if size > 1 else None, engine)

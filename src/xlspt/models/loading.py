@@ -60,6 +60,10 @@ class DType(str, Enum):
     BFLOAT16 = "bfloat16"
 
 
+#: The dtype of a model loaded without one: the same choice in the Python API, the command line and run configs.
+DEFAULT_DTYPE = DType.AUTO
+
+
 #: ``auto`` picks bfloat16 on a CPU where a bf16 matrix multiply runs at least this much faster than float32.
 BF16_MIN_SPEEDUP = 1.5
 
@@ -205,14 +209,15 @@ class LoadedModel:
 
 
 def load_model(
-    name: str = EMBEDDED_DEFAULT, *, dtype: str | torch.dtype = "float32", device: str | None = None,
+    name: str = EMBEDDED_DEFAULT, *, dtype: str | torch.dtype = DEFAULT_DTYPE.value, device: str | None = None,
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load ``name``: ``"gemma-3-270m"``, a ``.gguf`` file, a local directory or a Hub id.
 
     Args:
-        dtype: ``"float32"`` (exact), ``"bfloat16"``, or ``"auto"`` (bfloat16 where the hardware
-            runs it fast: a GPU, or a CPU where a measured bf16 matrix multiply is faster).
+        dtype: ``"auto"`` (the default, as on the command line: bfloat16 where the hardware runs it fast, a GPU
+            or a CPU where a measured bf16 matrix multiply is faster, else float32), ``"float32"`` (exact) or
+            ``"bfloat16"``.
         device: ``"cpu"``, ``"cuda"``..., or ``None``/``"auto"`` for a GPU when there is one.
         trust_remote_code: run the Python code a Hub repository ships with its model (off unless asked:
             it runs with your permissions).

@@ -33,14 +33,31 @@ def language_result(
 
 
 def results_table(
-    loaded, labels: Sequence[str], rows: list[dict], per_class: list[dict], confusions: dict
+    loaded, labels: Sequence[str], rows: list[dict], per_class: list[dict], confusions: dict,
+    predictions: list[dict] | None = None, limit: int = 0,
 ) -> pd.DataFrame:
-    """The per-language table (:data:`RESULT_COLUMNS`); the per-class details and the device ride along in ``attrs``
-    (not as columns: one row per language stays the schema)."""
+    """The per-language table (:data:`RESULT_COLUMNS`); the per-class details, every scored text
+    (:func:`prediction_rows`), the ``limit`` and the device ride along in ``attrs`` (not as columns: one row per
+    language stays the schema)."""
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     table.attrs.update(labels=list(labels), per_class=per_class, confusion=confusions,
                        device=device_info(loaded.device, loaded.dtype))
+    if predictions is not None:
+        table.attrs["predictions"] = predictions
+    if limit:
+        table.attrs["limit"] = limit
     return table
+
+
+def prediction_rows(language: str, texts: Sequence[str], gold: Sequence[str], predicted: Sequence[str],
+                    labels: Sequence[str], scores, protocol: str) -> list[dict]:
+    """One object per scored text, as lm-evaluation-harness's ``--log_samples``: ``language, text, gold, predicted,
+    probabilities`` (each label's, over the label set, rounded to 6 places) and ``protocol``; ``scores``: ``[N, C]``
+    class log-probabilities."""
+    probabilities = scores.float().softmax(dim=1).tolist()  # an ensemble's mean log-probabilities are not normalized
+    return [{"language": language, "text": text, "gold": g, "predicted": guess,
+             "probabilities": {label: round(q, 6) for label, q in zip(labels, p)}, "protocol": protocol}
+            for text, g, guess, p in zip(texts, gold, predicted, probabilities)]
 
 
 def per_class_table(results: pd.DataFrame) -> pd.DataFrame | None:

@@ -5,6 +5,7 @@ Every file is written whole (atomically); results of several protocols are never
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,16 +16,21 @@ from .._version import __version__
 from ..calibration import describe_protocol
 from ..errors import XlsptError
 from ..files import write_json_atomic, write_text_atomic, write_with_atomic
-from ..layout import PER_CLASS_FILE, RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON
+from ..layout import PER_CLASS_FILE, PREDICTIONS_FILE, RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON
 from .aggregate import aggregate, format_comparison_table, format_results_table
 from .classes import write_class_reports
 from .metrics import per_class_table
 
 
-def write_results(out: Path, results: pd.DataFrame, summary_text: str, summary: dict, *, figures: bool = False) -> None:
+def write_results(out: Path, results: pd.DataFrame, summary_text: str, summary: dict, *, figures: bool = False,
+                  predictions: bool = False) -> None:
     """``results.csv``, ``summary.txt``, ``summary.json`` and ``per_class.csv`` in ``out``, each written whole;
-    with ``figures`` also a confusion matrix per language (``confusion/<lang>.png``)."""
+    with ``figures`` also a confusion matrix per language (``confusion/<lang>.png``), with ``predictions`` every
+    scored text (``predictions.jsonl``: :func:`~xlspt.results.metrics.prediction_rows`)."""
     write_with_atomic(out / RESULTS_FILE, lambda tmp: results.to_csv(tmp, index=False, float_format="%.6f"))
+    if predictions and "predictions" in results.attrs:
+        write_text_atomic(out / PREDICTIONS_FILE, "".join(json.dumps(row, ensure_ascii=False) + "\n"
+                                                          for row in results.attrs["predictions"]))
     per_class = per_class_table(results)
     if per_class is not None:
         if figures:
@@ -63,14 +69,18 @@ def results_summary(header: Header, results: pd.DataFrame) -> tuple[str, str, di
     table = format_results_table(results, groups, header.n_classes)
     protocol = protocol_of(results)
     device = results.attrs.get("device")
+    limit = results.attrs.get("limit")
     text = [
         f"xlspt {__version__} - {header.kind} on {header.model}",
         *header.lines,
         f"protocol: {describe_protocol(protocol)}",
         *([f"device: {describe_device(device)}"] if device else []),
+        *([f"limit: the first {limit} texts of each language (--limit)"] if limit else []),
         "",
     ]
     summary = {"model": header.model, "protocol": protocol, "groups": groups}
+    if limit:
+        summary["limit"] = limit
     if device:
         summary["device"] = device
     if header.ensemble:
@@ -104,6 +114,9 @@ def comparison(names: list[str], headers: list[Header], all_results: list[pd.Dat
     if all("per_class" in r.attrs for r in all_results):  # one per-class table, a prompt column first
         combined.attrs = {"per_class": [{"prompt": n, **row} for n, r in zip(names, all_results) for row in r.attrs["per_class"]],
                           "labels": all_results[0].attrs["labels"]}
+    if all("predictions" in r.attrs for r in all_results):  # likewise every scored text, its prompt first
+        combined.attrs["predictions"] = [{"prompt": n, **row} for n, r in zip(names, all_results)
+                                         for row in r.attrs["predictions"]]
     summary = {"model": headers[0].model, "prompts": [
         {"prompt": n, "protocol": protocol_of(r), "groups": g} for n, r, g in zip(names, all_results, groups)]}
     return text, combined, summary
@@ -111,4 +124,5 @@ def comparison(names: list[str], headers: list[Header], all_results: list[pd.Dat
 
 def write_comparison(out: Path, text: str, combined: pd.DataFrame, summary: dict) -> None:
     n = len(summary["prompts"])
-    write_results(out, combined, f"xlspt {__version__} - {n} prompts on {summary['model']}\n\n{text}\n", summary)
+    write_results(out, combined, f"xlspt {__version__} - {n} prompts on {summary['model']}\n\n{text}\n", summary,
+                  predictions=True)

@@ -34,7 +34,7 @@ from ..classifiers import FitRequest, Method, classifier_class
 from ..data.task import DataConfig
 from ..engine.options import Engine, ReadoutConfig, SpecialTokens, enum_value
 from ..errors import ConfigError
-from ..models.loading import EMBEDDED_DEFAULT, DType
+from ..models.loading import DEFAULT_DTYPE, EMBEDDED_DEFAULT, DType
 from ..prompt import PromptConfig
 from ..train import TrainConfig, TrainingLoss
 
@@ -67,7 +67,7 @@ class RunConfig:
         "gemma-3-270m (embedded), a Hub id such as facebook/xglm-564M, a local model directory or a .gguf file"))
     trust_remote_code: bool = field(default=False, metadata=_help(
         "run the Python code a Hub model repository ships (off: it would run with your permissions)"))
-    dtype: DType = field(default=DType.AUTO, metadata=_help(
+    dtype: DType = field(default=DEFAULT_DTYPE, metadata=_help(
         "model weights: auto = bfloat16 where a measured bf16 matmul is faster (a GPU, AMX or AVX-512 BF16 CPUs), else float32"))
     data: str | None = field(default=None, metadata=_help(
         "SIB-200 directory (<lang>/{train,dev,test}.tsv), a CSV/TSV/JSONL file or a directory of them, or "
@@ -132,13 +132,17 @@ class RunConfig:
         "with calibration: divide out the label prior it estimates; --no-prior goes with --standardize only (the "
         "standardized read-out alone)"))
 
+    limit: int = field(default=0, metadata=_help(
+        "score only the first N texts of each target language's test split (0 = all): a quick look, recorded in the "
+        "results"))
+
     method: Method = field(default=Method.PROMPT, metadata=_help(
         "prompt: a soft prompt (the study's method); probe: the baseline, a logistic regression on the frozen model's "
         "read-out state of text + EOS (no prompt), trained on the same examples"))
 
     #: Fields added after run ids were first published: left out of the canonical form at their defaults.
     _LATER_FIELDS = ("ensemble", "shared_sample", "calibration", "standardize", "text_column", "label_column",
-                     "language_column", "split_column", "method", "trust_remote_code", "min_steps", "loss", "patience", "prior")
+                     "language_column", "split_column", "method", "trust_remote_code", "min_steps", "loss", "patience", "prior", "limit")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -156,6 +160,7 @@ class RunConfig:
     def _check_own_fields(self) -> None:
         """The fields no lower-level config checks, or that mean more here (0, ``reference``)."""
         _check_range("shots", self.shots, 1)
+        _check_range("limit", self.limit, 0)
         _check_range("reparam_hidden", self.reparam_hidden, 0)  # 0 = off: the prompt config's None
         _check_range("seed", self.seed, 0)  # seeds the sampling too, not only the training
         if self.model_lr != REFERENCE_MODEL_LR and not self.model_lr > 0:

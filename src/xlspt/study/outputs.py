@@ -14,9 +14,10 @@ from ..classifiers import Classifier
 from ..results.summary import results_summary, write_results
 
 
-def write_run_results(out: Path, classifier: Classifier, results: pd.DataFrame, *, figures: bool = False) -> str:
+def write_run_results(out: Path, classifier: Classifier, results: pd.DataFrame, *, figures: bool = False,
+                      predictions: bool = False) -> str:
     """Write one classifier's results, summary and model card into its run folder; returns the printed table."""
     table, text, summary = results_summary(classifier.metadata.summary_header(), results)
-    write_results(out, results, text, summary, figures=figures)
+    write_results(out, results, text, summary, figures=figures, predictions=predictions)
     write_model_card(out, classifier.sidecar_dict(), results)
     return table

@@ -56,6 +56,7 @@ class Session:
     progress: bool = True
     strict: bool = False
     class_figures: bool = False  # a confusion-matrix PNG per language in the run folder (`xlspt run`; not in sweeps)
+    predictions: bool = False  # predictions.jsonl, every scored text, in the run folder (`xlspt run`; not in sweeps)
     _data: dict = field(default_factory=dict)
     _checksums: dict = field(default_factory=dict)
     _model: tuple | None = None
@@ -124,7 +125,8 @@ def task_key(run: PlannedRun) -> tuple:
 
 def _scoring_key(run: PlannedRun) -> tuple:
     c = run.config
-    return (c.data_config(), c.label_words, c.allow_subword_labels, c.max_length, c.special_tokens, tuple(run.languages))
+    return (c.data_config(), c.label_words, c.allow_subword_labels, c.max_length, c.special_tokens, tuple(run.languages),
+            c.limit)
 
 
 def _work(runs: Sequence[PlannedRun]) -> list[tuple[type, list[PlannedRun]]]:
@@ -245,7 +247,7 @@ def _evaluate_together(kind, items, loaded, session, on_record, log, model_file)
     started = time.time()
     try:
         evaluations = kind.evaluate_many([clf for _, clf, _ in items], session.data(run0.config), run0.languages,
-                                         progress=session.progress, log=log)
+                                         progress=session.progress, log=log, limit=run0.config.limit)
     except Exception as exc:
         return _fail_all([run for run, _, _ in items], exc, loaded, session, on_record, started)
     seconds = (time.time() - started) / len(items)
@@ -253,13 +255,13 @@ def _evaluate_together(kind, items, loaded, session, on_record, log, model_file)
     for (run, clf, train_seconds), evaluation in zip(items, evaluations):
         timings = {"train": round(train_seconds, 2), "evaluate": round(seconds, 2)}
         on_record(_finish(run, clf, evaluation, loaded, timings, trainable_model=trainable_model, model_file=model_file,
-                          figures=session.class_figures))
+                          figures=session.class_figures, predictions=session.predictions))
 
 
 def _finish(run: PlannedRun, clf: Classifier, evaluation, loaded, timings: dict, *, trainable_model: int,
-            model_file: str | None = None, figures: bool = False) -> RunRecord:
+            model_file: str | None = None, figures: bool = False, predictions: bool = False) -> RunRecord:
     results, member_results = evaluation.results, evaluation.member_results
-    write_run_results(run.directory, clf, results, figures=figures)
+    write_run_results(run.directory, clf, results, figures=figures, predictions=predictions)
     entries = clf.record_entries()
     weights = clf.metadata.weights_file
     stored_bytes = (run.directory / weights).stat().st_size
