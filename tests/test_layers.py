@@ -21,7 +21,7 @@ LAYERS = [
     ["xlspt.train", "xlspt.evaluate", "xlspt.results", "xlspt.probe"],
     ["xlspt.artifact", "xlspt.sidecar", "xlspt.card", "xlspt.hub"],
     ["xlspt.classifiers"],
-    ["xlspt.study", "xlspt.pipeline", "xlspt.serve"],
+    ["xlspt.study", "xlspt.pipeline", "xlspt.serve", "xlspt.corpus"],
     ["xlspt.report"],
     ["xlspt.cli", "xlspt"],
 ]

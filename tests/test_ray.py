@@ -8,6 +8,7 @@ psutil while the instance runs; any address but loopback fails the test.
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import threading
@@ -276,4 +277,72 @@ def test_a_killed_driver_leaves_no_ray_process_and_the_next_sweep_resumes(tmp_pa
     log = again.communicate(timeout=600)[0]
     assert again.returncode == 0, log
     assert _status(spec, store) == {"total": 16, "done": 16, "running": 0, "failed": 0, "pending": 0}
+    assert no_ray_process_left()
+
+
+def test_label_on_a_two_node_cluster_survives_a_killed_worker_and_gives_the_local_rows(
+        tmp_path, tiny_model_dirs, sib200_dir, monkeypatch, capsys):
+    """`xlspt label --executor ray` on two loopback nodes: a worker killed with SIGKILL in the middle of a shard is
+    started again and its shard labelled from the start; every row comes out once, as a local job labels it."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ray.cluster_utils import Cluster
+
+    from xlspt.study.executors import _reload_auth_settings
+
+    run = tmp_path / "topics"
+    assert main(["run", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir),
+                 "--out", str(run), "--epochs", "1", "--shots", "2", "--quiet", "--dtype", "float32", "--langs", "eng_Latn"]) == 0
+    texts = pd.read_csv(sib200_dir / "eng_Latn" / "test.tsv", sep="\t")["text"].tolist()
+    rows = pd.DataFrame({"doc": [f"r{i}" for i in range(1600)], "text": [texts[i % len(texts)] for i in range(1600)]})
+    (tmp_path / "in").mkdir()
+    for k in range(4):
+        pq.write_table(pa.Table.from_pandas(rows[k * 400:(k + 1) * 400], preserve_index=False), tmp_path / "in" / f"{k}.parquet")
+    args = ["label", "--quiet", "--task", f"topics={run}", "--input", str(tmp_path / "in"), "--id-column", "doc",
+            "--chunk-rows", "4", "--batch-size", "2"]
+    out = tmp_path / "on-ray"
+    killed: list[int] = []
+
+    def kill_a_worker_mid_shard() -> None:
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            if list(out.glob(".*.tmp")):
+                for proc in psutil.process_iter(["pid", "cmdline"]):
+                    if "_ShardWorker.label" in " ".join(proc.info["cmdline"] or []):
+                        os.kill(proc.pid, signal.SIGKILL)
+                        killed.append(proc.pid)
+                        return
+            time.sleep(0.05)
+
+    cluster_environment(monkeypatch)
+    node = dict(node_ip_address="127.0.0.1", num_cpus=1, object_store_memory=128 * 1024**2)
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    killer, watcher = threading.Thread(target=kill_a_worker_mid_shard, daemon=True), Watcher()
+    try:
+        cluster.add_node(**node)
+        cluster.wait_for_nodes()
+        capsys.readouterr()
+        killer.start()
+        watcher.start()
+        assert main([*args, "--output", str(out), "--executor", "ray", "--ray-address", cluster.address]) == 0
+        log = capsys.readouterr().err
+    finally:
+        killer.join()
+        watcher.stop.set()
+        watcher.join()
+        cluster.shutdown()
+        monkeypatch.undo()
+        _reload_auth_settings()
+    assert killed, "no worker was seen labelling"
+    exposed = {item for item in watcher.seen if item[1] not in LOOPBACK}
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    used = {line.rsplit("[node ", 1)[1].rstrip("]") for line in log.splitlines() if "[node " in line}
+    assert len(used) == 2, f"shards were labelled on {used}:\n{log}"
+    assert main([*args, "--output", str(tmp_path / "here")]) == 0
+    on_ray, here = (pd.concat([pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))], ignore_index=True)
+                    for folder in (out, tmp_path / "here"))
+    assert on_ray["doc"].is_unique and len(on_ray) == 1600
+    pd.testing.assert_frame_equal(on_ray, here)
+    assert not list(out.rglob("*.tmp"))
     assert no_ray_process_left()

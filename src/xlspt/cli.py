@@ -229,14 +229,16 @@ def _add_scoring_commands(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the files and the model card's metadata that "
                    "would be uploaded, and upload nothing")
     _add_serve_command(sub)
+    _add_label_command(sub)
     p = sub.add_parser("languages", help="list the languages of the data and the study's 52")
     _add_config_flags(p, {k: None for k in _DATA if k != "langs"})
     p.add_argument("--study", action="store_true", help="only the study's 52 target languages (no data needed)")
     sub.add_parser("models", help="list the embedded model, the study's models and the supported architectures")
 
 
-def _add_dataclass_flags(group, config_class) -> None:
-    """A flag per field of a config dataclass (a string enum's values as choices), its help and default."""
+def _add_dataclass_flags(group, config_class, metavars: dict | None = None) -> None:
+    """A flag per field of a config dataclass (a string enum's values as choices), its help and default;
+    ``metavars``: a field's placeholder where the type's (``ADDR``, ``N``, ``X``) would mislead."""
     import dataclasses
     import enum
     import typing
@@ -244,12 +246,16 @@ def _add_dataclass_flags(group, config_class) -> None:
     types = typing.get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
         kind = types[f.name]
+        optional = [k for k in typing.get_args(kind) if k is not type(None)]
+        kind = optional[0] if optional else kind  # `int | None`: an int flag, absent by default
         if isinstance(kind, type) and issubclass(kind, enum.Enum):
             group.add_argument(flag(f.name), dest=f.name, default=f.default.value, choices=[e.value for e in kind],
                                help=f.metadata["help"] + " (default: %(default)s)")
             continue
+        shown = "" if f.default is None else " (default: %(default)s)"
         group.add_argument(flag(f.name), dest=f.name, type=kind, default=f.default,
-                           metavar={str: "ADDR", int: "N", float: "X"}[kind], help=f.metadata["help"] + " (default: %(default)s)")
+                           metavar=(metavars or {}).get(f.name) or {str: "ADDR", int: "N", float: "X"}[kind],
+                           help=f.metadata["help"] + shown)
 
 
 def _add_self_train_command(sub) -> None:
@@ -283,6 +289,27 @@ def _add_serve_command(sub) -> None:
                    help=f"require 'Authorization: Bearer KEY' on every request but /healthz and /readyz (default: ${API_KEY_ENV}, "
                         "which keeps the key out of the process list)")
     _add_dataclass_flags(p.add_argument_group("listening and batching"), ServeConfig)
+    _add_config_flags(p, {k: v for k, v in _LOADING.items() if k != "engine"}, defaults=_LOADING)
+    _add_device(p)
+
+
+def _add_label_command(sub) -> None:
+    from .corpus import LabelConfig
+
+    p = sub.add_parser("label", help="label a corpus (Parquet, JSON Lines, CSV/TSV or text files) with several saved "
+                       "classifiers in one pass; resumable, here or on Ray")
+    p.add_argument("--task", action="append", default=[], metavar="NAME=PATH", help="a task: a run folder or a Hub "
+                   "repository (owner/name) under a name; repeat for several (all on one model)")
+    p.add_argument("--tasks", metavar="DIR", help="one task per run folder inside DIR, named after its folder")
+    p.add_argument("--input", required=True, metavar="PATH", help="a file, a folder (every .parquet, .jsonl, .ndjson, "
+                   ".csv, .tsv and .txt inside) or a quoted glob such as 'crawl/*.parquet'")
+    p.add_argument("--output", required=True, metavar="DIR", help="where the labelled shards (one per input file) and "
+                   "manifest.json go; a rerun with the same arguments labels only what is missing")
+    p.add_argument("--overwrite", action="store_true", help="replace the labels of another job in --output")
+    p.add_argument("--ray-address", metavar="ADDR", help="with --executor ray: an existing Ray cluster (default: a local instance)")
+    _add_dataclass_flags(p.add_argument_group("reading, scoring and writing"), LabelConfig,
+                         {"text_column": "COLUMN", "id_column": "COLUMN", "lang_column": "COLUMN", "lang": "CODE",
+                          "top_k": "K", "min_confidence": "P", "workers": "N", "chunk_rows": "N"})
     _add_config_flags(p, {k: v for k, v in _LOADING.items() if k != "engine"}, defaults=_LOADING)
     _add_device(p)
 
@@ -504,6 +531,21 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_label(args) -> int:
+    from .corpus import LabelConfig, label_corpus
+    from .serve import task_sources
+
+    config = LabelConfig(**{name: getattr(args, name) for name in LabelConfig.field_names()})
+    _set_threads(getattr(args, "threads", None))
+    outcome = label_corpus(args.input, task_sources(args.task, args.tasks), args.output, config, load=_load_options(args), overwrite=args.overwrite,
+                           ray_address=args.ray_address, progress=not args.quiet, say=_say)
+    before = outcome.shards - outcome.labelled_now
+    print(f"{outcome.rows} rows of {outcome.shards} shards labelled in {outcome.output} "
+          f"({outcome.rows_now} now in {outcome.seconds:.0f} s{f'; {before} shards before' if before else ''}); "
+          f"manifest: {outcome.output / 'manifest.json'}")
+    return 0
+
+
 def cmd_label_words(args) -> int:
     from . import pipeline
 
@@ -579,6 +621,7 @@ COMMANDS = {
     "self-train": cmd_self_train,
     "push": cmd_push,
     "serve": cmd_serve,
+    "label": cmd_label,
     "languages": cmd_languages,
     "models": cmd_models,
 }

@@ -28,6 +28,7 @@ from ..errors import XlsptError
 from ..hub import resolve_pretrained
 from ..layout import PROBE_SIDECAR, PROMPT_SIDECAR, RESULTS_FILE
 from ..pipeline import LoadOptions
+from ..sidecar import Sidecar
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -151,23 +152,29 @@ class TaskSet:
     @staticmethod
     def check_sources(sources: Mapping[str, str], load: LoadOptions = LoadOptions()) -> dict[str, Path]:
         """Each task's local folder, its sidecar read; refuses tasks of different models (no model is loaded)."""
-        folders, models = {}, {}
+        return {name: folder for name, (folder, _) in TaskSet.sidecars(sources, load).items()}
+
+    @staticmethod
+    def sidecars(sources: Mapping[str, str], load: LoadOptions = LoadOptions()) -> dict[str, tuple[Path, Sidecar]]:
+        """Each task's local folder and sidecar; refuses tasks of different models or dtypes (no model is loaded)."""
+        found, models = {}, {}
         for name, where in sources.items():
             try:
                 folder = resolve_pretrained(where)
                 sidecar = classifier_class(saved_method(folder)).load_sidecar(folder)
             except XlsptError as exc:
                 raise XlsptError(f"task {name!r}: {exc}") from None
-            folders[name] = folder.parent if folder.is_file() else folder
+            found[name] = (folder.parent if folder.is_file() else folder, sidecar)
             models[name] = (sidecar.model, sidecar.dtype)
         if load.model is None and len({m for m, _ in models.values()}) > 1:
             listed = ", ".join(f"{n} on {m!r}" for n, (m, _) in models.items())
-            raise XlsptError(f"these tasks were made for different models ({listed}): serve each model's tasks with its own server")
+            raise XlsptError(f"these tasks were made for different models ({listed}): give each model's tasks a server "
+                             "(or a label job) of their own")
         if load.dtype is None and len({d for _, d in models.values()}) > 1:
             listed = ", ".join(f"{n} in {d}" for n, (_, d) in models.items())
             raise XlsptError(f"these tasks were trained in different dtypes ({listed}): serve them separately, "
                              "or choose one with --dtype")
-        return folders
+        return found
 
     @classmethod
     def load(cls, sources: Mapping[str, str], load: LoadOptions = LoadOptions(), batch_size: int = 32) -> "TaskSet":
