@@ -17,7 +17,7 @@ LAYERS = [
     ["xlspt._version", "xlspt.errors", "xlspt.files", "xlspt.progress", "xlspt.layout", "xlspt.network"],
     ["xlspt.data", "xlspt.models"],
     ["xlspt.engine"],
-    ["xlspt.prompt", "xlspt.verbalizer", "xlspt.calibration"],
+    ["xlspt.prompt", "xlspt.verbalizer", "xlspt.calibration", "xlspt.lora"],
     ["xlspt.train", "xlspt.evaluate", "xlspt.results", "xlspt.probe"],
     ["xlspt.artifact", "xlspt.sidecar", "xlspt.card", "xlspt.hub"],
     ["xlspt.classifiers"],

@@ -223,9 +223,9 @@ class _MasterWeights:
 
     CHUNK = 1 << 18
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, params: Sequence[torch.nn.Parameter]):
         self.chunk = chunk = self.CHUNK
-        self.params = [p for p in model.parameters()]
+        self.params = list(params)
         self.chunks = [[torch.nn.Parameter(piece.to(torch.float32, copy=True)) for piece in self._flat(p).split(chunk)]
                        for p in self.params]
         self.masters = [master for chunks in self.chunks for master in chunks]
@@ -282,6 +282,7 @@ def train_prompts(
     initials: Sequence[SoftPrompt | None] | None = None,
     progress: bool = True,
     desc: str = "training",
+    adapters: Sequence[torch.nn.Parameter] | None = None,
 ) -> list[TrainResult | TrainingDiverged]:
     """Train ``P`` prompts in the same steps (see the module docstring).
 
@@ -290,8 +291,10 @@ def train_prompts(
     other sample is read side by side with them at every step, in its own seed's order, so that each
     prompt sees the batches it would see alone. ``configs`` must agree on what shapes the steps
     (:meth:`TrainConfig.steps_key`, the seed aside); they may differ in learning rates, weight decay and
-    warm-up. With one prompt, the model may train too (``freeze_model`` False). Returns, per prompt, its
-    result or the :class:`TrainingDiverged` error that stopped it (the others go on).
+    warm-up. With one prompt, the model may train too (``freeze_model`` False), or ``adapters``: the parameters of
+    low-rank adapters attached to the frozen model (:func:`~xlspt.lora.attached_lora`), trained with the prompt at
+    ``model_lr`` while every other weight stays as it is (the best epoch's adapter weights restored). Returns, per
+    prompt, its result or the :class:`TrainingDiverged` error that stopped it (the others go on).
     """
     configs = list(configs)
     first = configs[0]
@@ -301,10 +304,12 @@ def train_prompts(
     if len(configs) > 1 and not all(c.freeze_model and c.steps_key(seed=False) == first.steps_key(seed=False)
                                     for c in configs):
         raise ValueError("prompts trained together need the same batches, epochs and text encoding, and a frozen model")
+    if adapters is not None and (len(configs) > 1 or not first.freeze_model):
+        raise ValueError("adapters train with one prompt on a frozen model")
     initials = list(initials) if initials is not None else [None] * len(configs)
     prompts = [_starting_prompt(loaded, prompt_config, initial, config.seed)
                for prompt_config, initial, config in zip(prompt_configs, initials, configs)]
-    model_trains = not first.freeze_model
+    model_trains = not first.freeze_model or adapters is not None  # the text's states change as they train
     engine = make_engine(loaded, first.engine, model_trains=model_trains, encode_batch_size=first.eval_batch_size)
     groups: dict[tuple, list[int]] = {}  # (sample, seed) -> its prompts
     for p, (sample, config) in enumerate(zip(per_prompt, configs)):
@@ -318,15 +323,16 @@ def train_prompts(
     train_size = len(texts[0][0])
     epochs = first.epochs_for(train_size)
     total_steps = math.ceil(train_size / first.batch_size) * epochs
-    masters = _MasterWeights(loaded.model) if model_trains and loaded.dtype != torch.float32 else None
-    if model_trains:
+    if not first.freeze_model:
         loaded.model.requires_grad_(True)
-    runs = [_PromptRun(prompt, config, _trained_model_params(loaded, masters) if model_trains else None, total_steps)
-            for prompt, config in zip(prompts, configs)]
+    trained = (list(adapters) if adapters is not None else list(loaded.model.parameters())) if model_trains else []
+    low_precision = [p for p in trained if p.dtype != torch.float32]
+    masters = _MasterWeights(trained) if low_precision else None
+    runs = [_PromptRun(prompt, config, (masters.masters if masters is not None else trained) if model_trains else None,
+                       total_steps) for prompt, config in zip(prompts, configs)]
     # The order of examples depends on the seed only, so prompts trained together see the batches they would alone.
     samples = [_Sample(train, val, [runs[p] for p in ps], torch.Generator().manual_seed(seed))
                for ((_, seed), ps), (train, val) in zip(groups.items(), texts)]
-    trained_model = loaded.model if model_trains else None
     bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not progress)
     started = time.time()
     try:
@@ -337,7 +343,7 @@ def train_prompts(
                 break
             val_losses = _validation_losses(engine, samples, first.eval_batch_size)
             for run in active:
-                run.record_epoch(epoch, seen, val_losses[run], trained_model)
+                run.record_epoch(epoch, seen, val_losses[run], trained)
                 run.stop_if_stalled(epoch)
             bar.set_postfix(epoch=epoch, best_val=f"{min(run.best_val_loss for run in active):.3f}")
             if progress and not interactive():  # no bar in a log file: a line per epoch instead
@@ -345,9 +351,11 @@ def train_prompts(
             checkpoint()
     finally:
         bar.close()
-        if model_trains:
+        if not first.freeze_model:
             _freeze(loaded.model)
-    return [run.result(loaded.model) for run in runs]
+        for param in trained:
+            param.grad = None
+    return [run.result(trained) for run in runs]
 
 
 def _starting_prompt(loaded: LoadedModel, prompt_config: PromptConfig | None, initial: SoftPrompt | None,
@@ -362,11 +370,6 @@ def _starting_prompt(loaded: LoadedModel, prompt_config: PromptConfig | None, in
         init = torch.Generator().manual_seed(seed)
         prompt = SoftPrompt(prompt_config or PromptConfig(), loaded.hidden_size, generator=init).to(loaded.device)
     return prompt.requires_grad_(True)
-
-
-def _trained_model_params(loaded: LoadedModel, masters: _MasterWeights | None) -> list[torch.nn.Parameter]:
-    """What AdamW steps for the model: its float32 master weights when it has some, else its own weights."""
-    return masters.masters if masters is not None else list(loaded.model.parameters())
 
 
 def _freeze(model: torch.nn.Module) -> None:
@@ -456,7 +459,7 @@ class _PromptRun:
         self.best_val_loss = math.inf
         self.best_epoch = 0  # none yet: the starting weights are what a run with no finite validation loss keeps
         self.best_prompt_state = copy.deepcopy(prompt.state_dict())
-        self.best_model_state: dict | None = None
+        self.best_model_state: list[torch.Tensor] | None = None
         self.history: list[dict] = []
         self.failure: TrainingDiverged | None = None
         self.stalled = False  # stopped early: no better validation loss for ``config.patience`` epochs
@@ -479,13 +482,14 @@ class _PromptRun:
         if not all(torch.isfinite(t).all() for t in self.prompt.parameters()):
             self.diverged(f"the prompt became NaN or infinite at {where}")
 
-    def record_epoch(self, epoch: int, seen: int, val_loss: float, trained_model: torch.nn.Module | None) -> None:
-        """The epoch's line of the loss curve (``seen`` training examples), and its weights if it is the best yet."""
+    def record_epoch(self, epoch: int, seen: int, val_loss: float, trained: Sequence[torch.nn.Parameter]) -> None:
+        """The epoch's line of the loss curve (``seen`` training examples), and its weights (the prompt's and the
+        ``trained`` model or adapter weights) if it is the best yet."""
         norms = self.grad_norms
         self.history.append({"epoch": epoch, "train_loss": self.running_loss / seen, "val_loss": val_loss,
                              "grad_norm": sum(norms) / len(norms), "grad_norm_max": max(norms)})
         if val_loss < self.best_val_loss:
-            self.best_model_state = copy.deepcopy(trained_model.state_dict()) if trained_model is not None else None
+            self.best_model_state = [p.detach().clone() for p in trained] if trained else None
             self.best_val_loss, self.best_epoch = val_loss, epoch
             self.best_prompt_state = copy.deepcopy(self.prompt.state_dict())
 
@@ -493,7 +497,7 @@ class _PromptRun:
         patience = self.config.patience
         self.stalled = bool(patience) and self.best_epoch > 0 and epoch - self.best_epoch >= patience
 
-    def result(self, model: torch.nn.Module) -> TrainResult | TrainingDiverged:
+    def result(self, trained: Sequence[torch.nn.Parameter]) -> TrainResult | TrainingDiverged:
         """The prompt of the best epoch (the model's weights of that epoch restored when it trained), or the
         error that stopped it, with the best epoch before that when one finished."""
         if self.failure is not None:
@@ -503,7 +507,9 @@ class _PromptRun:
             return self.failure
         self.prompt.load_state_dict(self.best_prompt_state)
         if self.best_model_state is not None:
-            model.load_state_dict(self.best_model_state)
+            with torch.no_grad():
+                for param, best in zip(trained, self.best_model_state):
+                    param.copy_(best)
         return self._best()
 
     def _best(self) -> TrainResult:

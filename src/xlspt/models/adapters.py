@@ -37,6 +37,7 @@ class ArchitectureAdapter:
         requires_bos: prepend the tokenizer's BOS token when its template does not.
         label_words: default label word per SIB-200 category, each a single token of the family's
             tokenizer as written (a leading space is part of the word).
+        lora_targets: the names of the linear layers low-rank adapters go on by default.
     """
 
     family: str
@@ -44,6 +45,8 @@ class ArchitectureAdapter:
     takes_position_ids: bool = True
     requires_bos: bool = False
     label_words: dict[str, str] = field(default_factory=dict)
+    #: the attention projections low-rank adapters go on by default (LoRA's usual query and value)
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
 
     def base_model(self, model: nn.Module) -> nn.Module:
         """The decoder stack without the LM head (returns ``last_hidden_state`` after the final norm)."""
@@ -109,7 +112,8 @@ _GEMMA3_WORDS = {
 ADAPTERS: tuple[ArchitectureAdapter, ...] = (
     ArchitectureAdapter("gemma3", ("gemma3_text",), requires_bos=True, label_words=_GEMMA3_WORDS),
     ArchitectureAdapter("xglm", ("xglm",), label_words=_XGLM_WORDS),
-    ArchitectureAdapter("bloom", ("bloom",), takes_position_ids=False, label_words=_BLOOM_WORDS),
+    ArchitectureAdapter("bloom", ("bloom",), takes_position_ids=False, label_words=_BLOOM_WORDS,
+                        lora_targets=("query_key_value",)),
     ArchitectureAdapter("llama", ("llama", "qwen2"), label_words=_XGLM_WORDS),
 )
 
