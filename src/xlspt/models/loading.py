@@ -72,13 +72,12 @@ def cpu_bf16_speedup() -> float:
     """How much faster a bfloat16 matrix multiply runs than a float32 one on this CPU, measured once.
 
     CPU flags do not tell: AMX (Intel) and AVX-512 BF16 (AMD EPYC) both run bf16 several times
-    faster, other CPUs emulate it slower. The measurement (a few 1024x1024 products, under a
+    faster, other CPUs emulate it slower. The measurement (1024x1024 products in turns, under a
     second) is cached per CPU model, flags and torch version (not thread count: one machine, one answer) under ``<cache>/probes/``, so every
     run on a machine resolves ``auto`` the same way (run ids depend on it).
     """
     import json
     import platform
-    import time
 
     from ..files import cache_dir, write_json_atomic
 
@@ -97,24 +96,28 @@ def cpu_bf16_speedup() -> float:
     except (OSError, ValueError, KeyError):
         pass
 
-    def best_seconds(dtype: torch.dtype) -> float:
-        a = torch.randn(1024, 1024).to(dtype)
-        b = torch.randn(1024, 1024).to(dtype)
-        a @ b  # warm-up: kernels chosen, memory touched
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    float32, bfloat16 = best_seconds(torch.float32), best_seconds(torch.bfloat16)
+    float32, bfloat16 = _fastest_matmuls((torch.float32, torch.bfloat16))
     speedup = float32 / bfloat16
     gflops = lambda seconds: round(2 * 1024**3 / seconds / 1e9, 1)  # noqa: E731
     write_json_atomic(path, {"cpu": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
                              "float32_gflops": gflops(float32), "bfloat16_gflops": gflops(bfloat16),
                              "speedup": round(speedup, 3)})
     return speedup
+
+
+def _fastest_matmuls(dtypes: tuple[torch.dtype, ...], rounds: int = 12) -> list[float]:
+    """The fastest of ``rounds`` 1024x1024 products in each dtype, the dtypes taking turns: a burst of other work
+    on the machine slows a few products of each, not all of one (the answer is cached and decides run ids)."""
+    pairs = [(torch.randn(1024, 1024).to(dtype), torch.randn(1024, 1024).to(dtype)) for dtype in dtypes]
+    for a, b in pairs:
+        a @ b  # warm-up: kernels chosen, memory touched
+    best = [float("inf")] * len(dtypes)
+    for _ in range(rounds):
+        for i, (a, b) in enumerate(pairs):
+            start = time.perf_counter()
+            a @ b
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
