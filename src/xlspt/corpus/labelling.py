@@ -387,7 +387,10 @@ def _shard_line(k: int, shards: int, shard: InputShard, counts: dict, done: int,
 class _ShardWorker:
     """A Ray actor: loads the model and the tasks once, then labels the shards it is handed."""
 
-    def __init__(self, folders: dict, config: dict, load: LoadOptions):
+    def __init__(self, folders: dict, config: dict, load: LoadOptions, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
         self.labeller = CorpusLabeller.load(folders, LabelConfig(**config), load)
 
     def label(self, path: str, name: str, output: str, done: str) -> tuple[str, dict, str]:
@@ -404,15 +407,20 @@ def _label_on_ray(todo, folders, config: LabelConfig, load: LoadOptions, address
     from ..study.executors import ray_instance
 
     with ray_instance(address) as ray:
-        gpus = ray.cluster_resources().get("GPU", 0)
+        resources = ray.cluster_resources()
+        gpus, cpus = resources.get("GPU", 0), resources.get("CPU", 1)
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
         workers = min(config.workers or (int(gpus) if gpus else nodes), len(todo))
         # An actor that dies (killed, out of memory) is started again and its shard retried from the start: the
-        # shard's output appears only when complete, so no row is written twice.
+        # shard's output appears only when complete, so no row is written twice. Ray limits an actor to one thread
+        # per CPU it asks for; it asks for one (so that it fits any node) and then uses its share of the cluster's.
         worker = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=-1, max_task_retries=-1)(_ShardWorker)
         settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-        actors = [worker.options(scheduling_strategy="SPREAD").remote(folders, settings, load) for _ in range(workers)]
-        say(f"ray: {workers} actor(s) on {nodes} node(s){f' with {gpus:.0f} GPUs' if gpus else ''}, each loading the model once")
+        threads = max(1, int(cpus // workers))
+        actors = [worker.options(scheduling_strategy="SPREAD").remote(folders, settings, load, threads)
+                  for _ in range(workers)]
+        say(f"ray: {workers} actor(s) on {nodes} node(s){f' with {gpus:.0f} GPUs' if gpus else ''}, {threads} thread(s) "
+            "each, each loading the model once")
         started, done = time.perf_counter(), 0
         jobs = [(str(s.path.resolve()), s.name, str(o.path.resolve()), str(o.done.resolve())) for s, o in todo]
         shards = {s.name: s for s, _ in todo}
