@@ -7,10 +7,10 @@ every calibration, ``evaluate`` (results.csv, per_class.csv, summary.txt, member
 together), a server's answers (``TaskSet.score``) and a two-run sweep. ``compare`` reads two such folders:
 numbers within a tolerance, text exactly, records apart from ``timings``, ``finished`` and ``versions``.
 
-    python benchmarks/scoring_identity.py models /tmp/ident/models
-    PYTHONPATH=OLD/src python benchmarks/scoring_identity.py run /tmp/ident/models /tmp/ident/old --data DIR
-    python benchmarks/scoring_identity.py run /tmp/ident/models /tmp/ident/new --data DIR
-    python benchmarks/scoring_identity.py compare /tmp/ident/old /tmp/ident/new [--allow README.md ...]
+    python benchmarks/scoring_identity.py models WORK/models
+    PYTHONPATH=OLD/src python benchmarks/scoring_identity.py run WORK/models WORK/old --data DIR
+    python benchmarks/scoring_identity.py run WORK/models WORK/new --data DIR
+    python benchmarks/scoring_identity.py compare WORK/old WORK/new [--allow README.md ...]
 
 ``--embedded`` adds the embedded model in bfloat16; its differences are counted (labels changed, the
 largest probability difference) rather than refused, since bfloat16 results move with batch shapes.

@@ -37,7 +37,7 @@ from ..progress import checkpoint, progress_bar
 from ..serve.tasks import TaskSet
 from ..sidecar import Sidecar
 from .config import CorpusExecutor, LabelConfig
-from .shards import (DONE_FOLDER, TEXT_FILE_COLUMN, InputShard, OutputShard, ShardWriter, check_unique_ids, columns_of,
+from .shards import (DONE_FOLDER, SCAN_ROWS, TEXT_FILE_COLUMN, InputShard, OutputShard, ShardWriter, check_unique_ids, columns_of,
                      count_rows, find_shards, read_chunks, remove_temporaries)
 
 MANIFEST = "manifest.json"
@@ -131,7 +131,7 @@ def _check_languages(shards: Sequence[InputShard], config: LabelConfig) -> None:
     seen: set = set()
     for shard in shards:
         offset = 0
-        for chunk in read_chunks(shard, [config.lang_column], 65536):
+        for chunk in read_chunks(shard, [config.lang_column], SCAN_ROWS):
             for value in set(chunk[config.lang_column].dropna().unique()) - seen:
                 try:
                     canonical_language(str(value))
@@ -172,7 +172,7 @@ def _refuse_self_trained_texts(found: Mapping[str, tuple[Path, Sidecar]], shards
         return
     for shard in shards:
         offset = 0
-        for chunk in read_chunks(shard, [_text_column(shard, config)], 65536):
+        for chunk in read_chunks(shard, [_text_column(shard, config)], SCAN_ROWS):
             for row, text in enumerate(chunk.iloc[:, 0], start=offset):
                 if isinstance(text, str):
                     digest = text_fingerprint(text)

@@ -25,6 +25,8 @@ from .config import OutputFormat
 SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "text"}
 #: The columns a row of a plain text file has.
 TEXT_FILE_COLUMN = "text"
+#: Rows per chunk when a column is only scanned (counting rows, checking ids, languages or self-trained texts).
+SCAN_ROWS = 65536
 #: Where a shard's counts are kept once its output is complete (read by a rerun and the manifest).
 DONE_FOLDER = ".done"
 
@@ -145,7 +147,7 @@ def count_rows(shard: InputShard, text_column: str) -> int:
         with open(shard.path, "rb") as handle:
             data = handle.read()
         return data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
-    return sum(len(chunk) for chunk in read_chunks(shard, [text_column], 65536))
+    return sum(len(chunk) for chunk in read_chunks(shard, [text_column], SCAN_ROWS))
 
 
 def check_unique_ids(shards: Sequence[InputShard], id_column: str) -> None:
@@ -154,7 +156,7 @@ def check_unique_ids(shards: Sequence[InputShard], id_column: str) -> None:
     hashes, where = [], []
     for k, shard in enumerate(shards):
         offset = 0
-        for chunk in read_chunks(shard, [id_column], 65536):
+        for chunk in read_chunks(shard, [id_column], SCAN_ROWS):
             ids = chunk[id_column]
             if ids.isna().any():
                 row = offset + int(np.flatnonzero(ids.isna().to_numpy())[0])
@@ -177,7 +179,7 @@ def check_unique_ids(shards: Sequence[InputShard], id_column: str) -> None:
 
 def _id_at(shard: InputShard, id_column: str, row: int):
     offset = 0
-    for chunk in read_chunks(shard, [id_column], 65536):
+    for chunk in read_chunks(shard, [id_column], SCAN_ROWS):
         if row < offset + len(chunk):
             return chunk[id_column].iloc[row - offset]
         offset += len(chunk)
