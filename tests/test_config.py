@@ -221,7 +221,7 @@ def test_a_nested_config_s_error_names_the_run_config_s_field():
         ({"special_tokens": "none"}, "special_tokens: must be one of tokenizer, reference (got 'none')"),
         ({"dtype": "half"}, "dtype: must be one of auto, float32, bfloat16 (got 'half')"),
         ({"calibration": "prior"}, "calibration: must be one of zero-shot, content-free, unlabeled, batch (got 'prior')"),
-        ({"method": "svm"}, "method: must be one of prompt, probe (got 'svm')"),
+        ({"method": "svm"}, "method: must be one of prompt, probe, lora (got 'svm')"),
         ({"save_model": True}, "save_model: only applies with freeze off (a frozen model does not change)"),
         ({"freeze": 1}, "freeze: must be true or false (got 1)"),
         ({"ensemble": 0}, "ensemble: must be at least 1 (got 0)"),

@@ -14,6 +14,7 @@ import torch
 from xlspt.calibration import CalibrationConfig
 from xlspt.classifiers import FitRequest, Method, PassOptions, ScoreRequest, classifier_class, load_classifier, score_requests
 from xlspt.errors import XlsptError
+from xlspt.lora import LoraConfig
 from xlspt.prompt import PromptConfig
 from xlspt.train import TrainConfig
 
@@ -21,6 +22,8 @@ from xlspt.train import TrainConfig
 FAST = {
     Method.PROMPT: dict(prompt=PromptConfig(length=2), training=TrainConfig(epochs=1, batch_size=4, lr=0.05)),
     Method.PROBE: dict(),
+    Method.LORA: dict(prompt=PromptConfig(length=2), training=TrainConfig(epochs=1, batch_size=4, lr=0.05),
+                      lora=LoraConfig(rank=2)),
 }
 
 TEXTS = ["The team won the final match.", "Parliament voted on the new law.", "A new vaccine was tested.",

@@ -1,6 +1,6 @@
 """The study's published results: the committed store, its report, and the figures the READMEs quote.
 
-``results/gemma-3-270m`` holds the run records of the ``gemma`` and ``gemma-shots`` presets on the
+``results/gemma-3-270m`` holds the run records of the ``gemma``, ``gemma-shots`` and ``gemma-lora`` presets on the
 embedded model, and ``results/gemma-3-270m/report`` the report written from them. These tests
 rebuild the report from the records (nothing is trained) and check that the committed report and
 every table README.md, benchmarks/README.md and docs/cli.md quote from it (the study's figures and the
@@ -54,11 +54,11 @@ def test_store_holds_only_finished_runs_of_its_specs():
     first, checksum = records[0]["config"], records[0]["data_checksum"]
     assert all(r["config"]["data"] == "sha256:" + checksum == "sha256:" + r["data_checksum"] for r in records), \
         "the records read different data, or name it otherwise than by its checksum"
-    presets = [load_spec(preset_path(name)) for name in ("gemma", "gemma-shots")]
+    presets = [load_spec(preset_path(name)) for name in ("gemma", "gemma-shots", "gemma-lora")]
     expected = {run.run_id(dtype=first["dtype"], languages=first["langs"], data_checksum=checksum)
                 for spec in presets for run in spec.runs}
     for record in records:
-        assert record["run_id"] in expected, f"{record['run_id']} is not a run of the gemma or gemma-shots preset"
+        assert record["run_id"] in expected, f"{record['run_id']} is not a run of the gemma, gemma-shots or gemma-lora preset"
         assert record["status"] == "done", f"{record['run_id']}: {record['status']}"
         assert len(record["results"]) == 52
     if (ROOT / ".git").exists():  # what the repository keeps of the store: records only, no prompts or weights
@@ -77,7 +77,7 @@ def test_no_committed_result_holds_a_machine_path():
 
 
 def test_the_published_store_resumes_with_the_data_in_another_folder(full_sib200_dir, tmp_path, capsys):
-    """Copied to a folder of another name, SIB-200 finds every published run done (48/48 and 32/32); data with other
+    """Copied to a folder of another name, SIB-200 finds every published run done (48/48, 32/32 and 8/8); data with other
     content finds none, and ``--status`` says why in one line."""
     from xlspt.cli import main
 
@@ -87,7 +87,7 @@ def test_the_published_store_resumes_with_the_data_in_another_folder(full_sib200
     for folder in full_sib200_dir.iterdir():
         if folder.is_dir():
             shutil.copytree(folder, copy / folder.name)
-    for preset, total in (("gemma", 48), ("gemma-shots", 32)):
+    for preset, total in (("gemma", 48), ("gemma-shots", 32), ("gemma-lora", 8)):
         status = sweep_from(None, preset, str(ROOT / STORE), {"data": str(copy)}, status_only=True)
         assert status.as_json() == {"total": total, "done": total, "failed": 0, "running": 0, "pending": 0}, status.table()
         assert not status.notes

@@ -73,6 +73,7 @@ def config(model: str, freeze: bool, prompt_length: int, reparam_hidden: int, se
 
 def write_run(store: Path, cfg: dict, results: list[dict], status: str = "done", torch_version: str = "2.13.0", **extra) -> Path:
     run_id = "-".join(str(cfg[k]).replace("/", "_") for k in ("model", "freeze", "prompt_length", "reparam_hidden", "shots", "seed"))
+    run_id += f"-{cfg['method']}" if "method" in cfg else ""
     record = RunRecord(
         run_id=run_id, status=status, config=cfg, results=results,
         trainable_parameters=cfg["prompt_length"] * 1024 + (cfg["reparam_hidden"] * 2048 if cfg["reparam_hidden"] else 0)
@@ -522,3 +523,37 @@ def test_quoted_rows_from_elsewhere_are_named_and_left_unchecked(full, tmp_path)
     problems = stale_quotes(document, out / "report.md")
     assert any("names '`--preset quality`' as a row not in the report" in p for p in problems)
     assert any("'`--preset other`': the report has no such row" in p for p in problems)
+
+
+def test_lora_runs_get_their_own_section_beside_their_frozen_and_whole_model_arms(tmp_path):
+    """LoRA runs of length 4 (plain and reparameterized, seeds 0-1): 3 points above MF plus half a point per later
+    language, so above both arms, and their gain over the whole model grows down the language list."""
+    from xlspt.report.adapters import ADAPTERS_DISTANCE, ADAPTERS_VS_FROZEN, ADAPTERS_VS_WHOLE
+
+    store = build_store(tmp_path)
+    before = write_report(store, tmp_path / "before")
+    for hidden in (0, 200):
+        for seed in (0, 1):
+            results = [{"language": lang, "accuracy": accuracy(lang, True, 4, hidden, seed)
+                        + (0.03 + 0.005 * LANGUAGES.index(lang) if lang != "eng_Latn" else 0),
+                        "macro_f1": 0.5, "n": 204} for lang in LANGUAGES]
+            cfg = {**config(XGLM, True, 4, hidden, seed), "method": "lora", "engine": "naive"}
+            write_run(store, cfg, results, timings={"train": 240.0, "evaluate": 150.0, "total": 390.0})
+    report = write_report(store, tmp_path / "after")
+    study = [r for r in report["findings"] if r["finding"] not in (ADAPTERS_VS_FROZEN, ADAPTERS_VS_WHOLE, ADAPTERS_DISTANCE)]
+    assert study == before["findings"]  # the study's findings read prompt runs only
+    rows = {r["finding"]: r for r in report["findings"] if r not in study}
+    assert rows[ADAPTERS_VS_FROZEN]["verdict"] == SUPPORTED and rows[ADAPTERS_VS_FROZEN]["n_comparisons"] == 2
+    assert rows[ADAPTERS_VS_FROZEN]["effect"] == pytest.approx(100 * sum(0.03 + 0.005 * i for i in range(1, 8)) / 7)
+    assert rows[ADAPTERS_VS_WHOLE]["verdict"] == SUPPORTED
+    assert rows[ADAPTERS_DISTANCE]["n_languages"] >= 3
+    out = tmp_path / "after"
+    assert (out / "adapters.png").read_bytes().startswith(PNG_MAGIC)
+    languages = pd.read_csv(out / "adapters.csv")
+    assert list(languages.columns) == ["language", "distance", "frozen", "lora", "whole"] and len(languages) == 7
+    costs = pd.read_csv(out / "adapter_costs.csv")
+    assert len(costs) == 6 and set(costs.loc[costs["arm"].str.startswith("LoRA"), "train_seconds"]) == {240.0}
+    text = (out / "report.md").read_text()
+    assert "## How much of the model must move: low-rank adapters" in text and "## Calibrated runs" not in text
+    anchored = text.split("## Low-rank adapters beside the published anchors")[1].split("## ")[0]
+    assert anchored.count("| LoRA (prompt + adapters, model frozen) |") == 2 and anchored.count("| MF (prompt only) |") == 2

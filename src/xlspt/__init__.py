@@ -9,11 +9,12 @@ from ._version import __version__  # noqa: E402,F401
 
 from .calibration import CalibrationConfig, Protocol  # noqa: E402
 from .classifiers import (  # noqa: E402
-    ProbeClassifier, PromptClassifier, SelfTrainingConfig, build_verbalizer, choose_label_words, load_classifier, self_train,
+    LoraClassifier, ProbeClassifier, PromptClassifier, SelfTrainingConfig, build_verbalizer, choose_label_words, load_classifier, self_train,
 )
 from .data import CATEGORIES, DataConfig, Sib200, TaskData, resolve_languages, sample_few_shot, study_languages  # noqa: E402
 from .errors import XlsptError  # noqa: E402
 from .evaluate import evaluate_languages, predict  # noqa: E402
+from .lora import LoraConfig  # noqa: E402
 from .models import EMBEDDED_DEFAULT, LoadedModel, load_model  # noqa: E402
 from .prompt import PromptConfig, SoftPrompt  # noqa: E402
 from .results import aggregate, format_results_table  # noqa: E402
@@ -25,6 +26,8 @@ __all__ = [
     "CalibrationConfig",
     "EMBEDDED_DEFAULT",
     "LoadedModel",
+    "LoraClassifier",
+    "LoraConfig",
     "ProbeClassifier",
     "PromptClassifier",
     "PromptConfig",

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from .calibration import StateStatistics
 from .errors import XlsptError
 from .files import write_with_atomic
-from .layout import PROMPT_FILE, PROMPT_SIDECAR
+from .layout import LORA_SIDECAR, PROMPT_FILE
 from .prompt import PromptConfig, SoftPrompt
 from .sidecar import FORMAT_VERSION, FormatWarning, PromptSidecar, sha256_file  # noqa: F401 (the format's names)
 
@@ -99,22 +99,26 @@ class PromptArtifact:
         return directory / PROMPT_FILE
 
     @classmethod
-    def load(cls, path: str | Path) -> "PromptArtifact":
-        """Read a prompt from a run directory or a ``.safetensors`` file with its ``.json`` sidecar."""
+    def load(cls, path: str | Path, kind: type[PromptSidecar] = PromptSidecar) -> "PromptArtifact":
+        """Read a prompt from a run directory or a ``.safetensors`` file with its ``.json`` sidecar (``kind``: the
+        sidecar a folder holds, ``prompt.json`` or, with adapters, ``lora.json``)."""
         path = Path(path).expanduser()
         if path.is_dir():
-            tensor_path, sidecar_path = path / PROMPT_FILE, path / PROMPT_SIDECAR
+            tensor_path, sidecar_path = path / PROMPT_FILE, path / kind.sidecar_file
         else:
             tensor_path, sidecar_path = path, path.with_suffix(".json")
         if not tensor_path.is_file():
             raise XlsptError(f"no prompt at {str(tensor_path)!r}: pass a run directory (--out of `xlspt train`) or a .safetensors file")
+        if not sidecar_path.is_file() and (tensor_path.parent / LORA_SIDECAR).is_file() and kind is PromptSidecar:
+            raise XlsptError(f"{tensor_path} is the prompt of a classifier with low-rank adapters (lora.json beside it): "
+                             f"load its folder whole (--prompt {tensor_path.parent}, or xlspt.load_classifier)")
         if not sidecar_path.is_file():
             raise XlsptError(f"prompt {tensor_path} has no sidecar {sidecar_path.name}: keep both files of a trained prompt together")
         try:
             tensors = load_file(str(tensor_path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise XlsptError(f"{tensor_path} is not a readable safetensors file ({exc}): re-train or restore it") from None
-        metadata = PromptSidecar.read(sidecar_path)
+        metadata = kind.read(sidecar_path)
         if metadata.sha256 is not None and metadata.sha256 != sha256_file(tensor_path):
             raise XlsptError(f"{tensor_path} does not match the checksum in {sidecar_path.name} (changed or damaged since "
                              "it was saved): restore the pair, or train the prompt again")

@@ -81,12 +81,14 @@ def model_card(metadata: dict, results: pd.DataFrame | None = None, *, repo_id: 
     results = _reported(results)
     sections = [
         _front_matter(model, data, _languages(data.get("train_language"), results)),
-        _title(model, (metadata.get("prompt_config") or {}).get("length", "?"), ensemble),
+        _title(model, (metadata.get("prompt_config") or {}).get("length", "?"), ensemble, metadata.get("lora")),
         _base_model(metadata, model),
         _labels(labels, words),
         _training_data(data, labels, ensemble),
         _prompt_and_training(metadata),
         _ensemble(ensemble),
+        _adapters(metadata.get("lora")),
+        _size(metadata),
     ]
     protocol = _protocol_name(metadata.get("calibration") or {})
     protocol_lines = ["## Protocol", "", f"- default calibration: {describe_protocol(protocol)}"]
@@ -130,14 +132,17 @@ def _front_matter(model: str, data: dict, languages: list[str]) -> list[str]:
     return [*front, "tags:", *[f"- {t}" for t in TAGS], "pipeline_tag: text-classification", "---"]
 
 
-def _title(model: str, length: object, ensemble: dict) -> list[str]:
+def _title(model: str, length: object, ensemble: dict, lora: dict | None = None) -> list[str]:
     """The heading and what the prompt is: the input layout and its dependence on the base model."""
     kind = f"an ensemble of {ensemble.get('size', '?')} soft prompts" if ensemble else "a soft prompt"
-    return [f"# {kind[kind.index(' ') + 1:].capitalize()} for `{model}`", "",
-            f"This is {kind} ({length} vectors{' each' if ensemble else ''}) trained with "
+    adapters = (f", each with its own low-rank adapters (LoRA) on the model's {', '.join(lora.get('target_modules') or ['attention query and value'])} layers"
+                if lora else "")
+    return [f"# {kind[kind.index(' ') + 1:].capitalize()}{' with low-rank adapters' if lora else ''} for `{model}`", "",
+            f"This is {kind} ({length} vectors{' each' if ensemble else ''}){adapters} trained with "
             "xlspt for a **frozen** causal language model. The input is laid out as "
             "`text + prompt vectors + EOS`; the class is read from the logits of the label words at the last "
-            "prompt vector (the position before EOS). The prompt only works with the base model below, unchanged (same weights and tokenizer)."]
+            "prompt vector (the position before EOS). The prompt only works with the base model below, unchanged (same weights and tokenizer)"
+            + ("; the adapters are added to it only while the prompt reads text." if lora else ".")]
 
 
 def _base_model(metadata: dict, model: str) -> list[str]:
@@ -188,6 +193,30 @@ def _ensemble(ensemble: dict) -> list[str]:
     if "distinct_train_examples" in ensemble:
         out.append(f"- distinct training examples: {ensemble['distinct_train_examples']}")
     return out
+
+
+def _adapters(lora: dict | None) -> list[str]:
+    """The low-rank adapters' settings (nothing for prompts without adapters)."""
+    if not lora:
+        return []
+    settings = ", ".join(f"{k}={v}" for k, v in lora.items() if k not in ("file", "sha256", "parameters"))
+    return ["## Low-rank adapters", "", f"- settings: {settings}",
+            f"- weights: `{lora.get('file')}` ({lora.get('parameters', '?')} numbers, PEFT's key names"
+            "; an ensemble's member i under `members.<i>.`)"]
+
+
+def _size(metadata: dict) -> list[str]:
+    """What a user stores per task: the numbers of the prompts (and adapters), and their bytes in float32."""
+    width = (metadata.get("model_signature") or {}).get("hidden_size")
+    members = (metadata.get("ensemble") or {}).get("members") or [metadata]
+    lengths = [(m.get("prompt_config") or {}).get("length") for m in members]
+    if not width or not all(isinstance(n, int) for n in lengths):
+        return []
+    prompts = sum(lengths) * int(width)
+    adapters = int((metadata.get("lora") or {}).get("parameters") or 0)
+    kinds = f"{prompts:,} in the prompt vectors" + (f", {adapters:,} in the adapters" if adapters else "")
+    return ["## Size per task", "", f"- stored numbers: {prompts + adapters:,} ({kinds}), about "
+            f"{4 * (prompts + adapters) / 1e6:.2f} MB in float32; the base model is shared by every task"]
 
 
 def _protocol_name(calibration: dict) -> str:

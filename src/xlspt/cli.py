@@ -34,7 +34,7 @@ _GROUPS = {
                           "epochs", "min_steps", "patience", "loss", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr",
                           "save_model", "langs", "limit"),
     "ensembles and calibration": ("ensemble", "shared_sample", "calibration", "standardize", "prior"),
-    "method": ("method",),
+    "method": ("method", "lora_rank", "lora_alpha", "lora_dropout", "lora_lr", "lora_targets"),
 }
 #: The fields a command that loads a saved prompt takes, with what their default means there.
 _LOADING = {"model": "the model the prompt was trained with", "dtype": "the dtype the prompt was trained in",
@@ -54,7 +54,7 @@ def _calibration_help(unlabeled: str) -> dict:
     return {"calibration": _CALIBRATION_HELP[0].format(unlabeled), "standardize": _CALIBRATION_HELP[1]}
 _METAVARS = {"model": "NAME", "data": "PATH", "text_column": "NAME", "label_column": "NAME", "language_column": "NAME",
              "split_column": "NAME", "langs": "LANGS", "label_words": "WORDS", "train_lang": "LANG",
-             "reparam_hidden": "H", "model_lr": "X", "min_steps": "N", "patience": "N"}
+             "reparam_hidden": "H", "model_lr": "X", "lora_targets": "NAMES", "min_steps": "N", "patience": "N"}
 
 
 def _add_config_flags(p: argparse.ArgumentParser, names, *, title: str | None = None, defaults: dict | None = None,
@@ -132,7 +132,7 @@ def _add_run_command(sub, name: str, help: str, *, skip=(), out: str | None = No
                        "quality (the default: 8 reparameterized prompts with content-free calibration, no target-language "
                        "data), quality-unlabeled (8 reparameterized 32-shot prompts standardized on each language's "
                        "unlabeled texts), both chosen on the development languages; study (the study's single prompt). "
-                       "A probe, --no-freeze or --resume start from the study's settings")
+                       "A probe, --method lora, --no-freeze or --resume start from the study's settings")
     _add_config_flags(p, [n for n in RunConfig.field_names() if n not in skip])
     if out:
         p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<model>-<time>)")
@@ -164,7 +164,8 @@ def _add_commands(sub) -> None:
     _add_device(p)
     p = _add_run_command(sub, "label-words", "choose label words on the training language's dev split", preset=False,
                          skip=("langs", "save_model", "label_words", "ensemble", "shared_sample", "calibration", "standardize",
-                               "prior", "method", "limit"))
+                               "prior", "method", "limit", "lora_rank", "lora_alpha", "lora_dropout", "lora_lr",
+                               "lora_targets"))
     p.add_argument("--candidate", action="append", default=[], metavar="WORDS",
                    help="a label-word set (as --label-words: seven words in class order or class=word pairs, "
                         "word1|word2 for several); repeat for each candidate; 'default' is the model family's (SIB-200) or the "
@@ -174,7 +175,7 @@ def _add_commands(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of configurations into a result store (resumable)")
     p.add_argument("spec", nargs="?", metavar="SPEC.yaml", help="a YAML mapping of run settings to a value or a list of values")
     p.add_argument("--preset", choices=PRESETS, help="a built-in spec: smoke (machinery check, <20 min on 2 CPU cores), gemma "
-                   "(the study's grid on the embedded model), gemma-shots (its shots axis), paper (the study's XGLM/BLOOM grid; needs the Hub), quality and quality-unlabeled (one tuned run each)")
+                   "(the study's grid on the embedded model), gemma-shots (its shots axis), gemma-lora (low-rank adapters beside its frozen and whole-model runs), paper (the study's XGLM/BLOOM grid; needs the Hub), quality and quality-unlabeled (one tuned run each)")
     p.add_argument("--store", required=True, metavar="DIR", help="result store: one folder per run, kill-safe")
     p.add_argument("--status", action="store_true", help="list what is done, running, failed and left, and exit")
     p.add_argument("--json", action="store_true", help="with --status: one JSON object of counts")

@@ -89,6 +89,10 @@ def label_logits(
     return states_to_logits(loaded, verbalizer, readout_states(loaded, prompts, texts, readout, store=store))
 
 
+#: ``(texts, readout, store) -> [P, N, d]``: the read-out states of every prompt of a classifier on ``texts``.
+ReadStates = Callable[[Sequence[str], ReadoutConfig, "TextStateStore | None"], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class Scorer:
     """Which prompts vote (an ensemble's members, or one prompt alone) and how their scores are calibrated."""
@@ -106,8 +110,10 @@ class Calibrator:
 
     def __init__(self, loaded: LoadedModel, verbalizer: Verbalizer, prompts: Sequence[torch.Tensor],
                  scorers: Sequence[Scorer], readout: ReadoutConfig = ReadoutConfig(), *,
-                 reference: cal.StateStatistics | None = None, store: TextStateStore | None = None):
+                 reference: cal.StateStatistics | None = None, store: TextStateStore | None = None,
+                 read: "ReadStates | None" = None):
         self.loaded, self.verbalizer, self.scorers = loaded, verbalizer, list(scorers)
+        self.read = read or (lambda texts, readout, store: readout_states(loaded, self.prompts, texts, readout, store=store))
         self.reference = reference
         for scorer in self.scorers:  # refused before any text is read
             scorer.calibration.check_inputs(None, 1, reference is not None)
@@ -120,7 +126,7 @@ class Calibrator:
         key = (script, calibration.content_free_texts)
         if key not in self._content_free:
             texts = content_free_texts(self.loaded.tokenizer, calibration.content_free_texts, script=script)
-            self._content_free[key] = self.log_probs(readout_states(self.loaded, self.prompts, texts, self.readout, store=self.store))
+            self._content_free[key] = self.log_probs(self.read(texts, self.readout, self.store))
         return self._content_free[key]
 
     def log_probs(self, states: torch.Tensor) -> torch.Tensor:
@@ -161,10 +167,12 @@ class Calibrator:
 
 def build_calibrator(loaded: LoadedModel, verbalizer: Verbalizer, prompts: Sequence[torch.Tensor],
                      scorers: Sequence[Scorer], readout: ReadoutConfig = ReadoutConfig(), *,
-                     reference: cal.StateStatistics | None = None, store: TextStateStore | None = None) -> Calibrator:
+                     reference: cal.StateStatistics | None = None, store: TextStateStore | None = None,
+                     read: "ReadStates | None" = None) -> Calibrator:
     """The :class:`Calibrator` of ``prompts`` (``[n_i, d]``) for ``scorers``: every scoring path builds its calibrators
-    here (the classifier layer through :meth:`~xlspt.classifiers.PromptClassifier.calibrator`)."""
-    return Calibrator(loaded, verbalizer, prompts, scorers, readout, reference=reference, store=store)
+    here (the classifier layer through :meth:`~xlspt.classifiers.PromptClassifier.calibrator`). ``read``: how the
+    prompts read texts, where it is not :func:`readout_states` on the model as it is (prompts with adapters)."""
+    return Calibrator(loaded, verbalizer, prompts, scorers, readout, reference=reference, store=store, read=read)
 
 
 def reference_statistics(loaded: LoadedModel, prompts: Sequence[torch.Tensor], texts: Sequence[str],

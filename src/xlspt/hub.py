@@ -20,14 +20,22 @@ from .card import REPO_ID as _REPO_ID
 from .card import write_model_card
 from .errors import XlsptError
 from .files import write_json_atomic, write_text_atomic
-from .layout import PER_CLASS_FILE, PROMPT_FILE, PROMPT_SIDECAR, RESULTS_FILE, SUMMARY_FILE
-from .sidecar import PromptSidecar, shareable
+from .layout import PER_CLASS_FILE, PROMPT_SIDECAR, RESULTS_FILE, SUMMARY_FILE
+from .sidecar import PromptSidecar, Sidecar, shareable
 
 LOCAL_HUB_ENV = "XLSPT_HUB_DIR"
 _FILES = ["*.json", "*.safetensors", "*.md"]
-#: What sharing a prompt folder uploads besides its model card. Never record.json (the user's own record of the
-#: run, with the model and data as they were given on this machine), nor summary.json, figures or model weights.
-SHARED_FILES = (PROMPT_FILE, PROMPT_SIDECAR, RESULTS_FILE, PER_CLASS_FILE, SUMMARY_FILE)
+#: What sharing a prompt folder uploads besides its model card and the artifact's own files (a prompt's, or a prompt's
+#: with its adapters: :func:`shared_kind`). Never record.json (the user's own record of the run, with the model and
+#: data as they were given on this machine), nor summary.json, figures or model weights.
+SHARED_FILES = (RESULTS_FILE, PER_CLASS_FILE, SUMMARY_FILE)
+
+
+def shared_kind(folder: Path) -> type[PromptSidecar] | None:
+    """The sidecar kind of the shareable artifact saved in ``folder`` (a prompt, or a prompt with adapters), else
+    ``None``."""
+    kind = Sidecar.kind_of(folder)
+    return kind if kind is not None and issubclass(kind, PromptSidecar) else None
 
 
 def _check_repo_id(repo_id: str) -> str:
@@ -52,13 +60,17 @@ def stage_shareable(folder: str | os.PathLike, staging: str | os.PathLike, *, re
     """
     folder, staging = Path(folder), Path(staging)
     staging.mkdir(parents=True, exist_ok=True)
-    clean, replaced = shareable(json.loads((folder / PROMPT_SIDECAR).read_text(encoding="utf-8")))
-    for name in SHARED_FILES:
+    kind = shared_kind(folder)
+    if kind is None:
+        raise XlsptError(f"{folder} holds no saved prompt ({PROMPT_SIDECAR}): pass a folder written by save or save_pretrained")
+    clean, replaced = shareable(json.loads((folder / kind.sidecar_file).read_text(encoding="utf-8")))
+    weights = [name for name in kind.artifact_files() if name != kind.sidecar_file]
+    for name in (*kind.artifact_files(), *SHARED_FILES):
         if not (folder / name).is_file():
             continue
-        if name == PROMPT_SIDECAR and replaced:
+        if name == kind.sidecar_file and replaced:
             write_json_atomic(staging / name, clean)
-        elif name not in (PROMPT_FILE, PROMPT_SIDECAR) and replaced:  # the summary names the model as the sidecar does
+        elif name not in (*weights, kind.sidecar_file) and replaced:  # the summary names the model as the sidecar does
             text = (folder / name).read_text(encoding="utf-8")
             for path in sorted(replaced, key=len, reverse=True):
                 text = text.replace(path, replaced[path])
@@ -67,7 +79,7 @@ def stage_shareable(folder: str | os.PathLike, staging: str | os.PathLike, *, re
             shutil.copy2(folder / name, staging / name)
     if results is None and (folder / RESULTS_FILE).is_file():
         results = pd.read_csv(folder / RESULTS_FILE)
-    write_model_card(staging, PromptSidecar.read(staging / PROMPT_SIDECAR).to_dict(), results, repo_id=repo_id)
+    write_model_card(staging, kind.read(staging / kind.sidecar_file).to_dict(), results, repo_id=repo_id)
     return sorted(p for p in staging.iterdir() if p.is_file())
 
 
@@ -84,7 +96,7 @@ def push_folder(
     """
     _check_repo_id(repo_id)
     folder = Path(folder)
-    if not (folder / PROMPT_SIDECAR).is_file():
+    if shared_kind(folder) is None:
         raise XlsptError(f"{folder} holds no saved prompt (prompt.json): pass a folder written by save or save_pretrained")
     local = _local_hub(hub)
     if dry_run:
@@ -147,6 +159,6 @@ def resolve_pretrained(
             repo_id=name, revision=revision, token=token, allow_patterns=_FILES))
     except Exception as exc:  # noqa: BLE001 - not found, offline, bad revision: one line for the user
         raise XlsptError(fix.format(f" ({exc.__class__.__name__})")) from exc
-    if not (found / PROMPT_SIDECAR).is_file():
+    if shared_kind(found) is None:
         raise XlsptError(f"the Hub repository {name!r} holds no xlspt prompt (prompt.json): pass a repository pushed with xlspt")
     return found

@@ -1,7 +1,8 @@
 """The files of a run folder, named once for every layer that reads or writes them.
 
 A run folder holds the trained artifact (``prompt.safetensors`` + ``prompt.json``, or
-``probe.safetensors`` + ``probe.json``), its per-language results (``results.csv``), per-class
+``probe.safetensors`` + ``probe.json``, or for the LoRA method ``prompt.safetensors`` +
+``adapter_model.safetensors`` + ``lora.json``), its per-language results (``results.csv``), per-class
 scores (``per_class.csv``), for a single run a confusion matrix per language
 (``confusion/<lang>.png``) and every scored text with its probabilities (``predictions.jsonl``), a summary (``summary.txt``, ``summary.json``), a model card
 (``README.md``: the folder can be shared like an adapter), with ``save_model`` the trained model
@@ -19,8 +20,12 @@ PROMPT_FILE = "prompt.safetensors"
 PROMPT_SIDECAR = "prompt.json"
 PROBE_FILE = "probe.safetensors"
 PROBE_SIDECAR = "probe.json"
+LORA_SIDECAR = "lora.json"
+#: PEFT's file name for an adapter's weights (its key names too: ``base_model.model.<layer>.lora_A.weight``)
+ADAPTER_FILE = "adapter_model.safetensors"
 PROMPT_FILES = (PROMPT_FILE, PROMPT_SIDECAR)
 PROBE_FILES = (PROBE_FILE, PROBE_SIDECAR)
+LORA_FILES = (PROMPT_FILE, ADAPTER_FILE, LORA_SIDECAR)
 RESULTS_FILE = "results.csv"
 PER_CLASS_FILE = "per_class.csv"
 SUMMARY_FILE = "summary.txt"
@@ -32,7 +37,7 @@ CARD_FILE = "README.md"
 CONFUSION_DIR = "confusion"
 LOCK_FILE = ".lock"
 RESULT_FILES = (RESULTS_FILE, SUMMARY_FILE, SUMMARY_JSON, PER_CLASS_FILE, PREDICTIONS_FILE)
-ARTIFACT_FILES = (*PROMPT_FILES, *PROBE_FILES)
+ARTIFACT_FILES = (*PROMPT_FILES, *PROBE_FILES, ADAPTER_FILE, LORA_SIDECAR)
 RUN_FILES = (*ARTIFACT_FILES, *RESULT_FILES, RECORD_FILE, MODEL_FILE, CARD_FILE)
 
 

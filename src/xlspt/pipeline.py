@@ -107,7 +107,7 @@ def train(config: RunConfig, out: str | Path | None, *, overwrite: bool = False,
             layout.clear_files(folder, [f for f in layout.RUN_FILES if f not in layout.PROMPT_FILES])
         raise
     if overwrite:  # only now: a training that fails leaves the earlier files as they were
-        kept = (classifier.metadata.weights_file, classifier.metadata.sidecar_file)
+        kept = classifier.metadata.artifact_files()
         layout.clear_files(folder, [f for f in layout.RUN_FILES if f not in kept])
     return folder / classifier.metadata.weights_file, classifier.fit_summary()
 
@@ -116,7 +116,7 @@ def _input_checked(config: RunConfig, data: TaskData, model: LoadedModel, announ
     """Check what only the model can check (a prompt's label words need its tokenizer), then say ``announce`` (the
     recipe) and, where words were proposed from the label names, which word each label got: bad input gets its
     error alone."""
-    if config.method is not Method.PROMPT:
+    if config.method not in (Method.PROMPT, Method.LORA):
         if announce:
             say(announce)
         return
@@ -229,7 +229,8 @@ def evaluate(paths: Sequence[str], data: DataConfig, langs: str, out: str | Path
              options: EvaluateOptions = EvaluateOptions()) -> tuple[str, list[Path]]:
     """Evaluate saved prompts (several: from one pass over the text) on ``langs``; write ``out`` if given.
     Returns the printed text (one table, or a table per prompt and their comparison) and the main files written."""
-    first_sidecar = PromptClassifier.load_sidecar(_prompt_folder(paths[0]))
+    first_folder = _prompt_folder(paths[0])
+    first_sidecar = classifier_class(saved_method(first_folder)).load_sidecar(first_folder)
     trained_on = first_sidecar.data.train_language if first_sidecar.data else None
     # a source without languages of its own is in the prompt's training language
     task = TaskData.resolve(dataclasses.replace(data, language=trained_on) if trained_on else data)
@@ -253,11 +254,15 @@ def evaluate(paths: Sequence[str], data: DataConfig, langs: str, out: str | Path
     return table, [folder / layout.RESULTS_FILE, folder / layout.SUMMARY_FILE] if folder is not None else []
 
 
-def _prompt_folder(path: str) -> Path:
-    """The local folder of the prompt ``path`` names; another kind of artifact is refused (it has no scorers)."""
+def _prompt_folder(path: str, methods: tuple[Method, ...] = (Method.PROMPT, Method.LORA)) -> Path:
+    """The local folder of the prompts ``path`` names (with adapters too, unless ``methods`` leaves them out);
+    another kind of artifact is refused (it has no scorers)."""
     local = resolve_pretrained(path)
     method = saved_method(local)
-    if method is not Method.PROMPT:  # what the command reads: a prompt's sidecar makes the summary's header
+    if method not in methods and Method.LORA not in methods:
+        raise XlsptError(f"{path} holds a {method.value}: self-training continues the training of a soft prompt "
+                         f"(method prompt); train a {method.value} afresh with `xlspt run --method {method.value}`")
+    if method not in methods:  # what the command reads: a prompt's sidecar makes the summary's header
         raise XlsptError(f"{path} holds a {method.value}, not a soft prompt: `xlspt evaluate` scores prompts; the "
                          f"{method.value}'s results come with `xlspt run --method {method.value}`, and `xlspt predict` classifies with it")
     return local
@@ -266,12 +271,15 @@ def _prompt_folder(path: str) -> Path:
 def _loaded_together(paths: Sequence[str], load: LoadOptions, vote: bool) -> tuple[list[PromptClassifier], list[str]]:
     """The prompts of ``paths`` on one model (as one ensemble with ``vote``), refused if they read text differently."""
     first = load.load(paths[0])
-    classifiers = [first] + [PromptClassifier.load(_prompt_folder(p), first.model) for p in paths[1:]]
+    classifiers = [first] + [load_classifier(_prompt_folder(p), first.model) for p in paths[1:]]
     if any(c.verbalizer != first.verbalizer or c.readout != first.readout for c in classifiers):
         raise XlsptError("these prompts use different label words, maximum lengths or tokenization: evaluate them one at a time")
     names = list(paths)
     if vote and len(classifiers) > 1:
-        return [PromptClassifier.ensemble_of(classifiers)], [f"vote of {len(paths)} prompts"]
+        if len({type(c) for c in classifiers}) > 1:
+            raise XlsptError("--vote joins prompts of one method: prompts with adapters (method lora) vote with "
+                             "prompts with adapters only; evaluate the others beside them without --vote")
+        return [type(first).ensemble_of(classifiers)], [f"vote of {len(paths)} prompts"]
     return classifiers, names
 
 
@@ -431,13 +439,16 @@ def push(folder: str | Path, repo: str, *, hub: str | None = None, token: str | 
     import tempfile
 
     from .card import front_matter
-    from .hub import push_folder, stage_shareable
+    from .hub import push_folder, shared_kind, stage_shareable
 
     folder = Path(folder)
-    if not (folder / layout.PROMPT_FILE).is_file() or not (folder / layout.PROMPT_SIDECAR).is_file():
+    kind = shared_kind(folder) if folder.is_dir() else None
+    if kind is None or not (folder / layout.PROMPT_FILE).is_file():
         raise XlsptError(f"--prompt {folder} is not a saved prompt folder (no {layout.PROMPT_FILE} and "
                          f"{layout.PROMPT_SIDECAR}): pass the --out folder of `xlspt run` or `xlspt train`")
-    PromptClassifier.load_sidecar(folder)  # refuses a damaged or foreign folder before anything is staged
+    # refuses a damaged or foreign folder before anything is staged
+    loaded = classifier_class(kind.method).load_sidecar(folder)
+    loaded.check_weights(folder)
     with tempfile.TemporaryDirectory(prefix="xlspt-push-") as staging:
         files = stage_shareable(folder, staging, repo_id=repo)
         where = push_folder(staging, repo, hub=hub, token=token, private=private, dry_run=dry_run)
@@ -465,7 +476,7 @@ def self_train(path: str, out: str | Path, unlabeled: dict[str, list[str]], conf
     """Self-train the prompt saved at ``path`` on ``unlabeled`` (language -> texts) and save the result in ``out``
     (per language: ``out/<language>``). Returns, per classifier written, its folder and the pseudo-labelled
     texts it trained on per language."""
-    folder = _prompt_folder(path)
+    folder = _prompt_folder(path, (Method.PROMPT,))
     per_language = config.scope is SelfTrainingScope.PER_LANGUAGE
     targets = {lang: Path(out) / lang for lang in unlabeled} if per_language else {None: Path(out)}
     for target in targets.values():

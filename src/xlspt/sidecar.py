@@ -33,7 +33,7 @@ from .calibration import CalibrationConfig
 from .engine.options import ReadoutConfig
 from .errors import ConfigError, XlsptError
 from .files import write_json_atomic
-from .layout import PROBE_FILE, PROBE_SIDECAR, PROMPT_FILE, PROMPT_SIDECAR
+from .layout import ADAPTER_FILE, LORA_SIDECAR, PROBE_FILE, PROBE_SIDECAR, PROMPT_FILE, PROMPT_SIDECAR
 from .prompt import PromptConfig
 from .results.summary import Header
 from .train import TrainConfig
@@ -170,6 +170,11 @@ class Sidecar:
 
     _KINDS: ClassVar[dict[str, type["Sidecar"]]] = {}
 
+    @classmethod
+    def artifact_files(cls) -> tuple[str, ...]:
+        """Every file the artifact is saved as (its weights files and the sidecar): what a folder keeps of it."""
+        return (cls.weights_file, cls.sidecar_file)
+
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         if cls.method:
@@ -232,6 +237,17 @@ class Sidecar:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise XlsptError(f"{path} does not describe an xlspt {cls.method} ({exc.__class__.__name__}: {exc}): "
                              "re-train or restore it") from None
+
+    def checked_path(self, directory: Path, name: str, recorded: str | None) -> Path:
+        """``directory / name``, refused when it is missing or changed since the sidecar recorded its checksum
+        ``recorded``."""
+        if not (directory / name).is_file():
+            raise XlsptError(f"{directory / name} is missing: keep the files of a saved {self.method} together "
+                             f"({', '.join(self.artifact_files())})")
+        if recorded is not None and recorded != sha256_file(directory / name):
+            raise XlsptError(f"{directory / name} does not match the checksum in {self.sidecar_file} (changed or "
+                             "damaged since it was saved): restore the files together, or train it again")
+        return directory / name
 
     def check_weights(self, directory: Path) -> None:
         """Refuse weights that changed since the sidecar was written (sidecars before 1.2 hold no checksum)."""
@@ -450,3 +466,58 @@ class ProbeSidecar(Sidecar):
     def from_dict(cls, values: dict) -> "ProbeSidecar":
         return cls(**cls.common_fields(values, values), C=float(values.get("C", 1.0)),
                    validation_log_loss=dict(values.get("validation_log_loss") or {}))
+
+
+@dataclass
+class LoraSidecar(PromptSidecar):
+    """Soft prompts with low-rank adapters on the frozen model (``lora.json``): a prompt sidecar's entries, and
+    ``lora``: the adapters' settings (:class:`~xlspt.lora.LoraConfig`), their file and its SHA-256 and the
+    numbers they hold. The prompts stay in ``prompt.safetensors``; the adapters are in
+    ``adapter_model.safetensors`` under PEFT's key names (an ensemble's member ``i`` under ``members.<i>.``).
+    A folder without ``prompt.json`` is not read as a plain prompt by earlier versions: scored without its
+    adapters, it would answer wrongly."""
+
+    method: ClassVar[str] = "lora"
+    sidecar_file: ClassVar[str] = LORA_SIDECAR
+    adapter_file: ClassVar[str] = ADAPTER_FILE
+    required: ClassVar[tuple[str, ...]] = (*PromptSidecar.required, "lora")
+
+    lora: dict = field(default_factory=dict)
+    adapter_sha256: str | None = None
+    adapter_parameters: int | None = None
+
+    @classmethod
+    def artifact_files(cls) -> tuple[str, ...]:
+        return (cls.weights_file, cls.adapter_file, cls.sidecar_file)
+
+    @classmethod
+    def known_keys(cls) -> set[str]:
+        return super().known_keys() | {"lora"}
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["lora"] = {**self.lora, "file": self.adapter_file, "sha256": self.adapter_sha256,
+                       "parameters": self.adapter_parameters}
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "LoraSidecar":
+        prompt = PromptSidecar.from_dict(values)
+        lora = dict(values["lora"])
+        recorded = {k: lora.pop(k, None) for k in ("file", "sha256", "parameters")}
+        return cls(**{f.name: getattr(prompt, f.name) for f in dataclasses.fields(PromptSidecar)}, lora=lora,
+                   adapter_sha256=recorded["sha256"], adapter_parameters=recorded["parameters"])
+
+    def write(self, directory: Path) -> Path:
+        self.adapter_sha256 = sha256_file(directory / self.adapter_file)
+        return super().write(directory)
+
+    def check_weights(self, directory: Path) -> None:
+        super().check_weights(directory)
+        self.checked_path(directory, self.adapter_file, self.adapter_sha256)
+
+    def summary_header(self) -> Header:
+        header = super().summary_header()
+        settings = ", ".join(f"{k} {v}" for k, v in self.lora.items() if v is not None)
+        header.lines.insert(1, f"low-rank adapters on the frozen model ({settings}): {self.adapter_parameters} numbers")
+        return dataclasses.replace(header, kind="soft prompt with low-rank adapters")

@@ -25,14 +25,17 @@ if TYPE_CHECKING:
 
     from ..data.task import TaskData
     from ..engine.options import ReadoutConfig
+    from ..lora import LoraConfig
     from ..models.loading import LoadedModel
 
 
 class Method(str, Enum):
-    """What is trained: a soft ``prompt`` (one, or an ensemble) or the frozen-feature ``probe`` baseline."""
+    """What is trained: a soft ``prompt`` (one, or an ensemble), the frozen-feature ``probe`` baseline, or a soft
+    prompt with low-rank adapters on the frozen model (``lora``)."""
 
     PROMPT = "prompt"
     PROBE = "probe"
+    LORA = "lora"
 
 
 @dataclass
@@ -47,6 +50,7 @@ class FitRequest:
         readout: how texts are read (maximum length, special tokens).
         prompt, training, label_words, allow_first_subtoken, ensemble, shared_sample, calibration,
             initial: a soft prompt's settings (the probe reads none of them).
+        lora: the low-rank adapters trained with each prompt (the ``lora`` method's; ``None`` for the others).
         name: how logs name it.
         out: its folder, where a diverged prompt's best epoch is kept.
     """
@@ -63,6 +67,7 @@ class FitRequest:
     shared_sample: bool = False
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     initial: SoftPrompt | None = None
+    lora: "LoraConfig | None" = None
     name: str = "a prompt"
     out: Path | None = None
 
@@ -93,6 +98,9 @@ class Classifier(Protocol):
     fit_seconds: float
     #: whether a request may ask for a calibration (:mod:`xlspt.calibration`)
     takes_calibration: ClassVar[bool]
+    #: whether classifiers of the method fit and score together with others (a study runs them as one group);
+    #: else each is fitted and scored on its own, its record written before the next starts
+    works_together: ClassVar[bool]
 
     @property
     def labels(self) -> tuple[str, ...]: ...

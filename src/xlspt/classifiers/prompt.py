@@ -22,7 +22,7 @@ import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import pandas as pd
 import torch
@@ -35,16 +35,19 @@ from ..data.task import TaskData
 from ..engine.options import ReadoutConfig
 from ..engine.passes import PromptPass
 from ..errors import ConfigError, XlsptError
-from ..evaluate import Calibrator, Scorer, build_calibrator, reference_statistics
+from ..evaluate import Calibrator, Scorer, build_calibrator, readout_states
 from ..models.loading import LoadedModel, load_model
 from ..prompt import PromptConfig, SoftPrompt
 from ..sidecar import PromptSidecar, Sample, Training
 from ..train import TrainConfig, TrainingDiverged, TrainResult
 from ..verbalizer import Verbalizer, propose_label_words
-from .base import FitRequest, Log, Method, ReadsLikeItsSidecar, register
+from .base import FitRequest, Log, Method, ReadsLikeItsSidecar, classifier_class, register, saved_method
 from .recipes import DEFAULT_RECIPE, recipe as recipe_settings
 from .scoring import PassOptions, ScoreRequest, ScoresInBatches, calibration_of, passes
 from .training import FinishedJob, PromptJob, train_prompt_jobs
+
+if TYPE_CHECKING:
+    from ..lora import LoraConfig
 
 
 def _quiet(message: str) -> None:
@@ -93,6 +96,9 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
         reference: the training language's read-out mean and spread per prompt (``[P, d]``), which
             ``standardize`` moves other languages to; saved with the prompts.
     """
+
+    #: the typed sidecar its folder holds
+    sidecar_kind: ClassVar[type[PromptSidecar]] = PromptSidecar
 
     model: LoadedModel
     verbalizer: Verbalizer
@@ -192,6 +198,7 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
         calibration: CalibrationConfig | None = None,
         recipe: str | None = DEFAULT_RECIPE,
         progress: bool = True,
+        lora: "LoraConfig | None" = None,
     ) -> "PromptClassifier":
         """Draw ``shots`` examples per class of ``train_language`` and train a prompt on them.
 
@@ -205,6 +212,9 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
         ``ensemble``: train several prompts, one per seed (``N``: the seeds ``training.seed`` to
         ``training.seed + N - 1``; or a list of seeds), each on its own sample drawn with its seed,
         or all on the sample of ``training.seed`` with ``shared_sample``.
+        ``lora``: train low-rank adapters on the frozen model with each prompt (the ``lora`` method: a
+        :class:`~xlspt.classifiers.LoraClassifier` is returned); the recipe applies as named, so the default one
+        trains 8 members, each with its adapters: :meth:`LoraClassifier.train` starts from no recipe (one prompt).
         """
         if recipe is not None and initial is None:
             chosen = recipe_settings(recipe).arguments()
@@ -220,9 +230,12 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
             train_language=train_language, shots=shots, seed=training.seed if sample_seed is None else sample_seed,
             readout=ReadoutConfig(max_length=training.max_length, special_tokens=training.special_tokens), prompt=prompt,
             training=training, label_words=label_words, allow_first_subtoken=allow_first_subtoken,
-            ensemble=len(seeds or [None]), shared_sample=shared_sample, calibration=calibration, initial=initial, name="")
+            ensemble=len(seeds or [None]), shared_sample=shared_sample, calibration=calibration, initial=initial,
+            lora=lora, name="")
+        kind = classifier_class(Method.LORA) if lora is not None else cls
+        kind.check_request(request)
         log = (lambda message: print(message, file=sys.stderr, flush=True)) if progress and seeds else _quiet
-        [clf] = cls.fit_many(model, data, [request], progress=progress, log=log, desc="training", seeds=seeds)
+        [clf] = kind.fit_many(model, data, [request], progress=progress, log=log, desc="training", seeds=seeds)
         return clf
 
     @classmethod
@@ -281,7 +294,7 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
             examples = mine_done[0].examples
             # a prompt trained with the model is useless without the model's weights, which are not kept
             if (isinstance(error, TrainingDiverged) and error.best is not None and len(mine) == 1 and request.out
-                    and not request.changes_model):
+                    and not request.changes_model and request.lora is None):
                 kept = cls.from_training(model, verbalizer, data, examples, error.best,
                                          group[0].training, train_language=first.train_language, shots=first.shots,
                                          allow_first_subtoken=first.allow_first_subtoken, sample_seed=group[0].sample_seed)
@@ -340,7 +353,7 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
         sample = self.metadata.training.data
         language = sample.train_language if sample is not None else "eng_Latn"
         texts = data.split(language, self.calibration.unlabeled_split)["text"].tolist()
-        self.reference = reference_statistics(self.model, self.prompts, texts, self._readout(batch_size, engine))
+        self.reference = StateStatistics.of(self.read_states(texts, self._readout(batch_size, engine)))
 
     def member(self, i: int) -> "PromptClassifier":
         """Member ``i`` of an ensemble as a classifier of its own."""
@@ -348,7 +361,7 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
         metadata = dataclasses.replace(self.metadata, members=[own], data=own.data)
         soft = [self.soft_prompts[i]] if self.soft_prompts else None
         reference = self.reference and StateStatistics(self.reference.mean[i : i + 1], self.reference.std[i : i + 1])
-        return PromptClassifier(self.model, self.verbalizer, [self.prompts[i]], metadata, soft, self.calibration, reference)
+        return type(self)(self.model, self.verbalizer, [self.prompts[i]], metadata, soft, self.calibration, reference)
 
     @classmethod
     def from_training(
@@ -377,7 +390,7 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
         member = Training(prompt_config=result.prompt.config, train_config=training, data=sample,
                           best_epoch=result.best_epoch, best_val_loss=result.best_val_loss, history=result.history,
                           train_seconds=round(seconds, 1), created=PromptSidecar().created)
-        metadata = PromptSidecar(
+        metadata = cls.sidecar_kind(
             model=model.name, model_signature=model.signature(), labels=list(verbalizer.labels),
             dtype=str(model.dtype).removeprefix("torch."), readout=ReadoutConfig(max_length=training.max_length, special_tokens=training.special_tokens), data=sample,
             label_words=verbalizer.as_dict(), label_token_ids=list(verbalizer.token_ids),
@@ -407,7 +420,7 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
             dtype: when the model is loaded here: ``None`` for the dtype the prompt was trained in
                 (so that evaluation reproduces), or ``"float32"``, ``"bfloat16"``, ``"auto"``.
         """
-        artifact = PromptArtifact.load(path)
+        artifact = PromptArtifact.load(path, cls.sidecar_kind)
         meta = artifact.metadata
         if model is None or isinstance(model, str):
             model = load_model(model or meta.model, dtype=dtype or meta.dtype, device=device)
@@ -426,10 +439,10 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
         prompts = [p.to(device=model.device) for p in artifact.prompts]
         return cls(model, verbalizer, prompts, meta, artifact.soft_prompts(), meta.calibration, artifact.reference)
 
-    @staticmethod
-    def load_sidecar(path: str | Path) -> PromptSidecar:
+    @classmethod
+    def load_sidecar(cls, path: str | Path) -> PromptSidecar:
         """The sidecar of the prompt saved at ``path`` (checked with its prompt file, which it describes)."""
-        return PromptArtifact.load(path).metadata
+        return PromptArtifact.load(path, cls.sidecar_kind).metadata
 
     def fit_summary(self) -> str:
         """A line about the fit, for the command line."""
@@ -478,8 +491,10 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
         and :meth:`push_to_hub`; ``hub`` (or ``$XLSPT_HUB_DIR``) is a local folder standing in for the Hub."""
         from ..hub import resolve_pretrained
 
-        return cls.load(resolve_pretrained(name_or_path, hub=hub, revision=revision, token=token), model, dtype=dtype,
-                        device=device)
+        folder = resolve_pretrained(name_or_path, hub=hub, revision=revision, token=token)
+        saved = classifier_class(saved_method(folder)) if Path(folder).is_dir() else cls
+        kind = saved if issubclass(saved, cls) else cls  # prompts with adapters load with them
+        return kind.load(folder, model, dtype=dtype, device=device)
 
     def push_to_hub(
         self, repo_id: str, *, results: pd.DataFrame | None = None, hub: str | Path | None = None,
@@ -515,8 +530,12 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
         key = (readout, id(self.reference), id(store))
         if key not in self._calibrators:
             self._calibrators[key] = build_calibrator(self.model, self.verbalizer, self.prompts, [], readout,
-                                                      reference=self.reference, store=store)
+                                                      reference=self.reference, store=store, read=self.read_states)
         return self._calibrators[key]
+
+    def read_states(self, texts: Sequence[str], readout: ReadoutConfig, store=None) -> torch.Tensor:
+        """``[P, N, d]`` read-out states of every prompt on ``texts`` (one pass; ``store``: text states kept on disk)."""
+        return readout_states(self.model, self.prompts, texts, readout, store=store)
 
     def prepare_scoring(self, options: PassOptions = PassOptions()) -> None:
         """Compute the content-free priors now (a server does, so that its first request does not wait for them)."""
@@ -527,6 +546,19 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
     def _reads_alike(clf: "PromptClassifier") -> tuple:
         """Prompts with equal keys share a pass: one model, text truncated and tokenized alike."""
         return id(clf.model), clf.readout.max_length, clf.readout.special_tokens
+
+    @classmethod
+    def _pass_states(cls, classifiers: Sequence["PromptClassifier"], texts: Sequence[str], readout: ReadoutConfig,
+                     options: PassOptions) -> tuple[torch.Tensor, dict[int, tuple[int, int]]]:
+        """``[P, N, d]`` read-out states of the prompts of every one of ``classifiers`` on ``texts``, in one pass, and
+        where each classifier's prompts are among them (``id -> (start, size)``)."""
+        prompts, spans = [], {}
+        for clf in classifiers:
+            spans[id(clf)] = (len(prompts), clf.size)
+            prompts += clf.prompts
+        reading = PromptPass(classifiers[0].model, texts, [p.shape[0] for p in prompts], max_length=readout.max_length,
+                             special_tokens=readout.special_tokens)
+        return reading.states(prompts, readout.engine, readout.batch_size, store=options.store), spans
 
     @classmethod
     def score_requests(cls, requests: Sequence[ScoreRequest], options: PassOptions = PassOptions()) -> list[torch.Tensor]:
@@ -540,15 +572,7 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
                 request.classifier.refuse_self_trained_texts(request.texts)
                 calibration_of(request).check_inputs(len(request.texts), len(request.unlabeled),
                                                      request.classifier.reference is not None)
-            first = classifiers[0]
-            readout = first.scoring_readout(options)
-            prompts, spans = [], {}
-            for clf in classifiers:
-                spans[id(clf)] = (len(prompts), clf.size)
-                prompts += clf.prompts
-            reading = PromptPass(first.model, rows.texts, [p.shape[0] for p in prompts], max_length=readout.max_length,
-                                 special_tokens=readout.special_tokens)
-            states = reading.states(prompts, readout.engine, readout.batch_size, store=options.store)  # [P, N, d]
+            states, spans = cls._pass_states(classifiers, rows.texts, classifiers[0].scoring_readout(options), options)
             for i in indices:
                 request = requests[i]
                 clf = request.classifier
@@ -610,14 +634,15 @@ def _member_jobs(request: FitRequest, seeds: list[int] | None = None) -> list[Pr
     ``training.seed`` onwards). A request without a name (the Python API's) names members by number and seed."""
     training = request.training
     if request.ensemble == 1 and seeds is None:
-        return [PromptJob(request.prompt, training, request.seed, request.initial, request.name or "a prompt")]
+        return [PromptJob(request.prompt, training, request.seed, request.initial, request.name or "a prompt",
+                          request.lora)]
     seeds = _ensemble_seeds(request.ensemble, training.seed) if seeds is None else seeds
     if request.initial is not None:
         raise XlsptError("an ensemble trains new prompts: resume its members one at a time")
     names = [f"{request.name} member {i}" if request.name else f"ensemble member {i + 1}/{len(seeds)} (seed {seed})"
              for i, seed in enumerate(seeds)]
     return [PromptJob(request.prompt, dataclasses.replace(training, seed=seed), training.seed if request.shared_sample else seed,
-                      name=name) for name, seed in zip(names, seeds)]
+                      name=name, adapter=request.lora) for name, seed in zip(names, seeds)]
 
 
 def stacked_reference(classifiers: Sequence[PromptClassifier]) -> StateStatistics | None:

@@ -246,6 +246,8 @@ class ScoresInBatches:
     evaluation_desc = "evaluating"
     #: whether a request may ask for a calibration (a probe is scored as it is)
     takes_calibration = True
+    #: whether classifiers of the method share training and scoring passes (prompts and probes do)
+    works_together = True
 
     @classmethod
     def score_requests(cls, requests: Sequence[ScoreRequest], options: PassOptions = PassOptions()) -> list[torch.Tensor]:

@@ -12,16 +12,20 @@ alone.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
+
+import torch
 
 from ..data.sampling import FewShotSplit, sample_few_shot
 from ..data.task import TaskData
 from ..engine.options import Engine
 from ..models.loading import LoadedModel
 from ..prompt import PromptConfig, SoftPrompt
-from ..train import TrainConfig, TrainResult, train_prompts
+from ..lora import LoraConfig, attached_lora, lora_weights
+from ..train import TrainConfig, TrainingDiverged, TrainResult, train_prompts
 from ..verbalizer import Verbalizer
 
 
@@ -29,7 +33,9 @@ from ..verbalizer import Verbalizer
 class PromptJob:
     """One prompt to train: its shape and optimisation, the seed its sample is drawn with, and a name for logs.
 
-    ``initial``: continue from a saved prompt (with its reparameterization network).
+    ``initial``: continue from a saved prompt (with its reparameterization network). ``adapter``: train low-rank
+    adapters on the frozen model with the prompt (at the adapters' own learning rate), initialised from the
+    training seed.
     """
 
     prompt: PromptConfig
@@ -37,26 +43,30 @@ class PromptJob:
     sample_seed: int
     initial: SoftPrompt | None = None
     name: str = "a prompt"
+    adapter: LoraConfig | None = None
 
 
 @dataclass
 class FinishedJob:
-    """A trained job: its result (the best epoch's prompt) or the error that stopped it, with what it read."""
+    """A trained job: its result (the best epoch's prompt, and its adapters' weights) or the error that stopped it,
+    with what it read."""
 
     job: PromptJob
     examples: FewShotSplit | None
     outcome: TrainResult | BaseException
     seconds: float = 0.0
+    adapter_weights: dict[str, torch.Tensor] | None = None
 
 
 def step_key(job: PromptJob) -> tuple:
     """Prompts with equal keys take the same steps, each on its sample: they train together.
 
-    A prompt that trains the model too, or resumes from a saved one, trains alone.
+    A prompt that trains the model or adapters too, or resumes from a saved one, trains alone.
     """
     t = job.training
-    alone = id(job) if (not t.freeze_model or job.initial is not None) else None
-    return (*t.steps_key(seed=False), Engine(t.engine).for_training(not t.freeze_model), alone)
+    model_trains = not t.freeze_model or job.adapter is not None
+    alone = id(job) if (model_trains or job.initial is not None) else None
+    return (*t.steps_key(seed=False), Engine(t.engine).for_training(model_trains), alone)
 
 
 def group_jobs(jobs: Sequence[PromptJob]) -> list[list[PromptJob]]:
@@ -99,6 +109,11 @@ def train_prompt_jobs(
             drawn = {seed: sample_few_shot(data, train_language, shots, seed) for seed in {j.sample_seed for j in group}}
             for jobs_of_size in _by_sample_size(group, drawn):
                 examples = [drawn[j.sample_seed] for j in jobs_of_size]
+                if jobs_of_size[0].adapter is not None:  # alone in its group (step_key)
+                    [job] = jobs_of_size
+                    finished[id(job)] = _train_with_adapter(model, verbalizer, job, examples[0], progress,
+                                                            desc.format(n=1))
+                    continue
                 results = train_prompts(model, verbalizer, examples, [j.prompt for j in jobs_of_size],
                                         [j.training for j in jobs_of_size], initials=[j.initial for j in jobs_of_size],
                                         progress=progress, desc=desc.format(n=len(jobs_of_size)))
@@ -113,3 +128,15 @@ def train_prompt_jobs(
             finished[id(job)].seconds = seconds
     return [finished[id(job)] for job in jobs]
 
+
+
+def _train_with_adapter(model: LoadedModel, verbalizer: Verbalizer, job: PromptJob, examples: FewShotSplit,
+                        progress: bool, desc: str) -> FinishedJob:
+    """Train ``job``'s prompt with fresh low-rank adapters on the frozen model (the adapters at their own learning
+    rate), keeping the best epoch's adapter weights; the model is as it was afterwards."""
+    training = dataclasses.replace(job.training, model_lr=job.adapter.lr)
+    with attached_lora(model, job.adapter, seed=job.training.seed) as adapters:
+        [result] = train_prompts(model, verbalizer, [examples], [job.prompt], [training], initials=[job.initial],
+                                 progress=progress, desc=desc, adapters=list(adapters.values()))
+        weights = lora_weights(model) if not isinstance(result, TrainingDiverged) else None
+    return FinishedJob(job, examples, result, adapter_weights=weights)

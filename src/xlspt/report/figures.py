@@ -246,6 +246,14 @@ def _fitted_line(ax, distance: pd.Series, values: pd.Series, color: str, label: 
             label=f"{label}: {slope:+.1f} [{low:+.1f}, {high:+.1f}] points per {DISTANCE_STEP}")
 
 
+def distance_axes(*axes) -> None:
+    """Axes whose x is each language's typological distance from the training language: labelled, legend, grid."""
+    for ax in axes:
+        ax.set_xlabel("typological distance from the training language (URIEL, cosine)")
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
+
+
 def freezing_distance_plot(table: pd.DataFrame, path: Path) -> Figure:
     """Per model, two panels against each transfer language's typological distance from the training
     language: the gain from freezing (points), and accuracy with and without MF; least-squares lines
@@ -267,10 +275,7 @@ def freezing_distance_plot(table: pd.DataFrame, path: Path) -> Figure:
         _chance_line(accuracy_ax)
         accuracy_ax.set_ylabel("accuracy (%)")
         accuracy_ax.set_title(f"{model}: accuracy with and without MF", fontsize=10)
-        for ax in (gain_ax, accuracy_ax):
-            ax.set_xlabel("typological distance from the training language (URIEL, cosine)")
-            ax.legend(fontsize=7, loc="best")
-            ax.grid(alpha=0.3)
+        distance_axes(gain_ax, accuracy_ax)
     figure.suptitle("Model freezing and typological distance (one point per transfer language, seed-averaged)")
     _save(figure, path)
     return figure

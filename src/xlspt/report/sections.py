@@ -303,14 +303,8 @@ def _points(value: Any) -> str:
     return "–" if value is None or pd.isna(value) else f"{100 * value:+.1f}"
 
 
-def anchors_sections(grid: Grid, comparison: pd.DataFrame, sets: pd.DataFrame, languages: pd.DataFrame,
-                     held_out: pd.DataFrame) -> list[str]:
-    """The store's results beside the published anchors (:mod:`.anchors`): per configuration, per language set,
-    per language evaluated here, and the held-out languages it did not evaluate."""
-    if comparison.empty:
-        return ["## Against published anchors", "",
-                f"*None of the languages evaluated here is in the {SOURCE}: no anchors to compare with.*", ""]
-    gpt4, xlmr = COMPARED
+def anchor_comparison(comparison: pd.DataFrame) -> pd.DataFrame:
+    """The printed table of :func:`~xlspt.report.anchors.comparison_table`: each configuration beside the anchors."""
     table = pd.DataFrame({
         "id": comparison["config_id"], "configuration": comparison["configuration"], "seeds": comparison["n_seeds"],
         "English": [_percent(m, s) for m, s in zip(comparison["english_mean"], comparison["english_std"])],
@@ -321,6 +315,18 @@ def anchors_sections(grid: Grid, comparison: pd.DataFrame, sets: pd.DataFrame, l
         table[f"vs {anchor.name}"] = comparison[f"{anchor.column}_difference"].map(_points)
         table[f"languages above {anchor.name}"] = [f"{above} of {n}" for above, n in
                                                    zip(comparison[f"{anchor.column}_above"], comparison["languages"])]
+    return table
+
+
+def anchors_sections(grid: Grid, comparison: pd.DataFrame, sets: pd.DataFrame, languages: pd.DataFrame,
+                     held_out: pd.DataFrame) -> list[str]:
+    """The store's results beside the published anchors (:mod:`.anchors`): per configuration, per language set,
+    per language evaluated here, and the held-out languages it did not evaluate."""
+    if comparison.empty:
+        return ["## Against published anchors", "",
+                f"*None of the languages evaluated here is in the {SOURCE}: no anchors to compare with.*", ""]
+    gpt4, xlmr = COMPARED
+    table = anchor_comparison(comparison)
     lines = [
         "## Against published anchors",
         "",

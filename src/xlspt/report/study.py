@@ -34,7 +34,7 @@ from ..errors import XlsptError
 from ..files import write_text_atomic
 from ..study.records import RunRecord
 from ..study.store import StoreContents
-from . import anchors
+from . import adapters, anchors
 from .figures import DrawnFigure, draw_all
 from .findings import correlation_table, findings_table
 from .grid import Grid, build_grid, config_value, language_table, read_store, summary_table
@@ -55,6 +55,7 @@ class _Tables:
     protocols: pd.DataFrame | None  # only with calibrated runs
     calibrated_runs: int
     anchors: pd.DataFrame  # per configuration, beside the published anchors
+    adapters: list[str]  # the section on low-rank adapters (none without LoRA runs)
 
 
 def _write_csv(path: Path, frame: pd.DataFrame, written: list[Path]) -> None:
@@ -112,7 +113,9 @@ def write_report(store: str | Path, out: str | Path) -> dict:
 def _write_tables(contents: StoreContents, study_runs: list[RunRecord], grid: Grid, out: Path, written: list[Path]) -> _Tables:
     """Write every CSV of the report, in the order ``written`` lists them."""
     probes = [r for r in contents.done if config_value(r, "method") == "probe"]
-    calibrated_runs = len(contents.done) - len(study_runs) - len(probes)
+    lora = [r for r in contents.done if config_value(r, "method") == "lora"]
+    # the sections below read zero-shot LoRA runs in their own section; other runs with a protocol are "calibrated"
+    calibrated_runs = len(contents.done) - len(study_runs) - len(probes) - sum(r.protocol == "zero-shot" for r in lora)
     _write_csv(out / "runs.csv", results_table(contents.done), written)
     baseline = protocols = None
     if probes:
@@ -125,12 +128,34 @@ def _write_tables(contents: StoreContents, study_runs: list[RunRecord], grid: Gr
     _write_csv(out / "languages.csv", anchors.with_anchors(language_table(grid)), written)
     compared = anchors.comparison_table(grid, study_runs)
     _write_csv(out / "anchors.csv", compared, written)
-    findings = findings_table(grid)
+    arms = adapters.adapter_arms(contents.done)
+    adapter_rows = adapters.adapter_findings(arms)
+    findings = pd.concat([findings_table(grid), pd.DataFrame(adapter_rows, columns=findings_table(grid).columns)],
+                         ignore_index=True) if adapter_rows else findings_table(grid)
     _write_csv(out / "findings.csv", findings, written)
+    adapter_lines = _adapter_outputs(arms, contents.done, adapter_rows, out, written)
     correlations = correlation_table(grid)
     _write_csv(out / "correlations.csv", correlations.drop(columns=["points"]), written)
     return _Tables(findings=findings, correlations=correlations, baseline=baseline, protocols=protocols,
-                   calibrated_runs=calibrated_runs, anchors=compared)
+                   calibrated_runs=calibrated_runs, anchors=compared, adapters=adapter_lines)
+
+
+def _adapter_outputs(arms, records: list[RunRecord], rows: list[dict], out: Path, written: list[Path]) -> list[str]:
+    """``adapters.csv`` (per language, each arm), ``adapter_costs.csv`` and ``adapters.png`` where the store holds
+    LoRA runs with their matched arms; the report's section on them."""
+    if arms is None:
+        return []
+    costs = figure = None
+    if arms.complete:
+        table = adapters.adapter_language_table(arms)
+        _write_csv(out / "adapters.csv", table, written)
+        costs = adapters.adapter_cost_table(arms, records)
+        _write_csv(out / "adapter_costs.csv", costs, written)
+        if table["distance"].notna().sum() >= 3:
+            adapters.adapters_plot(table, out / "adapters.png")
+            written.append(out / "adapters.png")
+            figure = "adapters.png"
+    return adapters.adapters_section(arms, costs, rows, figure, records)
 
 
 def _report_lines(contents: StoreContents, grid: Grid, tables: _Tables, figures: list[DrawnFigure], warnings: list[str],
@@ -147,6 +172,7 @@ def _report_lines(contents: StoreContents, grid: Grid, tables: _Tables, figures:
         *configurations_section(grid),
         *summary_section(grid),
         *findings_section(tables.findings),
+        *tables.adapters,
         *anchors_sections(grid, tables.anchors, anchors.language_set_table(grid), anchors.language_table(grid),
                           anchors.held_out_table(grid)),
         *figures_section(figures, out),

@@ -26,7 +26,7 @@ from ..classifiers import Classifier, PassOptions, ScoreRequest, classifier_clas
 from ..engine import Engine
 from ..errors import XlsptError
 from ..hub import resolve_pretrained
-from ..layout import PROBE_SIDECAR, PROMPT_SIDECAR, RESULTS_FILE
+from ..layout import RESULTS_FILE
 from ..pipeline import LoadOptions
 from ..sidecar import Sidecar
 
@@ -62,7 +62,7 @@ def task_sources(tasks: Sequence[str] = (), folder: str | None = None) -> dict[s
         root = Path(folder).expanduser()
         if not root.is_dir():
             raise XlsptError(f"--tasks {folder}: no such folder: pass a folder holding run folders")
-        found = sorted(p for p in root.iterdir() if (p / PROMPT_SIDECAR).is_file() or (p / PROBE_SIDECAR).is_file())
+        found = sorted(p for p in root.iterdir() if p.is_dir() and Sidecar.kind_of(p) is not None)
         if not found:
             raise XlsptError(f"--tasks {folder} holds no run folder with a saved prompt or probe")
         for path in found:

@@ -34,6 +34,7 @@ from ..classifiers import FitRequest, Method, classifier_class
 from ..data.task import DataConfig
 from ..engine.options import Engine, ReadoutConfig, SpecialTokens, enum_value
 from ..errors import ConfigError
+from ..lora import LoraConfig
 from ..models.loading import DEFAULT_DTYPE, EMBEDDED_DEFAULT, DType
 from ..prompt import PromptConfig
 from ..train import TrainConfig, TrainingLoss
@@ -43,8 +44,12 @@ _TRAIN = TrainConfig()
 _READOUT = ReadoutConfig()
 _DATA = DataConfig()
 _CALIBRATION = CalibrationConfig()
+_LORA = LoraConfig()
 _Config = TypeVar("_Config")
 
+
+#: The run-config fields of the lora method's adapters.
+LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_lr", "lora_targets")
 
 #: ``model_lr`` that means the prompt's rate (as the study's reference code used one rate for both).
 REFERENCE_MODEL_LR = "reference"
@@ -52,6 +57,12 @@ REFERENCE_MODEL_LR = "reference"
 
 def _help(text: str, **extra) -> dict:
     return {"help": text, **extra}
+
+
+def _lora_field(name: str):
+    """A field that is :class:`~xlspt.lora.LoraConfig`'s (``lora_<name>``): its default and help, stated there."""
+    lora = LoraConfig.__dataclass_fields__[name]
+    return field(default=getattr(_LORA, name), metadata=_help(f"with method lora: {lora.metadata['help']}"))
 
 
 def _readout_field(name: str):
@@ -138,11 +149,20 @@ class RunConfig:
 
     method: Method = field(default=Method.PROMPT, metadata=_help(
         "prompt: a soft prompt (the study's method); probe: the baseline, a logistic regression on the frozen model's "
-        "read-out state of text + EOS (no prompt), trained on the same examples"))
+        "read-out state of text + EOS (no prompt), trained on the same examples; lora: a soft prompt trained with "
+        "low-rank adapters on the frozen model (PEFT), one adapter per prompt"))
+    lora_rank: int = _lora_field("rank")
+    lora_alpha: float = _lora_field("alpha")
+    lora_dropout: float = _lora_field("dropout")
+    lora_lr: float = _lora_field("lr")
+    lora_targets: str | None = field(default=None, metadata=_help(
+        "with method lora: the linear layers that get adapters, comma-separated, such as q_proj,v_proj (default: the "
+        "architecture's attention query and value)"))
 
     #: Fields added after run ids were first published: left out of the canonical form at their defaults.
     _LATER_FIELDS = ("ensemble", "shared_sample", "calibration", "standardize", "text_column", "label_column",
-                     "language_column", "split_column", "method", "trust_remote_code", "min_steps", "loss", "patience", "prior", "limit")
+                     "language_column", "split_column", "method", "trust_remote_code", "min_steps", "loss", "patience", "prior", "limit",
+                     *LORA_FIELDS)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -205,8 +225,25 @@ class RunConfig:
             raise ConfigError("prior", "off corrects only with standardize: add standardize (calibration unlabeled or batch), or keep the prior")
         if self.standardize and not self.calibration.uses_target_text:
             raise ConfigError("standardize", f"needs unlabeled target text: use calibration unlabeled or batch (got {self.calibration.value})")
+        lora = _built(self._lora_settings, {f: f"lora_{f}" for f in ("rank", "alpha", "dropout", "lr")}
+                      | {"target_modules": "lora_targets"})
+        if self.method is not Method.LORA:
+            given = next((name for name in LORA_FIELDS if getattr(self, name) != _default_value(name)), None)
+            if given:
+                raise ConfigError(given, f"sets the adapters of method lora: add --method lora, or leave it out (method {self.method.value})")
+            lora = None
+        object.__setattr__(self, "_lora", lora)
+        if self.method is Method.LORA and self.engine is Engine.CACHED:
+            raise ConfigError("engine", "cached reads the text once for a model that does not change, and the adapters of "
+                                        "method lora train: use engine naive or auto")
         classifier_class(self.method).check_request(FitRequest(
-            ensemble=self.ensemble, calibration=CalibrationConfig(protocol=self.calibration), training=self._train))
+            ensemble=self.ensemble, calibration=CalibrationConfig(protocol=self.calibration), training=self._train,
+            lora=lora))
+
+    def _lora_settings(self) -> LoraConfig:
+        targets = tuple(t.strip() for t in self.lora_targets.split(",") if t.strip()) if self.lora_targets is not None else None
+        return LoraConfig(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout, lr=self.lora_lr,
+                          target_modules=targets)
 
     # ------------------------------------------------------------ building
 
@@ -243,6 +280,10 @@ class RunConfig:
     def calibration_config(self) -> CalibrationConfig:
         return self._calibration
 
+    def lora_config(self) -> LoraConfig | None:
+        """The adapters trained with each prompt (method lora), else ``None``."""
+        return self._lora
+
     def member_seeds(self) -> list[int]:
         """The seeds of the ensemble's members (one for a single prompt)."""
         return list(range(self.seed, self.seed + self.ensemble))
@@ -260,7 +301,8 @@ class RunConfig:
         return str(resolve_dtype(self.dtype.value, resolve_device(device))).removeprefix("torch.")
 
     def resolved_engine(self) -> str:
-        return self.engine.for_training(not self.freeze).value
+        """The engine training runs: weights that train (the model's, or adapters on it) change the text's states."""
+        return self.engine.for_training(not self.freeze or self.method is Method.LORA).value
 
     def canonical(self, *, dtype: str | None = None, languages: list[str] | None = None,
                   data_checksum: str | None = None) -> dict:
@@ -321,6 +363,8 @@ class RunConfig:
                          + ("" if self.prior else STANDARDIZE_ONLY))
         if self.method is Method.PROBE:
             parts = ["probe", f"{self.shots}shot", f"seed{self.seed}"]
+        if self.method is Method.LORA:
+            parts.insert(0, f"lora{self.lora_rank}")
         return "-".join(parts)
 
 

@@ -110,14 +110,15 @@ def fit_request(run: PlannedRun, labels: tuple[str, ...]) -> FitRequest:
         readout=ReadoutConfig(max_length=c.max_length, special_tokens=c.special_tokens), prompt=c.prompt_config(),
         training=c.train_config(), label_words=c.label_word_map(labels),
         allow_first_subtoken=c.allow_subword_labels, ensemble=c.ensemble, shared_sample=c.shared_sample,
-        calibration=c.calibration_config(), initial=run.initial, name=c.short_name(), out=run.directory,
+        calibration=c.calibration_config(), initial=run.initial, lora=c.lora_config(), name=c.short_name(),
+        out=run.directory,
     )
 
 
 def task_key(run: PlannedRun) -> tuple:
     """Runs with equal keys are best run by one worker: frozen runs whose (first) prompts train together."""
     config = run.config
-    if not config.freeze:
+    if not config.freeze or not classifier_class(config.method).works_together:
         return (run.run_id,)
     return (config.model, config.dtype.value, config.data_config(), config.train_lang, config.shots, config.seed,
             config.train_config().steps_key(), config.label_words, config.allow_subword_labels, config.resolved_engine())
@@ -131,11 +132,12 @@ def _scoring_key(run: PlannedRun) -> tuple:
 
 def _work(runs: Sequence[PlannedRun]) -> list[tuple[type, list[PlannedRun]]]:
     """The runs by method and data: runs of one method on one data source that leave the model as it is
-    together (methods in :class:`~xlspt.classifiers.Method` order), then each run that trains the model alone."""
+    together (methods in :class:`~xlspt.classifiers.Method` order), then each run that trains the model, or whose
+    method shares nothing (:attr:`~xlspt.classifiers.Classifier.works_together`), alone."""
     together: dict[tuple, list[PlannedRun]] = {}
     alone: list[tuple[type, list[PlannedRun]]] = []
     for run in runs:
-        if run.config.freeze:
+        if run.config.freeze and classifier_class(run.config.method).works_together:
             together.setdefault((list(Method).index(run.config.method), run.config.data_config()), []).append(run)
         else:
             alone.append((classifier_class(run.config.method), [run]))
@@ -264,7 +266,8 @@ def _finish(run: PlannedRun, clf: Classifier, evaluation, loaded, timings: dict,
     write_run_results(run.directory, clf, results, figures=figures, predictions=predictions)
     entries = clf.record_entries()
     weights = clf.metadata.weights_file
-    stored_bytes = (run.directory / weights).stat().st_size
+    stored_bytes = sum((run.directory / name).stat().st_size for name in clf.metadata.artifact_files()
+                       if name != clf.metadata.sidecar_file)
     stored_params = clf.stored_parameters
     notes = list(entries["notes"])
     if not run.config.freeze:

@@ -35,7 +35,7 @@ LIST_VALUED = ("langs",)
 CROSS_CHECKED = ("engine", "save_model", "standardize", "prior")
 #: Presets that are one configuration (for ``xlspt run --preset`` and ``xlspt train --preset``): the recipes.
 RUN_PRESETS = RECIPES
-PRESETS = ("smoke", "gemma", "gemma-shots", "paper", *RUN_PRESETS)
+PRESETS = ("smoke", "gemma", "gemma-shots", "gemma-lora", "paper", *RUN_PRESETS)
 
 
 @dataclass(frozen=True)
