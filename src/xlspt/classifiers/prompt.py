@@ -233,7 +233,6 @@ class PromptClassifier(ScoresInBatches, ReadsLikeItsSidecar):
             ensemble=len(seeds or [None]), shared_sample=shared_sample, calibration=calibration, initial=initial,
             lora=lora, name="")
         kind = classifier_class(Method.LORA) if lora is not None else cls
-        kind.check_request(request)
         log = (lambda message: print(message, file=sys.stderr, flush=True)) if progress and seeds else _quiet
         [clf] = kind.fit_many(model, data, [request], progress=progress, log=log, desc="training", seeds=seeds)
         return clf

@@ -130,8 +130,9 @@ def _write_tables(contents: StoreContents, study_runs: list[RunRecord], grid: Gr
     _write_csv(out / "anchors.csv", compared, written)
     arms = adapters.adapter_arms(contents.done)
     adapter_rows = adapters.adapter_findings(arms)
-    findings = pd.concat([findings_table(grid), pd.DataFrame(adapter_rows, columns=findings_table(grid).columns)],
-                         ignore_index=True) if adapter_rows else findings_table(grid)
+    findings = findings_table(grid)
+    if adapter_rows:
+        findings = pd.concat([findings, pd.DataFrame(adapter_rows, columns=findings.columns)], ignore_index=True)
     _write_csv(out / "findings.csv", findings, written)
     adapter_lines = _adapter_outputs(arms, contents.done, adapter_rows, out, written)
     correlations = correlation_table(grid)
