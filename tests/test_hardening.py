@@ -253,7 +253,7 @@ def test_a_damaged_text_state_file_is_detected_and_recomputed(tiny_models, data,
 def test_one_conversion_at_a_time_and_stale_staging_is_removed(tmp_path, monkeypatch):
     import threading
 
-    from xlspt.models import loading
+    from xlspt.models import gguf as conversion
 
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
@@ -267,12 +267,12 @@ def test_one_conversion_at_a_time_and_stale_staging_is_removed(tmp_path, monkeyp
         (target / "config.json").write_text("{}")
         return target
 
-    monkeypatch.setattr(loading, "convert_gguf", fake_convert)
-    monkeypatch.setattr(loading, "ensure_licence_notice", lambda *a, **k: None)
+    monkeypatch.setattr(conversion, "convert_gguf", fake_convert)
+    monkeypatch.setattr(conversion, "ensure_licence_notice", lambda *a, **k: None)
     models = tmp_path / "cache" / "models"
     models.mkdir(parents=True)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(loading.converted_gguf_dir(gguf))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: results.append(conversion.converted_gguf_dir(gguf))) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -281,12 +281,12 @@ def test_one_conversion_at_a_time_and_stale_staging_is_removed(tmp_path, monkeyp
     target = results[0]
     (models / f".{target.name}.deadbeef").mkdir()  # what a process killed mid-conversion leaves
     (target / "config.json").unlink()
-    loading.converted_gguf_dir(gguf)
+    conversion.converted_gguf_dir(gguf)
     assert not (models / f".{target.name}.deadbeef").exists() and len(conversions) == 2
 
 
 def test_a_damaged_embedded_gguf_is_assembled_again(tmp_path):
-    from xlspt.models.loading import _assembled
+    from xlspt.models.gguf import _assembled
 
     class Package:  # the embedded package's assemble(): verifies an existing file, writes a new one whole
         calls = []
@@ -387,7 +387,7 @@ def test_report_warns_when_runs_differ_in_versions_device_or_data(tmp_path, tiny
 CONVERT_ONCE = """
 import sys, time
 from pathlib import Path
-from xlspt.models import loading
+from xlspt.models import gguf as conversion
 
 def fake_convert(gguf, target, **kwargs):
     with open(sys.argv[2], "a") as log:
@@ -399,9 +399,9 @@ def fake_convert(gguf, target, **kwargs):
     staging.rename(target)
     return target
 
-loading.convert_gguf = fake_convert
-loading.ensure_licence_notice = lambda *a, **k: None
-print(loading.converted_gguf_dir(Path(sys.argv[1])))
+conversion.convert_gguf = fake_convert
+conversion.ensure_licence_notice = lambda *a, **k: None
+print(conversion.converted_gguf_dir(Path(sys.argv[1])))
 """
 
 

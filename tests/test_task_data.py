@@ -282,7 +282,7 @@ def test_run_on_an_own_csv_task(coarse_run, coarse):
 def test_devices_that_are_not_there_are_refused(monkeypatch):
     import torch
 
-    from xlspt.models.loading import resolve_device
+    from xlspt.models.devices import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") in ("cpu", "mps") and resolve_device("cpu") == "cpu"

@@ -143,7 +143,7 @@ def _add_run_command(sub, name: str, help: str, *, skip=(), out: str | None = No
 def _add_device(p: argparse.ArgumentParser, threads: bool = True, recorded: str | None = None) -> None:
     """``--device``, ``--threads`` (unless ``threads`` is false) and ``--quiet``; ``recorded`` says where the command
     records the device and threads it ran with (``None``: a command that writes no results, which says nothing)."""
-    from .models.loading import DEVICES
+    from .models.devices import DEVICES
 
     note = f"; {recorded}" if recorded else ""
     p.add_argument("--device", default=None if not threads else "auto", metavar="{" + ",".join(DEVICES) + ",cuda:N}",
@@ -403,7 +403,7 @@ def _say(message: str) -> None:
 
 
 def _set_threads(threads: int | None) -> None:
-    from .models.loading import set_threads
+    from .models.devices import set_threads
 
     set_threads(threads)
 

@@ -21,3 +21,9 @@ class ConfigError(XlsptError):
         self.field = field_name
         self.problem = problem
         super().__init__(f"{field_name}: {problem}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a one-line error quotes."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

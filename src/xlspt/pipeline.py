@@ -27,7 +27,8 @@ from .data.languages import canonical_language
 from .errors import XlsptError
 from .train import TrainingDiverged
 from .hub import resolve_pretrained
-from .models.loading import LoadedModel, load_model, resolve_device
+from .models.devices import resolve_device
+from .models.loading import LoadedModel, load_model
 from .results.summary import comparison, results_summary, write_comparison, write_results
 from .study.config import RunConfig
 from .study.records import RunRecord

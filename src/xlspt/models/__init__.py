@@ -1,15 +1,11 @@
-"""Model layer: loading (Hub id, local directory, GGUF, the embedded default) and architecture adapters."""
+"""Model layer: the known models (:mod:`.catalog`), where and in which precision they run (:mod:`.devices`),
+loading (:mod:`.loading`: Hub id, local directory, GGUF, the embedded default), GGUF conversion (:mod:`.gguf`),
+the licence kept with a converted copy (:mod:`.licences`) and architecture adapters (:mod:`.adapters`)."""
 
 from .adapters import ADAPTERS, ArchitectureAdapter, adapter_for, supported_model_types
-from .loading import (
-    DType,
-    EMBEDDED_DEFAULT,
-    EMBEDDED_MODELS,
-    STUDY_MODELS,
-    LoadedModel,
-    load_model,
-    resolve_dtype,
-)
+from .catalog import EMBEDDED_DEFAULT, EMBEDDED_MODELS, STUDY_MODELS
+from .devices import DType, resolve_dtype
+from .loading import LoadedModel, load_model
 
 __all__ = [
     "ADAPTERS",

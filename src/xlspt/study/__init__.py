@@ -1,7 +1,7 @@
 """The study as a program: one run config, sweep specs, a kill-safe result store and executors."""
 
 from ..engine.options import Engine, SpecialTokens
-from ..models.loading import DType
+from ..models.devices import DType
 from .config import RunConfig
 from .records import RunRecord, RunStatus
 from .runner import Session, run_one

@@ -35,7 +35,8 @@ from ..data.task import DataConfig
 from ..engine.options import Engine, ReadoutConfig, SpecialTokens, enum_value
 from ..errors import ConfigError
 from ..lora import LoraConfig
-from ..models.loading import DEFAULT_DTYPE, EMBEDDED_DEFAULT, DType
+from ..models.catalog import EMBEDDED_DEFAULT
+from ..models.devices import DEFAULT_DTYPE, DType
 from ..prompt import PromptConfig
 from ..train import TrainConfig, TrainingLoss
 
@@ -296,7 +297,7 @@ class RunConfig:
         return parse_label_words(self.label_words, tuple(labels or CATEGORIES)) if self.label_words else None
 
     def resolved_dtype(self, device: str | None = None) -> str:
-        from ..models.loading import resolve_device, resolve_dtype
+        from ..models.devices import resolve_device, resolve_dtype
 
         return str(resolve_dtype(self.dtype.value, resolve_device(device))).removeprefix("torch.")
 
