@@ -28,6 +28,13 @@ test and dev splits, and score every chosen setting on both. Test labels are rea
 only.
 
     python benchmarks/quality.py --data ../shared/sib200 [--json] [--dtype auto] [--smoke]
+        [--groups NAME ...] [--no-self-training]
+
+Groups of the ``lora`` method (third round) are members each with their own low-rank adapters on the
+frozen model: each reads text through its adapters (one pass per member, no shared text states), so
+they cost far more to score than frozen prompts; ``--groups`` keeps a few (the study-defaults and
+reference groups are always kept). Beside quality, every candidate's cost is printed: training time,
+scoring time per language, bytes stored per task, and whether it serves from one base model.
 
 Prompts and states are cached under ``<cache>/bench/quality`` (``--fresh`` ignores the cache), so
 an interrupted run resumes where it stopped.
@@ -51,7 +58,7 @@ from sklearn.metrics import f1_score
 
 import xlspt
 from xlspt import calibration as cal
-from xlspt.classifiers import PromptClassifier, SelfTrainingConfig, self_train
+from xlspt.classifiers import LoraClassifier, PromptClassifier, SelfTrainingConfig, load_classifier, self_train
 from xlspt.data.anchors import ANCHORS as PUBLISHED, SOURCE, anchor_mean
 from xlspt.data.languages import language_sets
 from xlspt.data.sampling import split_in_halves
@@ -82,13 +89,19 @@ class Group:
     label_words: str | None = None
     loss: str = "vocabulary"
     patience: int = 0
+    method: str = "prompt"
+
+    @property
+    def lora(self) -> bool:
+        return self.method == "lora"
 
     def key(self, seed: int) -> str:
         sample = "shared0" if self.shared_sample else f"own{seed}"
         words = f"-w{sum(map(ord, self.label_words)) % 10007}" if self.label_words else ""
         loss = "-lw" if self.loss == "label-words" else ""
         patience = f"-p{self.patience}" if self.patience else ""
-        return f"s{self.shots}-l{self.length}-r{self.reparam or 0}-e{self.epochs}{words}{loss}{patience}-seed{seed}-{sample}"
+        method = "lora-" if self.lora else ""
+        return f"{method}s{self.shots}-l{self.length}-r{self.reparam or 0}-e{self.epochs}{words}{loss}{patience}-seed{seed}-{sample}"
 
     def keys(self) -> list[str]:
         return [self.key(seed) for seed in range(self.members)]
@@ -113,7 +126,12 @@ GROUPS = [
     Group("8 shots, one shared sample", members=4, shared_sample=True),
     Group("32 shots", shots=32),
     Group("32 shots, reparameterized 200", shots=32, reparam=200),
+    # third round: each member with its own low-rank adapters (LoraConfig's defaults, lr chosen on the dev languages)
+    Group("LoRA, 8 shots, reparameterized 200", reparam=200, members=4, method="lora"),
+    Group("LoRA, 32 shots, reparameterized 200", shots=32, reparam=200, members=4, method="lora"),
 ]
+#: Groups every run keeps: the study's defaults and the reference prompt are read from them.
+KEPT = (PLAIN, "8 shots, reparameterized 200")
 #: Groups of mixed members (plain with reparameterized, member i of each on sample i), voting together: same
 #: label words and read-out. Only mixes a run config can express are candidates (one number of shots).
 MIXED = {
@@ -157,26 +175,70 @@ def train_groups(model, data, groups: list[Group], root: Path, fresh: bool) -> t
     facts = {}
     for group in groups:
         folders = [root / "prompts" / key for key in group.keys()]
-        if not fresh and all((folder / "prompt.json").exists() for folder in folders):
-            loaded = [PromptClassifier.load(folder, model) for folder in folders]
-        else:
-            started = time.time()
-            clf = PromptClassifier.train(
+        kind = LoraClassifier if group.lora else PromptClassifier
+
+        def train(seeds):
+            clf = kind.train(
                 model, data, shots=group.shots,
                 prompt=xlspt.PromptConfig(length=group.length, reparam_hidden=group.reparam),
                 training=xlspt.TrainConfig(seed=0, epochs=group.epochs, loss=group.loss, patience=group.patience),
                 label_words=parse_label_words(group.label_words) if group.label_words else None,
-                ensemble=group.members, shared_sample=group.shared_sample, progress=False, recipe="study",
+                ensemble=seeds, shared_sample=group.shared_sample, progress=False, recipe="study",
             )
-            loaded = [clf.member(i) for i in range(clf.size)]
+            return [clf.member(i) for i in range(clf.size)]
+
+        if not kind.works_together:  # trained one after another anyway: each member saved as it is done
+            for seed, folder in enumerate(folders):
+                if fresh or not _saved(folder):
+                    started = time.time()
+                    [member] = train([seed])
+                    member.save(folder)
+                    log(f"trained {group.name}, member {seed + 1}/{group.members} in {time.time() - started:.0f} s")
+            loaded = [load_classifier(folder, model) for folder in folders]
+        elif not fresh and all(map(_saved, folders)):
+            loaded = [load_classifier(folder, model) for folder in folders]
+        else:
+            started = time.time()
+            loaded = train(group.members)
             for member, folder in zip(loaded, folders):
                 member.save(folder)
             log(f"trained {group.name} ({group.members} members side by side) in {time.time() - started:.0f} s")
         epochs = [len(m.metadata.training.history) for m in loaded]
         facts[group.name] = {"seconds": sum(m.metadata.training.train_seconds or 0 for m in loaded),
-                             "best_epochs": [m.metadata.training.best_epoch for m in loaded], "epochs_run": epochs}
+                             "best_epochs": [m.metadata.training.best_epoch for m in loaded], "epochs_run": epochs,
+                             "bytes_per_task": sum(_stored_bytes(folder) for folder in folders)}
         members.update(zip(group.keys(), loaded))
     return members, facts
+
+
+def _saved(folder: Path) -> bool:
+    return (folder / "prompt.json").exists() or (folder / "lora.json").exists()
+
+
+def _stored_bytes(folder: Path) -> int:
+    """What a member adds to a task on disk: its weights files (prompt, and adapters for LoRA)."""
+    return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+
+
+class ReadTimes:
+    """Seconds spent reading states per member and texts read, kept beside the cache so a resumed run still knows them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.seen: dict[str, list[float]] = json.loads(path.read_text()) if path.exists() else {}
+
+    def add(self, keys: list[str], seconds: float, texts: int) -> None:
+        for key in keys:  # a shared pass is split evenly among the prompts that read it
+            spent = self.seen.setdefault(key, [0.0, 0])
+            spent[0] += seconds / len(keys)
+            spent[1] += texts
+        write_with_atomic(self.path, lambda tmp: tmp.write_text(json.dumps(self.seen)))
+
+    def ms_per_text(self, keys: list[str]) -> float | None:
+        """Milliseconds per text for all of ``keys`` together (None when a member's timing is unknown)."""
+        if not all(self.seen.get(k, [0, 0])[1] for k in keys):
+            return None
+        return 1000 * sum(self.seen[k][0] / self.seen[k][1] for k in keys)
 
 
 def cached_states(path: Path, keys: list[str], compute: Callable[[list[str]], torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -281,6 +343,22 @@ def candidates(groups: list[Group], members: dict[str, PromptClassifier]) -> dic
     return out
 
 
+def candidate_costs(groups: list[Group], pool: dict[str, list[str]], training: dict, read_times: ReadTimes) -> dict:
+    """Each candidate's training seconds, scoring milliseconds per text (all its members), stored bytes per task,
+    and whether it serves from one base model (every candidate here: prompts and adapters both ride on it)."""
+    group_of = {k: g for g in groups for k in g.keys()}
+    out = {}
+    for name, keys in pool.items():
+        owners = [group_of[k] for k in keys]
+        share = [1 / owner.members for owner in owners]  # a member's part of its group's training and bytes
+        out[name] = {"prompts": len(keys), "lora": any(o.lora for o in owners),
+                     "training_seconds": sum(s * training[o.name]["seconds"] for s, o in zip(share, owners)),
+                     "scoring_ms_per_text": read_times.ms_per_text(keys),
+                     "bytes_per_task": round(sum(s * training[o.name]["bytes_per_task"] for s, o in zip(share, owners))),
+                     "one_base_model": True}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/sib200")
@@ -289,11 +367,16 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--smoke", action="store_true",
                         help="2 members, 2 epochs, 8 shots, 3 languages per set: checks the script only")
+    parser.add_argument("--groups", nargs="+", metavar="NAME", choices=[g.name for g in GROUPS],
+                        help=f"train and choose among these groups only (always with {' and '.join(KEPT)})")
+    parser.add_argument("--no-self-training", action="store_true",
+                        help="leave self-training out (it is never tried on a LoRA group: it continues frozen prompts)")
     args = parser.parse_args()
-    groups = GROUPS
+    groups = [g for g in GROUPS if not args.groups or g.name in args.groups or g.name in KEPT]
     sets = {name: list(codes) for name, codes in language_sets().items()}
     if args.smoke:
-        groups = [replace(g, members=2, epochs=2, shots=8) for g in GROUPS if g.shots == 8 and g.epochs == 20][:4]
+        groups = ([replace(g, members=2, epochs=2, shots=8) for g in groups if g.shots == 8 and g.epochs == 20 and not g.lora][:4]
+                  + [replace(g, members=2, epochs=2, shots=8) for g in groups if g.lora][:1])
         sets = {name: codes[:3] for name, codes in sets.items()}
         sets["52"] = [ENGLISH] + [c for c in sets["52"] if c != ENGLISH][:2]
     started = time.time()
@@ -310,15 +393,31 @@ def main() -> None:
     first = members[groups[0].key(0)]
 
     cleared: set[str] = set()
+    read_times = ReadTimes(root / "read-times.json")
+    lora_keys = {k for g in groups if g.lora for k in g.keys()}
+
+    def read(missing: list[str], texts: list[str]) -> torch.Tensor:
+        """``[P, N, d]``: the frozen prompts in one cached pass, each LoRA member through its own adapters."""
+        out = {}
+        frozen = [k for k in missing if k not in lora_keys]
+        if frozen:
+            t0 = time.time()
+            states = readout_states(model, [members[k].prompt for k in frozen], texts,
+                                    ReadoutConfig(max_length=first.max_length, engine="cached"))
+            read_times.add(frozen, time.time() - t0, len(texts))
+            out.update(zip(frozen, states))
+        for key in (k for k in missing if k in lora_keys):
+            t0 = time.time()
+            [out[key]] = members[key].read_states(texts, ReadoutConfig(max_length=first.max_length))
+            read_times.add([key], time.time() - t0, len(texts))
+        return torch.stack([out[k] for k in missing])
 
     def states_of(keys: list[str], texts: list[str], tag: str) -> dict[str, torch.Tensor]:
         path = root / "states" / f"{tag}.safetensors"
         if args.fresh and tag not in cleared:  # once: a later call for more prompts adds to what this run computed
             path.unlink(missing_ok=True)
             cleared.add(tag)
-        return cached_states(path, keys, lambda missing: readout_states(
-            model, [members[k].prompt for k in missing], texts,
-            ReadoutConfig(max_length=first.max_length, engine="cached")))
+        return cached_states(path, keys, lambda missing: read(missing, texts))
 
     # ---------------------------------------------------------------- choosing: English dev and development languages
     every = list(members)
@@ -378,6 +477,7 @@ def main() -> None:
     # ---------------------------------------------------------------- self-training (protocol b), chosen on development languages
     base_name, base_correction = chosen[(RULE_DEVELOPMENT, "b")]
     base_keys = pool[base_name]
+    try_self_training = not args.no_self_training and not lora_keys & set(base_keys)
 
     def self_trained(unlabeled: dict[str, list[str]], scope: str, tag: str) -> dict[str | None, list[str]]:
         """The base ensemble's members trained on pseudo-labels of ``unlabeled``: their keys per language (``None``:
@@ -386,7 +486,7 @@ def main() -> None:
         names = {lang: [f"{k}+st-{tag if scope == 'shared' else lang}" for k in base_keys]
                  for lang in ([None] if scope == "shared" else unlabeled)}
         missing = {lang: keys for lang, keys in names.items()
-                   if args.fresh or not all((root / "prompts" / k / "prompt.json").exists() for k in keys)}
+                   if args.fresh or not all(_saved(root / "prompts" / k) for k in keys)}
         if missing:
             t0 = time.time()
             base = PromptClassifier.ensemble_of([members[k] for k in base_keys], calibration=PSEUDO_LABELLING)
@@ -420,7 +520,7 @@ def main() -> None:
     halves = {code: split_in_halves(data.split(code, "dev"), seed=0)[1]["text"].tolist() for code in sets["dev"]}
     self_training = {"none": float(np.mean([scorer.accuracy(lang, base_keys, "b", base_correction) for lang in development]))}
     trained_on_development = {}
-    for scope in ("shared", "per-language"):
+    for scope in ("shared", "per-language") if try_self_training else ():
         trained_on_development[scope] = trained = self_trained(halves, scope, "dev")
         self_training[scope] = float(np.mean([
             scorer.accuracy(development_language(lang.code, own_keys(trained, lang.code)), own_keys(trained, lang.code),
@@ -510,6 +610,15 @@ def main() -> None:
     print("\nTraining per group (seconds for all members side by side; best epochs; epochs run)\n")
     for name, fact in training.items():
         print(f"- {name}: {fact['seconds']:.0f} s, best epochs {fact['best_epochs']}, epochs run {fact['epochs_run']}")
+    costs = candidate_costs(groups, pool, training, read_times)
+    print("\nCost per candidate (training: all members' seconds; scoring: all members reading one text, and a "
+          "204-sentence test split; stored: the weights files per task)\n")
+    print("| candidate | prompts | training s | scoring ms per text | s per language | stored per task | one base model |")
+    print("|---|---|---|---|---|---|---|")
+    for name, cost in costs.items():
+        ms = cost["scoring_ms_per_text"]
+        print(f"| {name} | {cost['prompts']} | {cost['training_seconds']:.0f} | {'-' if ms is None else f'{ms:.1f}'} | "
+              f"{'-' if ms is None else f'{ms * 204 / 1000:.1f}'} | {cost['bytes_per_task'] / 1e6:.2f} MB | yes |")
     total = time.time() - started
     print(f"\ntraining {train_seconds:.0f} s, choosing {choose_seconds:.0f} s, scoring {score_seconds:.0f} s, "
           f"total {total:.0f} s", file=sys.stderr)
@@ -542,7 +651,10 @@ def main() -> None:
             "self_training": {"development": self_training, "chosen": chosen_scope,
                               "mean_gain": {k: float(np.mean(list(v.values()))) for k, v in gains.items()},
                               "per_language_gain": gains},
-            "seconds": round(total), "training": training,
+            "seconds": round(total), "training": training, "costs": costs,
+            "candidates": {name: {"english_dev": english_scores[name],
+                                  **{protocol: max(v for k, v in development_scores.items() if k[0] == name and k[1] == protocol)
+                                     for protocol in CORRECTIONS}} for name in pool},
         }))
 
 
