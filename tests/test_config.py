@@ -12,7 +12,7 @@ from xlspt.calibration import CalibrationConfig, Protocol
 from xlspt.data.task import DATA_ENV, DataConfig, TaskData
 from xlspt.engine.options import Engine, ReadoutConfig, SpecialTokens
 from xlspt.errors import ConfigError, XlsptError
-from xlspt.prompt import PromptConfig
+from xlspt.soft_prompt import PromptConfig
 from xlspt.study.config import RunConfig
 from xlspt.study.spec import load_spec, preset_path
 from xlspt.train import TrainConfig

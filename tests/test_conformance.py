@@ -15,7 +15,7 @@ from xlspt.calibration import CalibrationConfig
 from xlspt.classifiers import FitRequest, Method, PassOptions, ScoreRequest, classifier_class, load_classifier, score_requests
 from xlspt.errors import XlsptError
 from xlspt.lora import LoraConfig
-from xlspt.prompt import PromptConfig
+from xlspt.soft_prompt import PromptConfig
 from xlspt.train import TrainConfig
 
 #: Each method's fitting settings that make it fast on the tiny models: one line per method.

@@ -17,8 +17,8 @@ LAYERS = [
     ["xlspt._version", "xlspt.errors", "xlspt.files", "xlspt.progress", "xlspt.layout", "xlspt.network"],
     ["xlspt.data", "xlspt.models"],
     ["xlspt.engine"],
-    ["xlspt.prompt", "xlspt.verbalizer", "xlspt.calibration", "xlspt.lora"],
-    ["xlspt.train", "xlspt.evaluate", "xlspt.results", "xlspt.probe"],
+    ["xlspt.soft_prompt", "xlspt.verbalizer", "xlspt.calibration", "xlspt.lora"],
+    ["xlspt.train", "xlspt.evaluate", "xlspt.results", "xlspt.probe_readout"],
     ["xlspt.artifact", "xlspt.sidecar", "xlspt.card", "xlspt.hub"],
     ["xlspt.classifiers"],
     ["xlspt.study", "xlspt.pipeline", "xlspt.serve", "xlspt.corpus"],
@@ -93,4 +93,4 @@ def test_the_checker_sees_imports_inside_functions_and_under_type_checking(tmp_p
     assert [(n.module, n.level) for n in found] == [("a", 1), ("c", 2)]
     edges = imports()  # in the source: imports found only under TYPE_CHECKING, and only inside methods
     assert "xlspt.models.loading" in edges["xlspt.classifiers.base"]
-    assert "xlspt.hub" in edges["xlspt.classifiers.prompt"]
+    assert "xlspt.hub" in edges["xlspt.classifiers.saving"]

@@ -67,7 +67,7 @@ def test_settings_are_checked_and_name_their_field(tiny_models):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_adapters_train_with_the_prompt_and_leave_the_base_model_as_it_was(tiny_model_dirs, data, dtype):
     import xlspt
-    from xlspt.classifiers.prompt import build_verbalizer
+    from xlspt.classifiers import build_verbalizer
     from xlspt.train import train_prompts
 
     loaded = xlspt.load_model(str(tiny_model_dirs["gemma3"]), dtype=dtype)

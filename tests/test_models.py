@@ -76,7 +76,7 @@ def test_the_python_api_and_the_command_line_load_models_in_the_same_dtype_by_de
 def test_the_bf16_probe_takes_the_fastest_product_of_each_dtype_in_turns(monkeypatch):
     """A burst of other work slows some products: the fastest of each dtype, measured in turns, still tells.
     Each product takes 1 tick in float32 and 0.5 in bfloat16, ten times as long during the burst (rounds 2 and 3)."""
-    from xlspt.models import loading
+    from xlspt.models import devices
 
     stamps, now = [], 0.0
     for i in range(24):  # float32 and bfloat16 in turns, 12 rounds
@@ -84,5 +84,5 @@ def test_the_bf16_probe_takes_the_fastest_product_of_each_dtype_in_turns(monkeyp
         stamps += [now, now + seconds]
         now += seconds
     ticks = iter(stamps)
-    monkeypatch.setattr(loading.time, "perf_counter", lambda: next(ticks))
-    assert loading._fastest_matmuls((torch.float32, torch.bfloat16), rounds=12) == [1.0, 0.5]
+    monkeypatch.setattr(devices.time, "perf_counter", lambda: next(ticks))
+    assert devices._fastest_matmuls((torch.float32, torch.bfloat16), rounds=12) == [1.0, 0.5]

@@ -76,7 +76,7 @@ def test_train_overwrite_keeps_the_earlier_prompt_until_the_new_one_is_whole(tmp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(xlspt.pipeline, "train_one", interrupted)
+    monkeypatch.setattr(xlspt.pipeline.training, "train_one", interrupted)
     assert main([*args, "--overwrite", "--seed", "1"]) == 130
     assert {name: (out / name).read_bytes() for name in before} == before
     monkeypatch.undo()

@@ -13,7 +13,7 @@ import torch
 import xlspt
 from xlspt.cli import main
 from xlspt.classifiers import ProbeClassifier
-from xlspt.probe import eos_states
+from xlspt.probe_readout import eos_states
 
 
 @pytest.fixture

@@ -334,7 +334,8 @@ def test_a_prompt_trains_and_reloads_with_several_words_per_class(tiny_models, d
 
 
 def test_run_presets_are_one_configuration_and_flags_override_them():
-    from xlspt.cli import _run_config, build_parser
+    from xlspt.cli import build_parser
+    from xlspt.cli.flags import run_config as _run_config
     from xlspt.study.spec import RUN_PRESETS, run_preset
 
     for name in ("quality", "quality-unlabeled"):
@@ -353,7 +354,8 @@ def test_run_presets_are_one_configuration_and_flags_override_them():
 
 def test_without_a_preset_run_and_train_use_the_default_recipe_and_name_it():
     from xlspt.classifiers.recipes import DEFAULT_RECIPE
-    from xlspt.cli import _recipe_config, build_parser
+    from xlspt.cli import build_parser
+    from xlspt.cli.flags import recipe_config as _recipe_config
     from xlspt.study.spec import run_preset
 
     def config(*argv):
@@ -416,7 +418,7 @@ def test_label_words_are_chosen_on_the_training_languages_dev_split(tiny_model_d
 
 def test_content_free_inputs_follow_the_languages_script(tiny_models, tmp_path):
     from xlspt.engine import ReadoutConfig
-    from xlspt.evaluate import Calibrator, Scorer
+    from xlspt.evaluate import Calibrator, Vote
 
     tokenizer = tiny_models["gemma3"].tokenizer
     assert cal.script_of("ory_Orya") == "Orya" and cal.script_of("xx") is None
@@ -426,7 +428,7 @@ def test_content_free_inputs_follow_the_languages_script(tiny_models, tmp_path):
     verbalizer = xlspt.build_verbalizer(loaded)
     prompts = [torch.randn(2, loaded.hidden_size)]
     config = CalibrationConfig("content-free")
-    calibrator = Calibrator(loaded, verbalizer, prompts, [Scorer((0,), config)], ReadoutConfig(max_length=32))
+    calibrator = Calibrator(loaded, verbalizer, prompts, [Vote((0,), config)], ReadoutConfig(max_length=32))
     by_script = calibrator.content_free(config, "fra_Latn")
     anywhere = calibrator.content_free(CalibrationConfig("content-free", by_script=False), "fra_Latn")
     assert by_script.shape == anywhere.shape and not torch.equal(by_script, anywhere)

@@ -24,9 +24,8 @@ from xlspt.data.anchors import GPT4, XLMR, anchor_accuracy, anchor_mean
 from xlspt.errors import XlsptError
 from xlspt.report.anchors import role, shown_configurations
 from xlspt.report.distance import typological_distance, typological_vector
-from xlspt.report.findings import (
-    CONTRADICTED, NOT_ENOUGH_RUNS, NOT_SUPPORTED, SUPPORTED, freezing_distance_table, sweep_table,
-)
+from xlspt.report.figure_data import sweep_table
+from xlspt.report.findings import CONTRADICTED, NOT_ENOUGH_RUNS, NOT_SUPPORTED, SUPPORTED, freezing_distance_table
 from xlspt.report.figures import sweep_plot
 from xlspt.report.grid import build_grid, read_store
 from xlspt.report.quotes import refresh_quotes, stale_quotes

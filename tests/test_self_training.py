@@ -55,7 +55,7 @@ def test_self_training_continues_every_member_and_records_protocol_b(ensemble, u
     tuned = self_train(ensemble, unlabeled, config, progress=False)
     assert tuned.size == ensemble.size
     assert all(not torch.equal(a, b) for a, b in zip(tuned.prompts, ensemble.prompts))
-    record = tuned.metadata.self_training
+    record = tuned.metadata.self_training.to_dict()  # as its sidecar writes it
     kept = pseudo_labels(ensemble, unlabeled, config)
     assert record["protocol"] == "b" and record["scope"] == "shared"
     assert record["languages"] == kept.groupby("language").size().to_dict()
@@ -66,7 +66,7 @@ def test_self_training_continues_every_member_and_records_protocol_b(ensemble, u
 
     tuned.save(tmp_path / "tuned")
     loaded = PromptClassifier.load(tmp_path / "tuned", ensemble.model)
-    assert loaded.metadata.self_training == record and loaded.protocol_name == "b:unlabeled(dev)+self-trained"
+    assert loaded.metadata.self_training.to_dict() == record and loaded.protocol_name == "b:unlabeled(dev)+self-trained"
     trained_on = kept["text"].iloc[0]
     with pytest.raises(XlsptError, match="1 of the texts scored are texts this classifier was self-trained on"):
         loaded.predict([trained_on, "an unseen sentence"])
@@ -80,7 +80,7 @@ def test_per_language_self_training_gives_each_language_its_own_prompts(ensemble
     tuned = self_train(ensemble, unlabeled, SelfTrainingConfig(scope="per-language", per_class=3, epochs=1), progress=False)
     assert set(tuned) == set(unlabeled)  # both languages keep pseudo-labels on this data
     for language, clf in tuned.items():
-        assert list(clf.metadata.self_training["languages"]) == [language]
+        assert list(clf.metadata.self_training.languages) == [language]
     assert not torch.equal(tuned["fra_Latn"].prompt, tuned["deu_Latn"].prompt)
 
 

@@ -176,11 +176,11 @@ def test_unfrozen_training_changes_the_model_and_is_not_saved_as_reusable(tiny_m
 def test_chunked_master_weights_train_bit_identically(tiny_model_dirs, data, monkeypatch):
     """bfloat16 training of the model too steps float32 master copies cut into chunks; the chunk size
     (here one that cuts tensors unevenly, and one that keeps them whole) changes nothing."""
-    from xlspt.train import _MasterWeights
+    from xlspt.train.optimisation import MasterWeights
 
     trained = []
     for chunk in (7, 1 << 30):
-        monkeypatch.setattr(_MasterWeights, "CHUNK", chunk)
+        monkeypatch.setattr(MasterWeights, "CHUNK", chunk)
         loaded = xlspt.load_model(str(tiny_model_dirs["gemma3"]), dtype="bfloat16")
         clf = _train(loaded, data, freeze_model=False, model_lr=1e-3)
         trained.append((clf.prompt.clone(), {k: v.clone() for k, v in loaded.model.state_dict().items()}))

@@ -16,7 +16,7 @@ from .errors import XlsptError  # noqa: E402
 from .evaluate import evaluate_languages, predict  # noqa: E402
 from .lora import LoraConfig  # noqa: E402
 from .models import EMBEDDED_DEFAULT, LoadedModel, load_model  # noqa: E402
-from .prompt import PromptConfig, SoftPrompt  # noqa: E402
+from .soft_prompt import PromptConfig, SoftPrompt  # noqa: E402
 from .results import aggregate, format_results_table  # noqa: E402
 from .train import TrainConfig, train_prompt  # noqa: E402
 from .verbalizer import Verbalizer  # noqa: E402

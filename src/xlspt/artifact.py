@@ -25,7 +25,7 @@ from .calibration import StateStatistics
 from .errors import XlsptError
 from .files import write_with_atomic
 from .layout import LORA_SIDECAR, PROMPT_FILE
-from .prompt import PromptConfig, SoftPrompt
+from .soft_prompt import PromptConfig, SoftPrompt
 from .sidecar import FORMAT_VERSION, FormatWarning, PromptSidecar, sha256_file  # noqa: F401 (the format's names)
 
 

@@ -94,29 +94,30 @@ ReadStates = Callable[[Sequence[str], ReadoutConfig, "TextStateStore | None"], t
 
 
 @dataclass(frozen=True)
-class Scorer:
-    """Which prompts vote (an ensemble's members, or one prompt alone) and how their scores are calibrated."""
+class Vote:
+    """A vote: which prompts take part (an ensemble's members, or one prompt alone) and how their scores are
+    calibrated. It scores nothing itself: a :class:`Calibrator` scores it."""
 
     members: tuple[int, ...]
     calibration: CalibrationConfig = CalibrationConfig()
 
 
 class Calibrator:
-    """Class log-probabilities of scorers, calibrated by their protocols (see :mod:`xlspt.calibration`).
+    """Class log-probabilities of votes (:class:`Vote`), each calibrated by its protocol (see :mod:`xlspt.calibration`).
 
     Content-free priors are computed once for all prompts, from content-free inputs only.
     ``reference``: the training language's read-out statistics per prompt, for ``standardize``.
     """
 
     def __init__(self, loaded: LoadedModel, verbalizer: Verbalizer, prompts: Sequence[torch.Tensor],
-                 scorers: Sequence[Scorer], readout: ReadoutConfig = ReadoutConfig(), *,
+                 votes: Sequence[Vote], readout: ReadoutConfig = ReadoutConfig(), *,
                  reference: cal.StateStatistics | None = None, store: TextStateStore | None = None,
                  read: "ReadStates | None" = None):
-        self.loaded, self.verbalizer, self.scorers = loaded, verbalizer, list(scorers)
+        self.loaded, self.verbalizer, self.votes = loaded, verbalizer, list(votes)
         self.read = read or (lambda texts, readout, store: readout_states(loaded, self.prompts, texts, readout, store=store))
         self.reference = reference
-        for scorer in self.scorers:  # refused before any text is read
-            scorer.calibration.check_inputs(None, 1, reference is not None)
+        for vote in self.votes:  # refused before any text is read
+            vote.calibration.check_inputs(None, 1, reference is not None)
         self.prompts, self.readout, self.store = list(prompts), readout, store
         self._content_free: dict[str | None, torch.Tensor] = {}  # per script (None: any script)
 
@@ -133,15 +134,15 @@ class Calibrator:
         """``[P, N, d]`` read-out states -> ``[P, N, C]`` class log-probabilities."""
         return cal.log_probs(self.verbalizer.class_logits(states_to_logits(self.loaded, self.verbalizer, states)))
 
-    def scores(self, scorer: Scorer, scored: torch.Tensor, unlabeled: torch.Tensor | None = None,
+    def scores(self, vote: Vote, scored: torch.Tensor, unlabeled: torch.Tensor | None = None,
                language: str | None = None) -> torch.Tensor:
-        """``[N, C]`` ensemble log-probabilities of ``scorer`` from all prompts' ``[P, N, d]`` read-out states.
+        """``[N, C]`` ensemble log-probabilities of ``vote`` from all prompts' ``[P, N, d]`` read-out states.
 
         ``unlabeled``: ``[P, M, d]`` states of unlabeled text of the same language (protocol ``unlabeled``).
         ``language``: the texts' language code, if known (its script serves ``content-free``).
         """
-        members = list(scorer.members)
-        calibration = scorer.calibration
+        members = list(vote.members)
+        calibration = vote.calibration
         protocol = calibration.protocol
         scored = scored[members]
         calibration.check_inputs(scored.shape[1], 0 if unlabeled is None else unlabeled.shape[1], self.reference is not None)
@@ -166,13 +167,13 @@ class Calibrator:
 
 
 def build_calibrator(loaded: LoadedModel, verbalizer: Verbalizer, prompts: Sequence[torch.Tensor],
-                     scorers: Sequence[Scorer], readout: ReadoutConfig = ReadoutConfig(), *,
+                     votes: Sequence[Vote], readout: ReadoutConfig = ReadoutConfig(), *,
                      reference: cal.StateStatistics | None = None, store: TextStateStore | None = None,
                      read: "ReadStates | None" = None) -> Calibrator:
-    """The :class:`Calibrator` of ``prompts`` (``[n_i, d]``) for ``scorers``: every scoring path builds its calibrators
+    """The :class:`Calibrator` of ``prompts`` (``[n_i, d]``) for ``votes``: every scoring path builds its calibrators
     here (the classifier layer through :meth:`~xlspt.classifiers.PromptClassifier.calibrator`). ``read``: how the
     prompts read texts, where it is not :func:`readout_states` on the model as it is (prompts with adapters)."""
-    return Calibrator(loaded, verbalizer, prompts, scorers, readout, reference=reference, store=store, read=read)
+    return Calibrator(loaded, verbalizer, prompts, votes, readout, reference=reference, store=store, read=read)
 
 
 def reference_statistics(loaded: LoadedModel, prompts: Sequence[torch.Tensor], texts: Sequence[str],
@@ -198,11 +199,11 @@ def score_texts(
     ``unlabeled_texts`` (protocol ``unlabeled``) are read in the same pass as ``texts``; ``language``
     (a code such as ``ory_Orya``) lets ``content-free`` use the language's script.
     """
-    scorer = Scorer(tuple(range(len(prompts))), calibration)
-    calibrator = build_calibrator(loaded, verbalizer, prompts, [scorer], readout, reference=reference)
+    vote = Vote(tuple(range(len(prompts))), calibration)
+    calibrator = build_calibrator(loaded, verbalizer, prompts, [vote], readout, reference=reference)
     extra = list(unlabeled_texts) if calibration.protocol is Protocol.UNLABELED else []
     states = readout_states(loaded, list(prompts), [*texts, *extra], readout)
-    return calibrator.scores(scorer, states[:, : len(texts)], states[:, len(texts) :], language)
+    return calibrator.scores(vote, states[:, : len(texts)], states[:, len(texts) :], language)
 
 
 def predict(
@@ -226,6 +227,18 @@ def predict(
     return [verbalizer.labels[i] for i in scores.argmax(dim=1).tolist()]
 
 
+def _scored_split(data: TaskData, lang: str, split: str, limit: int, trained_labels: Sequence[str] | None) -> pd.DataFrame:
+    """``lang``'s ``split`` (its first ``limit`` texts; 0: all), refused if it holds a class the prompt never saw."""
+    frame = data.split(lang, split)
+    if limit:
+        frame = frame.head(limit)
+    stray = sorted(set(frame["label"]) - set(trained_labels)) if trained_labels is not None else []
+    if stray:
+        raise XlsptError(f"the {lang} {split} split has the label {stray[0]!r}, which the prompt was not trained on: "
+                         f"its classes are {', '.join(trained_labels)}")
+    return frame
+
+
 def evaluate_each_language(
     loaded: LoadedModel,
     data: TaskData,
@@ -241,15 +254,15 @@ def evaluate_each_language(
     headline: Sequence[int] | None = None,
     limit: int = 0,
 ) -> list[pd.DataFrame]:
-    """The per-language loop of every evaluation: one results table per scorer, in the order given.
+    """The per-language loop of every evaluation: one results table per vote, in the order given.
 
     Args:
-        labels, protocols: each scorer's class order and the protocol its rows name.
-        score_language: ``(language, its split's frame) -> [N, C]`` class scores of every scorer,
+        labels, protocols: each vote's class order and the protocol its rows name.
+        score_language: ``(language, its split's frame) -> [N, C]`` class scores of every vote,
             from one read of the language's text.
-        trained_labels: the classes the scorers were trained on; a gold label outside them is an
+        trained_labels: the classes the prompts were trained on; a gold label outside them is an
             error (``None``: not checked).
-        headline: the scorers whose mean accuracy a language's log line shows. ``None``: no
+        headline: the votes whose mean accuracy a language's log line shows. ``None``: no
             per-language report (neither the language on the bar nor a log line).
         limit: score only the first ``limit`` texts of each language's split (0: all).
 
@@ -263,14 +276,8 @@ def evaluate_each_language(
     for lang in bar:
         if headline is not None:
             bar.set_postfix(lang=lang)
-        frame = data.split(lang, split)
-        if limit:
-            frame = frame.head(limit)
+        frame = _scored_split(data, lang, split, limit, trained_labels)
         gold = frame["label"].tolist()
-        stray = sorted(set(gold) - set(trained_labels)) if trained_labels is not None else []
-        if stray:
-            raise XlsptError(f"the {lang} {split} split has the label {stray[0]!r}, which the prompt was not trained on: "
-                             f"its classes are {', '.join(trained_labels)}")
         scores = score_language(lang, frame)
         for j, (own, protocol) in enumerate(zip(labels, protocols)):
             predicted = [own[i] for i in scores[j].argmax(dim=1).tolist()]
@@ -298,35 +305,35 @@ def evaluate_prompts(
     languages: Sequence[str],
     readout: ReadoutConfig = ReadoutConfig(),
     *,
-    scorers: Sequence[Scorer] | None = None,
+    votes: Sequence[Vote] | None = None,
     split: str = "test",
     store: TextStateStore | None = None,
     reference: cal.StateStatistics | None = None,
     headline: Sequence[int] | None = None,
     progress: bool = True,
 ) -> list[pd.DataFrame]:
-    """Per-language results of several scorers (prompts alone or ensembles), reading each language's text once.
+    """Per-language results of several votes (prompts alone or ensembles), reading each language's text once.
 
     Args:
         readout: how texts are read (:func:`readout_states`).
-        scorers: which prompts vote together and how they are calibrated; default: each prompt
+        votes: which prompts vote together and how they are calibrated; default: each prompt
             alone, uncalibrated (the study's zero-shot protocol).
         store: text states kept on disk (:class:`~xlspt.engine.store.TextStateStore`).
-        reference: for scorers that ``standardize``: the training language's statistics per prompt
+        reference: for votes that ``standardize``: the training language's statistics per prompt
             (:func:`reference_statistics`).
-        headline: the scorers whose mean accuracy the per-language log line shows (default: all).
+        headline: the votes whose mean accuracy the per-language log line shows (default: all).
 
-    Returns one table per scorer, in the order given, with columns ``language, accuracy,
+    Returns one table per vote, in the order given, with columns ``language, accuracy,
     macro_f1, n, protocol``; its ``attrs`` hold the ``labels``, the ``per_class`` rows (precision,
     recall, F1 and support per language and class, as :func:`per_class_table` reads them) and each
     language's ``confusion`` counts ``[C, C]`` (gold rows, predicted columns; nested lists).
     """
-    scorers = list(scorers) if scorers is not None else [Scorer((j,)) for j in range(len(prompts))]
-    calibrator = build_calibrator(loaded, verbalizer, prompts, scorers, readout, reference=reference, store=store)
-    for s in scorers:
+    votes = list(votes) if votes is not None else [Vote((j,)) for j in range(len(prompts))]
+    calibrator = build_calibrator(loaded, verbalizer, prompts, votes, readout, reference=reference, store=store)
+    for s in votes:
         if s.calibration.protocol is Protocol.UNLABELED and s.calibration.unlabeled_split == split:
             raise ConfigError("unlabeled_split", f"is the split being scored ({split}): use another split's texts, or batch")
-    unlabeled_splits = sorted({s.calibration.unlabeled_split for s in scorers
+    unlabeled_splits = sorted({s.calibration.unlabeled_split for s in votes
                                if s.calibration.protocol is Protocol.UNLABELED})
 
     def score_language(lang: str, frame: pd.DataFrame) -> list[torch.Tensor]:
@@ -336,12 +343,12 @@ def evaluate_prompts(
         states = readout_states(loaded, list(prompts), texts, readout, store=store)
         unlabeled = _split_rows(states[:, len(frame) :], {name: len(part) for name, part in extra.items()})
         return [calibrator.scores(s, states[:, : len(frame)], unlabeled.get(s.calibration.unlabeled_split), lang)
-                for s in scorers]
+                for s in votes]
 
     return evaluate_each_language(
-        loaded, data, languages, split, [verbalizer.labels] * len(scorers), [s.calibration.name for s in scorers],
+        loaded, data, languages, split, [verbalizer.labels] * len(votes), [s.calibration.name for s in votes],
         score_language, progress=progress, trained_labels=verbalizer.labels,
-        headline=headline if headline is not None else range(len(scorers)),
+        headline=headline if headline is not None else range(len(votes)),
     )
 
 

@@ -95,3 +95,8 @@ def quiet_libraries() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+def say(message: str) -> None:
+    """A line of progress or outcome on stderr (standard output keeps what a pipe reads)."""
+    print(message, file=sys.stderr, flush=True)

@@ -13,6 +13,9 @@ is (a Hub dataset id, SIB-200, a file or folder's name), no longer a local path.
 still loads: what it lacks is read where that version kept it (a prompt's read-out settings under
 ``train_config``, a probe's at the top); :func:`shareable` cleans the paths it may hold before it is shared.
 A newer MAJOR version is refused; a newer MINOR version's unknown entries are ignored with a warning.
+
+Over 450 lines, on purpose: the sidecars of every method share their common fields, reading, format checks and
+checksums, which must change together.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from .engine.options import ReadoutConfig
 from .errors import ConfigError, XlsptError
 from .files import write_json_atomic
 from .layout import ADAPTER_FILE, LORA_SIDECAR, PROBE_FILE, PROBE_SIDECAR, PROMPT_FILE, PROMPT_SIDECAR
-from .prompt import PromptConfig
+from .soft_prompt import PromptConfig
 from .results.summary import Header
 from .train import TrainConfig
 
@@ -345,6 +348,35 @@ def _shared_source(source: str) -> str:
     return _last_component(source)
 
 
+def text_fingerprint(text: str) -> str:
+    """A short digest of a text: what a self-trained classifier keeps of the texts it trained on."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class SelfTrainingRecord:
+    """What a self-trained classifier's sidecar records (protocol b): the self-training settings, the
+    pseudo-labelled texts kept per language, and the fingerprints (:func:`text_fingerprint`) of the texts it
+    trained on, so that they are never scored as test texts."""
+
+    scope: str
+    per_class: int
+    min_confidence: float
+    epochs: int
+    languages: dict[str, int] = field(default_factory=dict)
+    fingerprints: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"protocol": "b", "scope": self.scope, "per_class": self.per_class, "min_confidence": self.min_confidence,
+                "epochs": self.epochs, "languages": dict(self.languages), "fingerprints": list(self.fingerprints)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SelfTrainingRecord":
+        return cls(scope=values.get("scope"), per_class=values.get("per_class"), min_confidence=values.get("min_confidence"),
+                   epochs=values.get("epochs"), languages=dict(values.get("languages") or {}),
+                   fingerprints=list(values.get("fingerprints") or ()))
+
+
 @dataclass
 class PromptSidecar(Sidecar):
     """A soft prompt or an ensemble of them: label words, calibration, and each member's training.
@@ -365,7 +397,7 @@ class PromptSidecar(Sidecar):
     members: list[Training] = field(default_factory=list)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     diverged: str | None = None
-    self_training: dict | None = None  # protocol b: the settings, languages and trained-on texts' fingerprints
+    self_training: SelfTrainingRecord | None = None  # protocol b: the prompts read target-language text
 
     @property
     def training(self) -> Training:
@@ -401,7 +433,7 @@ class PromptSidecar(Sidecar):
         if self.diverged is not None:
             out["diverged"] = self.diverged
         if self.self_training is not None:
-            out["self_training"] = self.self_training
+            out["self_training"] = self.self_training.to_dict()
         return out
 
     @classmethod
@@ -414,7 +446,7 @@ class PromptSidecar(Sidecar):
                    label_words=words, label_token_ids=values.get("label_token_ids"),
                    allow_first_subtoken=bool(values.get("allow_first_subtoken", False)), members=members,
                    calibration=CalibrationConfig.from_dict(values.get("calibration")), diverged=values.get("diverged"),
-                   self_training=values.get("self_training"))
+                   self_training=SelfTrainingRecord.from_dict(values["self_training"]) if values.get("self_training") else None)
 
     def __post_init__(self) -> None:
         if not self.labels:  # sidecars before 1.2: the label words' classes, in order

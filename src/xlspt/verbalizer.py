@@ -9,11 +9,15 @@ log-sum-exp of its words' logits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from .data.sib200 import CATEGORIES
 from .errors import XlsptError
+
+if TYPE_CHECKING:
+    from .models.loading import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -224,3 +228,21 @@ def proposed_candidates(tokenizer, embeddings: torch.Tensor, words: dict[str, st
         if candidate not in unique:
             unique.append(candidate)
     return unique
+
+
+def build_verbalizer(
+    loaded: LoadedModel, label_words: dict[str, str] | None = None, allow_first_subtoken: bool = False,
+    labels: Sequence[str] = CATEGORIES,
+) -> Verbalizer:
+    """The user's label words for ``labels`` (in class order), checked against the model's tokenizer.
+
+    Classes without a given word get the model family's default for SIB-200's seven topics, and
+    for any other label set a single-token word proposed from the label's name.
+    """
+    labels = tuple(labels)
+    words = dict(label_words or {})
+    if labels == CATEGORIES:
+        words = {**loaded.adapter.label_words, **words}
+    elif len(words) < len(labels):
+        words = propose_label_words(loaded.tokenizer, labels, words)
+    return Verbalizer.build(loaded.tokenizer, words, labels, allow_first_subtoken=allow_first_subtoken)

@@ -12,7 +12,9 @@ implementation of a method. Every soft prompt trains through :mod:`xlspt.classif
 from .base import Classifier, Evaluation, FitRequest, Method, classifier_class, load_classifier, register, saved_method
 from .lora import LoraClassifier
 from .probe import ProbeClassifier
-from .prompt import PromptClassifier, build_verbalizer, choose_label_words, stacked_reference
+from .label_words import choose_label_words
+from .prompt import PromptClassifier, stacked_reference
+from ..verbalizer import build_verbalizer
 from .scoring import ABSTAIN, PassOptions, ScoreRequest, classify_requests, score_requests, scored_predictions
 from .self_training import SelfTrainingConfig, SelfTrainingScope, pseudo_labels, self_train
 from .training import FinishedJob, PromptJob, train_prompt_jobs

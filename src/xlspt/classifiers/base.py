@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence, r
 from ..calibration import CalibrationConfig
 from ..engine.options import ReadoutConfig
 from ..errors import XlsptError
-from ..prompt import PromptConfig, SoftPrompt
+from ..soft_prompt import PromptConfig, SoftPrompt
 from ..sidecar import Sidecar
 from ..train import TrainConfig
 

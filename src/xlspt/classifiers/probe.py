@@ -29,7 +29,7 @@ from ..errors import ConfigError, XlsptError
 from ..files import write_with_atomic
 from ..layout import PROBE_FILE, PROBE_SIDECAR
 from ..models.loading import LoadedModel, load_model
-from ..probe import eos_states
+from ..probe_readout import eos_states
 from ..sidecar import ProbeSidecar, Sample
 from .base import FitRequest, Log, Method, ReadsLikeItsSidecar, register
 from .scoring import PassOptions, ScoreRequest, ScoresInBatches, passes
@@ -89,7 +89,7 @@ class ProbeClassifier(ScoresInBatches, ReadsLikeItsSidecar):
     ) -> "ProbeClassifier":
         """Fit on ``shots`` examples per class of ``train_language`` (the sample a prompt with ``seed`` draws).
 
-        ``features``: a function ``texts -> [N, d]`` to use instead of :func:`~xlspt.probe.eos_states` (a cache).
+        ``features``: a function ``texts -> [N, d]`` to use instead of :func:`~xlspt.probe_readout.eos_states` (a cache).
         """
         import sklearn.linear_model  # noqa: F401 - imported before the clock starts: train_seconds times the fit only
 

@@ -50,7 +50,7 @@ class Recipe:
         """The recipe as :meth:`PromptClassifier.train <xlspt.classifiers.PromptClassifier.train>`'s arguments
         (``shots``, ``prompt``, ``ensemble``, ``calibration``); settings it leaves out keep their defaults."""
         from ..calibration import CalibrationConfig
-        from ..prompt import PromptConfig
+        from ..soft_prompt import PromptConfig
 
         known = {"shots", "prompt_length", "reparam_hidden", "ensemble", "calibration", "standardize", "prior"}
         if set(self.values) - known:

@@ -41,7 +41,7 @@ class ScoreRequest:
     Attributes:
         classifier: the classifier that scores (any registered method).
         texts: ``N`` texts.
-        members: which of its scorers vote (an ensemble's member indices; ``None``: all of them).
+        members: which of its requests vote (an ensemble's member indices; ``None``: all of them).
         calibration: how scores are corrected (``None``: the classifier's own).
         unlabeled: unlabeled texts of the same language (protocol ``unlabeled``; read in the same pass).
         language: the texts' language code (``ory_Orya``), if known: ``content-free`` uses its script.
@@ -94,8 +94,8 @@ def score_requests(requests: Sequence[ScoreRequest], options: PassOptions = Pass
     by_method: dict[type, list[int]] = {}
     for i, request in enumerate(requests):
         by_method.setdefault(type(request.classifier), []).append(i)
-    for kind, indices in by_method.items():
-        for i, scores in zip(indices, kind.score_requests([requests[i] for i in indices], options)):
+    for method_class, indices in by_method.items():
+        for i, scores in zip(indices, method_class.score_requests([requests[i] for i in indices], options)):
             out[i] = scores
     return out  # type: ignore[return-value]
 
@@ -196,26 +196,26 @@ def calibration_of(request: ScoreRequest) -> CalibrationConfig:
 
 # ---------------------------------------------------------------- evaluation, from the same primitive
 
-def evaluate_scorers(
-    scorers: Sequence[ScoreRequest], data: "TaskData", languages: Sequence[str], *, split: str = "test",
+def evaluate_requests(
+    requests: Sequence[ScoreRequest], data: "TaskData", languages: Sequence[str], *, split: str = "test",
     options: PassOptions = PassOptions(), progress: bool = True, headline: Sequence[int] | None = None,
     desc: str = "evaluating", limit: int = 0,
 ) -> list[pd.DataFrame]:
-    """Per-language results of each scorer (columns ``language, accuracy, macro_f1, n, protocol``), every
+    """Per-language results of each request (columns ``language, accuracy, macro_f1, n, protocol``), every
     language's text read once for all of them (:func:`score_requests`).
 
-    ``scorers``: requests without texts (a classifier, its members that vote and a calibration); each language's
+    ``requests``: requests without texts (a classifier, its members that vote and a calibration); each language's
     ``split`` is scored by each, with the calibration's unlabeled split as its unlabeled texts.
 
-    ``headline``: the scorers whose mean accuracy the per-language log line shows (default: all). ``limit``: the
+    ``headline``: the requests whose mean accuracy the per-language log line shows (default: all). ``limit``: the
     first ``limit`` texts of each language's split only (0: all). Each table's ``attrs["predictions"]`` holds every
     scored text.
     """
-    calibrations = [calibration_of(s) for s in scorers]
+    calibrations = [calibration_of(s) for s in requests]
     for calibration in calibrations:
         if calibration.protocol is Protocol.UNLABELED and calibration.unlabeled_split == split:
             raise ConfigError("unlabeled_split", f"is the split being scored ({split}): use another split's texts, or batch")
-    labels = [tuple(s.classifier.labels) for s in scorers]
+    labels = [tuple(s.classifier.labels) for s in requests]
     trained = labels[0] if len(set(labels)) == 1 else None
 
     def score_language(lang: str, frame: pd.DataFrame) -> list[torch.Tensor]:
@@ -223,13 +223,13 @@ def evaluate_scorers(
         unlabeled = {c.unlabeled_split: data.split(lang, c.unlabeled_split)["text"].tolist()
                      for c in sorted(calibrations, key=lambda c: c.unlabeled_split) if c.protocol is Protocol.UNLABELED}
         return score_requests([dataclasses.replace(s, texts=texts, unlabeled=unlabeled.get(c.unlabeled_split, ()), language=lang)
-                               for s, c in zip(scorers, calibrations)], options)
+                               for s, c in zip(requests, calibrations)], options)
 
     return evaluate_each_language(
-        scorers[0].classifier.model, data, languages, split, [list(own) for own in labels],
-        [s.classifier.protocol_of(c) for s, c in zip(scorers, calibrations)], score_language, desc=desc,
+        requests[0].classifier.model, data, languages, split, [list(own) for own in labels],
+        [s.classifier.protocol_of(c) for s, c in zip(requests, calibrations)], score_language, desc=desc,
         progress=progress, trained_labels=list(trained) if trained is not None else None,
-        headline=headline if headline is not None else range(len(scorers)), limit=limit,
+        headline=headline if headline is not None else range(len(requests)), limit=limit,
     )
 
 
@@ -324,11 +324,11 @@ class ScoresInBatches:
         each language only (0: all). ``table.attrs["predictions"]`` holds every scored text.
         """
         options = PassOptions(batch_size, engine)
-        scorers = [ScoreRequest(self, (), None, calibration)]
-        self.prepare_evaluation(data, languages, calibration_of(scorers[0]), options)
+        requests = [ScoreRequest(self, (), None, calibration)]
+        self.prepare_evaluation(data, languages, calibration_of(requests[0]), options)
         if members and self.size > 1:
-            scorers += [ScoreRequest(self, (), (i,), calibration) for i in range(self.size)]
-        tables = [self.marked_table(t) for t in evaluate_scorers(scorers, data, languages, split=split, options=options,
+            requests += [ScoreRequest(self, (), (i,), calibration) for i in range(self.size)]
+        tables = [self.marked_table(t) for t in evaluate_requests(requests, data, languages, split=split, options=options,
                                                                   progress=progress, desc=self.evaluation_desc, limit=limit)]
         if len(tables) == 1:
             return tables[0]
@@ -342,15 +342,15 @@ class ScoresInBatches:
         votes with its own protocol, and an ensemble's members are scored alone too (same pass)."""
         from .base import Evaluation
 
-        scorers, spans = [], []
+        requests, spans = [], []
         for clf in classifiers:
-            scorers.append(ScoreRequest(clf, ()))
-            clf.prepare_evaluation(data, languages, calibration_of(scorers[-1]))
-            spans.append((len(scorers) - 1, clf.size))
+            requests.append(ScoreRequest(clf, ()))
+            clf.prepare_evaluation(data, languages, calibration_of(requests[-1]))
+            spans.append((len(requests) - 1, clf.size))
             if clf.size > 1:
-                scorers += [ScoreRequest(clf, (), (j,)) for j in range(clf.size)]
+                requests += [ScoreRequest(clf, (), (j,)) for j in range(clf.size)]
         log(cls.scoring_line(classifiers, languages))
-        tables = evaluate_scorers(scorers, data, languages, progress=progress, headline=[at for at, _ in spans],
+        tables = evaluate_requests(requests, data, languages, progress=progress, headline=[at for at, _ in spans],
                                   desc=cls.evaluation_desc, limit=limit)  # each one's vote, not its members, on the log line
         engine = cls.pass_engine(classifiers)
         return [Evaluation(clf.marked_table(tables[at]),

@@ -29,8 +29,9 @@ from ..data.sampling import FewShotSplit
 from ..data.task import TaskData
 from ..engine.options import enum_value
 from ..errors import ConfigError, XlsptError
+from ..sidecar import SelfTrainingRecord, text_fingerprint
 from ..train import train_prompts
-from .prompt import PromptClassifier, text_fingerprint
+from .base import Classifier, Method
 
 
 class SelfTrainingScope(str, Enum):
@@ -68,7 +69,7 @@ class SelfTrainingConfig:
         return {**dataclasses.asdict(self), "scope": self.scope.value}
 
 
-def pseudo_labels(clf: PromptClassifier, unlabeled: Mapping[str, Sequence[str]],
+def pseudo_labels(clf: Classifier, unlabeled: Mapping[str, Sequence[str]],
                   config: SelfTrainingConfig = SelfTrainingConfig()) -> pd.DataFrame:
     """Each language's kept pseudo-labelled texts: columns ``language, text, label, probability, split``.
 
@@ -107,9 +108,9 @@ def _examples(rows: pd.DataFrame) -> FewShotSplit:
     return FewShotSplit(train=part("train"), validation=part("validation"))
 
 
-def self_train(clf: PromptClassifier, unlabeled: Mapping[str, Sequence[str]],
+def self_train(clf: Classifier, unlabeled: Mapping[str, Sequence[str]],
                config: SelfTrainingConfig = SelfTrainingConfig(), *, data: TaskData | None = None,
-               progress: bool = True) -> PromptClassifier | dict[str, PromptClassifier]:
+               progress: bool = True) -> Classifier | dict[str, Classifier]:
     """``clf``'s prompts trained further on pseudo-labels of ``unlabeled`` (language -> texts).
 
     Returns one classifier (``shared``) or one per language that kept pseudo-labels (``per-language``).
@@ -117,6 +118,9 @@ def self_train(clf: PromptClassifier, unlabeled: Mapping[str, Sequence[str]],
     again for the new prompts. Raises :class:`~xlspt.errors.XlsptError` when no language kept any
     pseudo-labels, or when ``clf`` has no trainable prompts (a classifier loaded without them).
     """
+    if clf.method is not Method.PROMPT:
+        raise XlsptError(f"self-training continues soft prompts on the frozen model: a {clf.method.value} classifier "
+                         "cannot (train one with --method prompt)")
     if not clf.soft_prompts:
         raise XlsptError("self-training continues the trained prompts, which this classifier lacks: load it from its "
                          "folder (prompt.safetensors with its sidecar)")
@@ -133,8 +137,8 @@ def self_train(clf: PromptClassifier, unlabeled: Mapping[str, Sequence[str]],
             for language, rows in labels.groupby("language", sort=False)}
 
 
-def _trained(clf: PromptClassifier, rows: pd.DataFrame, config: SelfTrainingConfig, data: TaskData | None,
-             progress: bool, desc: str) -> PromptClassifier:
+def _trained(clf: Classifier, rows: pd.DataFrame, config: SelfTrainingConfig, data: TaskData | None,
+             progress: bool, desc: str) -> Classifier:
     """``clf`` with every member continued on ``rows``, side by side, each in its own seed's order."""
     examples = _examples(rows)
     members = clf.metadata.members
@@ -144,27 +148,34 @@ def _trained(clf: PromptClassifier, rows: pd.DataFrame, config: SelfTrainingConf
     failed = next((r for r in results if isinstance(r, Exception)), None)
     if failed is not None:
         raise failed
-    record = SelfTraining(config=config, languages={str(k): int(v) for k, v in rows.groupby("language", sort=False).size().items()},
-                          fingerprints=sorted({text_fingerprint(t) for t in rows["text"]}))
+    record = SelfTrainingRecord(**config.to_dict(),
+                                languages={str(k): int(v) for k, v in rows.groupby("language", sort=False).size().items()},
+                                fingerprints=sorted({text_fingerprint(t) for t in rows["text"]}))
     updated = [dataclasses.replace(m, best_epoch=r.best_epoch, best_val_loss=r.best_val_loss,
                                    history=[*m.history, *({**h, "self_training": True} for h in r.history)])
                for m, r in zip(members, results)]
-    metadata = dataclasses.replace(clf.metadata, members=updated, self_training=record.to_dict())
-    tuned = PromptClassifier(clf.model, clf.verbalizer, [r.prompt.export() for r in results], metadata,
+    metadata = dataclasses.replace(clf.metadata, members=updated, self_training=record)
+    tuned = type(clf)(clf.model, clf.verbalizer, [r.prompt.export() for r in results], metadata,
                              [r.prompt for r in results], clf.calibration)
     if data is not None:
         tuned.fit_reference(data)
     return tuned
 
 
-@dataclass
-class SelfTraining:
-    """What a self-trained classifier records: the settings, the pseudo-labelled texts per language, and
-    the fingerprints of the texts it trained on (so that they are never scored as test texts)."""
+def refuse_self_trained_texts(clf: Classifier, texts: Sequence[str], where: str = "") -> None:
+    """Raise :class:`~xlspt.errors.XlsptError` when ``texts`` include texts ``clf``'s prompts were self-trained on."""
+    record = clf.metadata.self_training
+    if record is None:
+        return
+    seen = set(record.fingerprints)
+    overlap = sum(text_fingerprint(t) in seen for t in texts)
+    if overlap:
+        raise XlsptError(f"{overlap} of the texts scored{where} are texts this classifier was self-trained on "
+                         "(protocol b): score texts it has not read, or the classifier from before self-training")
 
-    config: SelfTrainingConfig
-    languages: dict[str, int]
-    fingerprints: list[str]
 
-    def to_dict(self) -> dict:
-        return {"protocol": "b", **self.config.to_dict(), "languages": self.languages, "fingerprints": self.fingerprints}
+def refuse_self_trained_test_splits(clf: Classifier, data: TaskData, languages: Sequence[str]) -> None:
+    """:func:`refuse_self_trained_texts` for the test splits of ``languages`` (nothing is read for prompts that were
+    not self-trained)."""
+    for language in languages if clf.metadata.self_training is not None else ():
+        refuse_self_trained_texts(clf, data.split(language, "test")["text"].tolist(), f" in {language}")

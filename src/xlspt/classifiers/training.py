@@ -13,20 +13,27 @@ alone.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable, Self, Sequence
 
 import torch
 
+from ..calibration import CalibrationConfig
 from ..data.sampling import FewShotSplit, sample_few_shot
 from ..data.task import TaskData
-from ..engine.options import Engine
-from ..models.loading import LoadedModel
-from ..prompt import PromptConfig, SoftPrompt
+from ..engine.options import Engine, ReadoutConfig
+from ..errors import ConfigError, XlsptError
 from ..lora import LoraConfig, attached_lora, lora_weights
+from ..models.loading import LoadedModel
+from ..soft_prompt import PromptConfig, SoftPrompt
+from ..sidecar import PromptSidecar, Sample, Training
 from ..train import TrainConfig, TrainingDiverged, TrainResult, train_prompts
-from ..verbalizer import Verbalizer
+from ..verbalizer import Verbalizer, build_verbalizer
+from .base import FitRequest, Log, Method, classifier_class
+from .recipes import DEFAULT_RECIPE, recipe as recipe_settings
 
 
 @dataclass
@@ -140,3 +147,249 @@ def _train_with_adapter(model: LoadedModel, verbalizer: Verbalizer, job: PromptJ
                                  progress=progress, desc=desc, adapters=list(adapters.values()))
         weights = lora_weights(model) if not isinstance(result, TrainingDiverged) else None
     return FinishedJob(job, examples, result, adapter_weights=weights)
+
+
+def _quiet(message: str) -> None:
+    """A log that drops its lines (the Python API trains quietly unless asked)."""
+
+
+
+class TrainsPrompts:
+    """How a prompt classifier is trained: the Python API's ``train``, the runner's ``fit_many`` (requests grouped
+    by label words, language and shots, their members' jobs through :func:`train_prompt_jobs`), and the classifier
+    of each finished job. A mixin of :class:`~xlspt.classifiers.PromptClassifier`."""
+
+    @classmethod
+    def train(
+        cls,
+        model: LoadedModel,
+        data: TaskData,
+        *,
+        train_language: str = "eng_Latn",
+        shots: int | None = None,
+        prompt: PromptConfig | None = None,
+        training: TrainConfig | None = None,
+        label_words: dict[str, str] | None = None,
+        allow_first_subtoken: bool = False,
+        initial: SoftPrompt | None = None,
+        sample_seed: int | None = None,
+        ensemble: int | Sequence[int] | None = None,
+        shared_sample: bool = False,
+        calibration: CalibrationConfig | None = None,
+        recipe: str | None = DEFAULT_RECIPE,
+        progress: bool = True,
+        lora: "LoraConfig | None" = None,
+    ) -> Self:
+        """Draw ``shots`` examples per class of ``train_language`` and train a prompt on them.
+
+        ``recipe``: the named settings (:mod:`~xlspt.classifiers.recipes`) that fill every argument among
+        ``shots``, ``prompt``, ``ensemble`` and ``calibration`` not given; by default the product's best measured
+        one (``quality``: 8 reparameterized prompts, content-free calibration); ``"study"`` for the study's single
+        prompt, ``None`` for the arguments' own defaults. Continuing a saved prompt (``initial``) takes no recipe.
+
+        ``initial`` continues training from a saved prompt (``PromptArtifact.soft_prompt()``).
+        ``sample_seed`` draws the examples (default: the training seed).
+        ``ensemble``: train several prompts, one per seed (``N``: the seeds ``training.seed`` to
+        ``training.seed + N - 1``; or a list of seeds), each on its own sample drawn with its seed,
+        or all on the sample of ``training.seed`` with ``shared_sample``.
+        ``lora``: train low-rank adapters on the frozen model with each prompt (the ``lora`` method: a
+        :class:`~xlspt.classifiers.LoraClassifier` is returned); the recipe applies as named, so the default one
+        trains 8 members, each with its adapters: :meth:`LoraClassifier.train` starts from no recipe (one prompt).
+        """
+        if recipe is not None and initial is None:
+            chosen = recipe_settings(recipe).arguments()
+            shots = chosen.get("shots", 8) if shots is None else shots
+            prompt = prompt or chosen["prompt"]
+            ensemble = chosen.get("ensemble") if ensemble is None else ensemble
+            calibration = calibration or chosen["calibration"]
+        shots = 8 if shots is None else shots
+        prompt = initial.config if initial is not None else (prompt or PromptConfig())
+        training = training or TrainConfig()
+        seeds = _ensemble_seeds(ensemble, training.seed)
+        request = FitRequest(
+            train_language=train_language, shots=shots, seed=training.seed if sample_seed is None else sample_seed,
+            readout=ReadoutConfig(max_length=training.max_length, special_tokens=training.special_tokens), prompt=prompt,
+            training=training, label_words=label_words, allow_first_subtoken=allow_first_subtoken,
+            ensemble=len(seeds or [None]), shared_sample=shared_sample, calibration=calibration, initial=initial,
+            lora=lora, name="")
+        method_class = classifier_class(Method.LORA) if lora is not None else cls
+        log = (lambda message: print(message, file=sys.stderr, flush=True)) if progress and seeds else _quiet
+        [clf] = method_class.fit_many(model, data, [request], progress=progress, log=log, desc="training", seeds=seeds)
+        return clf
+
+    @classmethod
+    def fit_many(
+        cls, model: LoadedModel, data: TaskData, requests: Sequence[FitRequest], *, progress: bool = True,
+        log: Log = _quiet, raise_errors: bool = True, desc: str | None = None, seeds: list[int] | None = None,
+    ) -> list["Self | BaseException"]:
+        """Train the prompts of ``requests`` through :func:`~xlspt.classifiers.training.train_prompt_jobs`, which
+        groups them into passes; each request gets its classifier (its ensemble's vote) or the error that stopped it.
+
+        ``seeds``: the members' seeds of a single request (default: ``seed`` to ``seed + ensemble - 1``).
+        ``desc``: the progress bar's label, ``{n}`` the number of prompts trained together (default:
+        ``training x{n}``, or ``training with the model`` for a request that trains the model too).
+        """
+        out: list[Self | BaseException | None] = [None] * len(requests)
+        by_words: dict[tuple, list[int]] = {}
+        for i, request in enumerate(requests):
+            words = tuple(sorted((request.label_words or {}).items()))
+            by_words.setdefault((request.train_language, request.shots, words, request.allow_first_subtoken), []).append(i)
+        for indices in by_words.values():
+            try:
+                outcomes = cls._train_requests(model, data, [requests[i] for i in indices], progress=progress, log=log,
+                                               raise_errors=raise_errors, desc=desc, seeds=seeds)
+            except Exception as exc:  # one bad group (label words, a sample) is that group's outcome
+                if raise_errors:
+                    raise
+                outcomes = [exc] * len(indices)
+            for i, outcome in zip(indices, outcomes):
+                out[i] = outcome
+        return out  # type: ignore[return-value]
+
+    @classmethod
+    def _train_requests(cls, model, data, requests: list[FitRequest], *, progress, log, raise_errors, desc, seeds):
+        """Requests that share label words, language and shots: their members' jobs trained in one call."""
+        first = requests[0]
+        verbalizer = build_verbalizer(model, first.label_words, first.allow_first_subtoken, data.labels(first.train_language))
+        jobs = [_member_jobs(r, seeds) for r in requests]
+        desc = desc or ("training with the model" if first.changes_model else "training x{n}")
+        done = train_prompt_jobs(model, data, verbalizer, [j for group in jobs for j in group],
+                                 train_language=first.train_language, shots=first.shots, progress=progress, desc=desc,
+                                 log=log, raise_errors=raise_errors)
+        members = iter(cls.from_jobs(model, data, verbalizer, done, train_language=first.train_language,
+                                     shots=first.shots, allow_first_subtoken=first.allow_first_subtoken))
+        finished = iter(done)
+        outcomes = []
+        for request, group in zip(requests, jobs):
+            mine = [next(members) for _ in group]
+            mine_done = [next(finished) for _ in group]
+            error = next((m for m in mine if isinstance(m, BaseException)), None)
+            if error is None:
+                clf = cls.ensemble_of(mine, calibration=request.calibration)
+                clf.fit_reference(data)
+                clf.fit_seconds = sum(item.seconds for item in mine_done)
+                outcomes.append(clf)
+                continue
+            examples = mine_done[0].examples
+            # a prompt trained with the model is useless without the model's weights, which are not kept
+            if (isinstance(error, TrainingDiverged) and error.best is not None and len(mine) == 1 and request.out
+                    and not request.changes_model and request.lora is None):
+                kept = cls.from_training(model, verbalizer, data, examples, error.best,
+                                         group[0].training, train_language=first.train_language, shots=first.shots,
+                                         allow_first_subtoken=first.allow_first_subtoken, sample_seed=group[0].sample_seed)
+                error = kept.keep_best_before_divergence(error, request.out)
+            if raise_errors:
+                raise error
+            outcomes.append(error)
+        return outcomes
+
+    @classmethod
+    def from_jobs(
+        cls, model: LoadedModel, data: TaskData, verbalizer: Verbalizer, done: Sequence[FinishedJob], *,
+        train_language: str, shots: int, allow_first_subtoken: bool = False,
+    ) -> list["Self | BaseException"]:
+        """Each finished training job as a classifier, or the error that stopped it."""
+        out: list[Self | BaseException] = []
+        for item in done:
+            if isinstance(item.outcome, BaseException):
+                out.append(item.outcome)
+                continue
+            out.append(cls.from_training(
+                model, verbalizer, data, item.examples, item.outcome, item.job.training, train_language=train_language,
+                shots=shots, allow_first_subtoken=allow_first_subtoken, seconds=item.seconds,
+                sample_seed=item.job.sample_seed))
+        return out
+
+    @classmethod
+    def from_training(
+        cls,
+        model: LoadedModel,
+        verbalizer: Verbalizer,
+        data: TaskData,
+        examples: FewShotSplit,
+        result: TrainResult,
+        training: TrainConfig,
+        *,
+        train_language: str,
+        shots: int,
+        allow_first_subtoken: bool = False,
+        seconds: float = 0.0,
+        sample_seed: int | None = None,
+    ) -> Self:
+        """The classifier of a finished training, with the sidecar metadata that makes it reusable."""
+        sample = Sample.drawn_from(
+            data, train_language, shots_per_class=shots,
+            validation_per_class=len(examples.validation) // len(verbalizer.labels),
+            sampling_seed=training.seed if sample_seed is None else sample_seed,
+            train_index_ids=[int(i) for i in examples.train["index_id"]],
+            validation_index_ids=[int(i) for i in examples.validation["index_id"]],
+        )
+        member = Training(prompt_config=result.prompt.config, train_config=training, data=sample,
+                          best_epoch=result.best_epoch, best_val_loss=result.best_val_loss, history=result.history,
+                          train_seconds=round(seconds, 1), created=PromptSidecar().created)
+        metadata = cls.sidecar_kind(
+            model=model.name, model_signature=model.signature(), labels=list(verbalizer.labels),
+            dtype=str(model.dtype).removeprefix("torch."), readout=ReadoutConfig(max_length=training.max_length, special_tokens=training.special_tokens), data=sample,
+            label_words=verbalizer.as_dict(), label_token_ids=list(verbalizer.token_ids),
+            allow_first_subtoken=allow_first_subtoken, members=[member],
+        )
+        return cls(model, verbalizer, [result.prompt.export()], metadata, [result.prompt])
+
+    def keep_best_before_divergence(self, error: TrainingDiverged, out: str | Path) -> TrainingDiverged:
+        """Save this classifier (the best prompt of a diverged training, marked ``diverged`` in its sidecar) in
+        ``out``, and return the error, its message naming where the prompt is kept."""
+        self.metadata.diverged = str(error)
+        self.save(out)
+        return TrainingDiverged(f"{error}; the best prompt before that (epoch {error.best.best_epoch}, validation loss "
+                                f"{error.best.best_val_loss:.3f}) is kept in {out}", error.best)
+
+    def fit_summary(self) -> str:
+        """A line about the fit, for the command line."""
+        members = self.metadata.members
+        improving = sum(m.still_improving for m in members)
+        note = (f"; the validation loss was still falling at the last epoch{f' for {improving} of {len(members)}' if len(members) > 1 else ''}"
+                " (more epochs or min_steps may help)") if improving else ""
+        if self.size > 1:
+            ensemble = self.metadata.ensemble_summary()
+            seconds = sum(m.train_seconds or 0 for m in members)
+            return (f"trained {self.size} prompts in {seconds:.0f} s (seeds {ensemble['seeds']}, "
+                    f"{ensemble['distinct_train_examples']} distinct training examples){note}")
+        training = self.metadata.training
+        return (f"trained in {training.train_seconds:.0f} s; best epoch {training.best_epoch} "
+                f"(validation loss {training.best_val_loss:.3f}){note}")
+
+    @classmethod
+    def check_request(cls, request: FitRequest) -> None:
+        """A soft prompt takes every setting."""
+
+    def record_entries(self) -> dict:
+        training = self.metadata.training
+        return {"best_epoch": training.best_epoch, "best_val_loss": training.best_val_loss, "history": training.history,
+                "protocol": self.protocol_name, "notes": []}
+
+
+def _ensemble_seeds(ensemble: int | Sequence[int] | None, seed: int) -> list[int] | None:
+    """The members' seeds of the Python API's ``ensemble`` (``None``: one prompt), refused unless distinct and
+    non-negative."""
+    if ensemble is None or (isinstance(ensemble, int) and ensemble == 1):
+        return None
+    seeds = list(range(seed, seed + ensemble)) if isinstance(ensemble, int) else list(ensemble)
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError("ensemble", f"needs at least one distinct non-negative seed per member (got {ensemble})")
+    return seeds
+
+
+def _member_jobs(request: FitRequest, seeds: list[int] | None = None) -> list[PromptJob]:
+    """The training jobs of one prompt, or of an ensemble's members (one per seed: ``seeds``, or the request's
+    ``training.seed`` onwards). A request without a name (the Python API's) names members by number and seed."""
+    training = request.training
+    if request.ensemble == 1 and seeds is None:
+        return [PromptJob(request.prompt, training, request.seed, request.initial, request.name or "a prompt",
+                          request.lora)]
+    seeds = _ensemble_seeds(request.ensemble, training.seed) if seeds is None else seeds
+    if request.initial is not None:
+        raise XlsptError("an ensemble trains new prompts: resume its members one at a time")
+    names = [f"{request.name} member {i}" if request.name else f"ensemble member {i + 1}/{len(seeds)} (seed {seed})"
+             for i, seed in enumerate(seeds)]
+    return [PromptJob(request.prompt, dataclasses.replace(training, seed=seed), training.seed if request.shared_sample else seed,
+                      name=name, adapter=request.lora) for name, seed in zip(names, seeds)]

@@ -27,7 +27,7 @@ import pandas as pd
 from .._version import __version__
 from ..calibration import CalibrationConfig, Protocol
 from ..classifiers import PassOptions, ScoreRequest, classify_requests
-from ..classifiers.prompt import text_fingerprint
+from ..sidecar import text_fingerprint
 from ..data.languages import canonical_language
 from ..engine import Engine
 from ..errors import XlsptError
@@ -166,7 +166,7 @@ def _check_tasks(found: Mapping[str, tuple[Path, Sidecar]], config: LabelConfig)
 def _refuse_self_trained_texts(found: Mapping[str, tuple[Path, Sidecar]], shards: Sequence[InputShard],
                                config: LabelConfig) -> None:
     """Refuse a corpus that holds texts a self-trained task was trained on (its labels of them would not be honest)."""
-    seen = {name: set(record.get("fingerprints") or ()) for name, (_, sidecar) in found.items()
+    seen = {name: set(record.fingerprints) for name, (_, sidecar) in found.items()
             if (record := getattr(sidecar, "self_training", None))}
     if not seen:
         return

@@ -29,12 +29,12 @@ import pandas as pd
 
 from ..errors import ConfigError, XlsptError
 from ..progress import library_bars_off_terminal
+from .reading import as_label, data_files, read_table, require_columns, row_number, stratified_split
 from .sib200 import CATEGORIES, HUB_DATASET, RELEASE
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 #: Other names of a split, in files, split columns and Hub datasets.
 SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
-EXTENSIONS = (".tsv", ".csv", ".jsonl")
 DATA_ENV = "XLSPT_DATA"
 COLUMNS = ("index_id", "label", "text")
 _SIB200_LABEL = "category"
@@ -231,12 +231,12 @@ class TaskData:
         assert root is not None
         if root.is_file():
             return "file", {"": root}
-        files = {p.stem: p for p in _data_files(root)}
+        files = {p.stem: p for p in data_files(root)}
         if files and all(stem.lower() in SPLIT_ALIASES for stem in files):
             return "splits", files
         # Only folders holding data are languages: not runs/ or hub/ that a command wrote beside the data.
         folders = {p.name: p for p in sorted(root.iterdir())
-                   if p.is_dir() and not p.name.startswith(".") and _data_files(p)}
+                   if p.is_dir() and not p.name.startswith(".") and data_files(p)}
         if folders and not self.config.language_column:
             return "folders", folders
         if len(files) == 1 and not _LANGUAGE_CODE.fullmatch(next(iter(files))):
@@ -266,7 +266,7 @@ class TaskData:
         if layout == "files":
             return self._split_table(self._read_file(entries[lang]), str(entries[lang]))
         folder = entries[lang] if layout == "folders" else self.root
-        found = _data_files(folder)
+        found = data_files(folder)
         named = [SPLIT_ALIASES.get(p.stem.lower()) for p in found]
         doubled = sorted({n for n in named if n is not None and named.count(n) > 1})
         if doubled:
@@ -294,7 +294,7 @@ class TaskData:
         if "dev" in splits or "train" not in splits:
             return splits
         train_share, dev_share = self.config.split_fractions[:2]
-        carved = _stratified_split(splits["train"], {"train": train_share, "dev": dev_share}, self.config.split_seed, where)
+        carved = stratified_split(splits["train"], {"train": train_share, "dev": dev_share}, self.config.split_seed, where)
         return {**splits, **carved}
 
     def _whole_table(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
@@ -308,34 +308,18 @@ class TaskData:
                 self._whole = self._read_file(next(iter(entries.values())))
                 tables = [self._whole]
             for table in tables:
-                _require_columns(table, [self.config.language_column], self.description, "--language-column")
+                require_columns(table, [self.config.language_column], self.description, "--language-column")
                 table[self.config.language_column] = table[self.config.language_column].astype(str).str.strip()
         return self._whole
 
     def _read_file(self, path: Path) -> pd.DataFrame:
-        suffix = path.suffix.lower()
-        try:
-            if suffix == ".jsonl":
-                frame = pd.read_json(path, lines=True, dtype=False)
-            else:
-                frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-        except pd.errors.EmptyDataError:
-            raise XlsptError(f"{path} is empty: it needs a header ({self.config.text_column}, "
-                             f"{self.config.label_column}) and rows") from None
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            kind = {".jsonl": "JSON Lines file", ".csv": "CSV file"}.get(suffix, "TSV file")
-            raise XlsptError(f"{path} is not a valid {kind} ({first[:160]}): fix the file (UTF-8, with a header)") from None
-        frame.columns = [str(c).strip() for c in frame.columns]
-        frame["_row"] = range(len(frame))
-        frame.attrs["_header_lines"] = 0 if suffix == ".jsonl" else 1
-        return frame
+        return read_table(path, self.config.text_column, self.config.label_column)
 
     def _split_table(self, table: pd.DataFrame, where: str) -> dict[str, pd.DataFrame]:
         """A table of all splits: by its split column, else a seeded split stratified by label."""
         column = self.config.split_column
         if column:
-            _require_columns(table, [column], where, "--split-column")
+            require_columns(table, [column], where, "--split-column")
             names = table[column].astype(str).str.strip().str.lower()
             unknown = sorted(set(names) - set(SPLIT_ALIASES))
             if unknown:
@@ -343,14 +327,14 @@ class TaskData:
             names = names.map(SPLIT_ALIASES)
             return self._complete({s: self._clean(table[names == s], f"{where} ({s})") for s in SPLITS if (names == s).any()}, where)
         clean = self._clean(table, where)
-        return _stratified_split(clean, dict(zip(SPLITS, self.config.split_fractions)), self.config.split_seed, where)
+        return stratified_split(clean, dict(zip(SPLITS, self.config.split_fractions)), self.config.split_seed, where)
 
     def _clean(self, frame: pd.DataFrame, where: str) -> pd.DataFrame:
         """Map the source's columns to ``index_id, label, text`` and check every row."""
         text, label = self.config.text_column, self.config.label_column
         if label not in frame.columns and label == "label" and _SIB200_LABEL in frame.columns:
             label = _SIB200_LABEL
-        _require_columns(frame, [text, label], where, None)
+        require_columns(frame, [text, label], where, None)
         sib200 = label == _SIB200_LABEL and "index_id" in frame.columns
         self.sib200_format = sib200 if self.sib200_format is None else self.sib200_format and sib200
         if frame.empty:
@@ -360,7 +344,7 @@ class TaskData:
         out = pd.DataFrame({
             "_line": list(lines),
             "index_id": pd.to_numeric(index, errors="coerce"),
-            "label": frame[label].map(_as_label),
+            "label": frame[label].map(as_label),
             "text": frame[text].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)),
         })
         if out["index_id"].isna().any():
@@ -368,14 +352,14 @@ class TaskData:
         out["index_id"] = out["index_id"].astype(int)
         empty_label = out["label"] == ""
         if empty_label.any():
-            raise XlsptError(f"{where} has an empty label in row {_row_number(out, empty_label)}: fill or remove it")
+            raise XlsptError(f"{where} has an empty label in row {row_number(out, empty_label)}: fill or remove it")
         if sib200:
             unknown = sorted(set(out["label"]) - set(CATEGORIES))
             if unknown:
                 raise XlsptError(f"{where} has the unknown category {unknown[0]!r}: SIB-200 categories are {', '.join(CATEGORIES)}")
         empty = out["text"].str.strip() == ""
         if empty.any():
-            raise XlsptError(f"{where} has an empty text in row {_row_number(out, empty)}: fill or remove it")
+            raise XlsptError(f"{where} has an empty text in row {row_number(out, empty)}: fill or remove it")
         return out.drop(columns="_line").reset_index(drop=True)
 
     # ------------------------------------------------------------ the Hugging Face Hub
@@ -388,7 +372,7 @@ class TaskData:
             if not tables:
                 raise XlsptError(f"the Hub dataset {self.description} has no train, dev or test split")
             for table in tables:
-                _require_columns(table, [self.config.language_column], self.description, "--language-column")
+                require_columns(table, [self.config.language_column], self.description, "--language-column")
             return sorted({v for t in tables for v in t[self.config.language_column].astype(str).str.strip()})
         if self.hub_config:
             return [self.config.language]
@@ -445,57 +429,6 @@ class TaskData:
             break
         self._hub_tables[key] = frame
         return frame
-
-
-def _data_files(folder: Path) -> list[Path]:
-    return [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")]
-
-
-def _require_columns(frame: pd.DataFrame, columns, where: str, option: str | None) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        shown = ", ".join(c for c in frame.columns if c != "_row")
-        fix = option or ("--text-column" if missing[0] == columns[0] else "--label-column")
-        raise XlsptError(f"{where} lacks the column {missing[0]!r} (it has: {shown}): pass {fix} NAME")
-
-
-def _as_label(value) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
-
-
-def _row_number(frame: pd.DataFrame, mask: pd.Series) -> int:
-    """The offending row's line in its file (1-based; CSV and TSV have a header line first)."""
-    return int(frame.loc[mask, "_line"].iloc[0])
-
-
-def _stratified_split(frame: pd.DataFrame, shares: dict[str, float], seed: int, where: str) -> dict[str, pd.DataFrame]:
-    """Split ``frame`` into the named parts (``{"train": 0.7, "dev": 0.1, "test": 0.2}``), label by label, seeded.
-
-    Every label keeps at least one row in every part; the first part takes the rest.
-    """
-    names = list(shares)
-    total = sum(shares.values())
-    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
-    for label, rows in frame.groupby("label", sort=True):
-        rows = rows.sample(frac=1.0, random_state=seed)
-        if len(rows) < len(names):
-            raise XlsptError(f"{where}: the label {label!r} has {len(rows)} row(s), too few to split into "
-                             f"{', '.join(names)}: add rows, or give split files or a split column")
-        sizes = {name: max(1, round(len(rows) * shares[name] / total)) for name in names[1:]}
-        sizes[names[0]] = len(rows) - sum(sizes.values())
-        while sizes[names[0]] < 1:  # tiny classes: take back from the largest other part
-            largest = max(names[1:], key=sizes.get)
-            sizes[largest] -= 1
-            sizes[names[0]] += 1
-        start = 0
-        for name in names:
-            parts[name].append(rows.iloc[start : start + sizes[name]])
-            start += sizes[name]
-    return {name: pd.concat(p).sort_values("index_id").reset_index(drop=True) for name, p in parts.items()}
 
 
 #: SIB-200 is read like any other data; the name stays for the study's code and users' scripts.

@@ -6,6 +6,10 @@ returns the reason, which the report prints in its place. Missing runs leave gap
 prompt lengths or shots is broken where a configuration is missing (never drawn through it),
 and a pair of arms is drawn only when both exist. Accuracies are shown in %, error bars are the
 standard deviation over seeds (none with a single seed).
+
+Over 450 lines, on purpose: every figure of the report lives here, each a drawing function and the wrapper that
+decides whether the store can draw it, so that matplotlib and the figures' shared style (colours, the chance line,
+the resolution) stay in one place.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from ..files import write_with_atomic
 from ..data.anchors import SOURCE
 from ..results.aggregate import CHANCE_SIB200
 from .anchors import COMPARED, language_table, role
-from .findings import DISTANCE_STEP, distance_slope, freeze_table, freezing_distance_table, reparam_table, sweep_table
+from .figure_data import freeze_table, reparam_table, sweep_table
+from .findings import DISTANCE_STEP, distance_slope, freezing_distance_table
 from .grid import Grid
 
 MAX_PANELS = 12  # beyond this a figure of per-configuration panels becomes unreadable; the CSVs have all

@@ -26,16 +26,12 @@ The four findings (design notes, section 2):
 from __future__ import annotations
 
 import json
-import math
-import warnings
 from itertools import product
 from typing import Any, Callable, Iterator
 
 import pandas as pd
 from scipy.stats import binomtest, linregress, page_trend_test, spearmanr, t, wilcoxon
 
-from ..data.languages import language_info
-from ..errors import XlsptError
 from .distance import distances_from
 from .grid import FOLLOWS_FROM_FREEZE, Grid
 
@@ -97,7 +93,7 @@ def sweep_lines(grid: Grid, field: str) -> list[dict[Any, str]]:
     return [dict(sorted(line.items())) for line in lines.values()]
 
 
-def _model_of(grid: Grid, config_id: str) -> str:
+def model_of(grid: Grid, config_id: str) -> str:
     return grid.configs.at[config_id, "model_name"]
 
 
@@ -110,7 +106,7 @@ def _per_model(grid: Grid, items: list, model_of: Callable[[Any], str]) -> Itera
         yield ALL_MODELS, items
 
 
-def _paired_changes(grid: Grid, pairs: list[tuple[str, str]], relative: bool) -> pd.Series:
+def paired_changes(grid: Grid, pairs: list[tuple[str, str]], relative: bool) -> pd.Series:
     """Per transfer language: treatment minus control accuracy (percentage points, or % of the
     control's accuracy when ``relative``), averaged over ``pairs``; a language missing from either arm
     of a pair is left out of that pair."""
@@ -174,7 +170,7 @@ def freezing_finding(grid: Grid) -> list[dict]:
     """Finding 1, per model: frozen minus unfrozen accuracy per language, one-sided Wilcoxon tests."""
     rows = []
     pairs = freeze_pairs(grid)
-    for model, model_pairs in _per_model(grid, pairs, lambda pair: _model_of(grid, pair[0])):
+    for model, model_pairs in _per_model(grid, pairs, lambda pair: model_of(grid, pair[0])):
         if not model_pairs:
             values = _present_values(grid, model, "freeze") if "freeze" in grid.config_columns else []
             detail = (
@@ -183,7 +179,7 @@ def freezing_finding(grid: Grid) -> list[dict]:
             ) if values else "no freeze field in the records"
             rows.append(_row(FREEZING, model, verdict=NOT_ENOUGH_RUNS, detail=detail))
             continue
-        differences = _paired_changes(grid, model_pairs, relative=False)
+        differences = paired_changes(grid, model_pairs, relative=False)
         if len(differences) < 2:
             rows.append(_row(FREEZING, model, verdict=NOT_ENOUGH_RUNS, n_comparisons=len(model_pairs),
                              n_languages=len(differences), detail="fewer than 2 transfer languages in both arms"))
@@ -234,7 +230,7 @@ def prompt_length_finding(grid: Grid) -> list[dict]:
     rows = []
     lines = sweep_lines(grid, "prompt_length") if "prompt_length" in grid.config_columns else []
     lines = [line for line in lines if len(line) >= 2]
-    for model, model_lines in _per_model(grid, lines, lambda line: _model_of(grid, next(iter(line.values())))):
+    for model, model_lines in _per_model(grid, lines, lambda line: model_of(grid, next(iter(line.values())))):
         if not model_lines:
             values = _present_values(grid, model, "prompt_length") if "prompt_length" in grid.config_columns else []
             detail = (f"only prompt length {values[0]}" if len(values) == 1 else
@@ -286,14 +282,14 @@ def reparameterization_finding(grid: Grid) -> list[dict]:
     """Finding 3, per model: shares of languages helped and hurt, with Wilson intervals."""
     rows = []
     pairs = reparam_pairs(grid)
-    for model, model_pairs in _per_model(grid, pairs, lambda pair: _model_of(grid, pair[0])):
+    for model, model_pairs in _per_model(grid, pairs, lambda pair: model_of(grid, pair[0])):
         if not model_pairs:
             values = _present_values(grid, model, "reparam_hidden") if "reparam_hidden" in grid.config_columns else []
             detail = (f"only runs with reparam_hidden={values[0]}" if len(values) == 1 else
                       "no runs with and without reparameterization that agree on every other setting")
             rows.append(_row(REPARAMETERIZATION, model, verdict=NOT_ENOUGH_RUNS, detail=detail))
             continue
-        changes = _paired_changes(grid, model_pairs, relative=True)
+        changes = paired_changes(grid, model_pairs, relative=True)
         n = len(changes)
         if n == 0:
             rows.append(_row(REPARAMETERIZATION, model, verdict=NOT_ENOUGH_RUNS, n_comparisons=len(model_pairs),
@@ -335,7 +331,7 @@ def freezing_distance_table(grid: Grid) -> pd.DataFrame:
         distances = distances_from(grid.configs.at[frozen, "train_lang"], list(base.index.intersection(other.index)))
         languages = list(distances)
         frames.append(pd.DataFrame({
-            "model": _model_of(grid, frozen), "language": languages, "distance": [distances[lang] for lang in languages],
+            "model": model_of(grid, frozen), "language": languages, "distance": [distances[lang] for lang in languages],
             "frozen": 100 * other[languages].to_numpy(dtype=float), "unfrozen": 100 * base[languages].to_numpy(dtype=float),
         }))
     if not frames:
@@ -379,7 +375,7 @@ def freezing_distance_finding(grid: Grid) -> list[dict]:
     rows = []
     pairs = freeze_pairs(grid)
     table = freezing_distance_table(grid)
-    for model, model_pairs in _per_model(grid, pairs, lambda pair: _model_of(grid, pair[0])):
+    for model, model_pairs in _per_model(grid, pairs, lambda pair: model_of(grid, pair[0])):
         languages = table if model == ALL_MODELS else table[table["model"] == model]
         if model == ALL_MODELS:  # each language once: its numbers averaged over the models
             languages = languages.drop(columns="model").groupby("language", sort=False).mean().reset_index()
@@ -399,98 +395,3 @@ def findings_table(grid: Grid) -> pd.DataFrame:
     rows = (freezing_finding(grid) + prompt_length_finding(grid) + reparameterization_finding(grid)
             + freezing_distance_finding(grid))
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-# ----------------------------------------------------------------------------- data of the figures
-
-
-def _seed_stats(grid: Grid, config_id: str) -> dict:
-    configs = grid.configs
-    return {"mean": configs.at[config_id, "transfer_mean"], "std": configs.at[config_id, "transfer_std"],
-            "n_seeds": configs.at[config_id, "n_seeds"]}
-
-
-def freeze_table(grid: Grid) -> pd.DataFrame:
-    """Figure 2: per matched pair, mean transfer accuracy over seeds with and without MF."""
-    rows = []
-    for unfrozen, frozen in freeze_pairs(grid):
-        rows.append({
-            "model": _model_of(grid, frozen),
-            "setting": grid.label(frozen, leave_out=("model", "freeze", *FOLLOWS_FROM_FREEZE)),
-            "frozen_id": frozen, "unfrozen_id": unfrozen,
-            **{f"frozen_{k}": v for k, v in _seed_stats(grid, frozen).items()},
-            **{f"unfrozen_{k}": v for k, v in _seed_stats(grid, unfrozen).items()},
-        })
-    return pd.DataFrame(rows)
-
-
-def sweep_table(grid: Grid, field: str) -> pd.DataFrame:
-    """Figures 3 and 4: mean transfer accuracy over seeds against ``field``, one line per group of
-    configurations that agree on everything else (labelled without the model, which has its own
-    panel); empty unless some line has two or more values."""
-    if field not in grid.config_columns:
-        return pd.DataFrame()
-    lines = sweep_lines(grid, field)
-    if not any(len(line) >= 2 for line in lines):
-        return pd.DataFrame()
-    rows = []
-    for line in lines:
-        first = next(iter(line.values()))
-        model = _model_of(grid, first)
-        label = grid.label(first, leave_out=(field, "model")) or model
-        for value, config_id in line.items():
-            rows.append({"model": model, "line": label, "x": value, "config_id": config_id,
-                         **_seed_stats(grid, config_id)})
-    return pd.DataFrame(rows)
-
-
-def reparam_table(grid: Grid) -> pd.DataFrame:
-    """Figure 5: per model and transfer language, the relative change (%) of seed-averaged accuracy from
-    reparameterization, averaged over the model's matched pairs (the numbers finding 3 counts)."""
-    pairs = reparam_pairs(grid)
-    frames = []
-    models = list(dict.fromkeys(grid.configs["model_name"]))
-    for model in models:
-        model_pairs = [pair for pair in pairs if _model_of(grid, pair[0]) == model]
-        if model_pairs:
-            change = _paired_changes(grid, model_pairs, relative=True)
-            frames.append(pd.DataFrame({"model": model, "language": change.index, "change_pct": change.to_numpy(),
-                                        "n_pairs": len(model_pairs)}))
-    columns = ["model", "language", "change_pct", "n_pairs"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
-
-
-def correlation_table(grid: Grid) -> pd.DataFrame:
-    """Per configuration, Spearman correlation over transfer languages of accuracy with (a) the share of
-    the model family's pretraining data (XGLM and BLOOM only) and (b) the typological distance from
-    the training language. ``points`` holds the (language, x, accuracy) data for the figures."""
-    rows = []
-    for config_id in grid.configs.index:
-        accuracy = grid.accuracy_by_language(config_id)
-        family = grid.configs.at[config_id, "family"]
-        against = {}
-        if isinstance(family, str):  # XGLM or BLOOM: the families that published per-language shares
-            shares = {lang: getattr(language_info(lang), f"{family}_share") for lang in accuracy.index}
-            against[f"{family.upper()} pretraining share"] = {k: v for k, v in shares.items() if v is not None}
-        try:
-            against["typological distance"] = distances_from(grid.configs.at[config_id, "train_lang"], list(accuracy.index))
-        except XlsptError as error:  # lang2vec missing: say so in the table rather than fail the report
-            against["typological distance"] = error
-        for name, values in against.items():
-            row = {"config_id": config_id, "model": grid.configs.at[config_id, "model_name"],
-                   "configuration": grid.configs.at[config_id, "label"], "against": name,
-                   "n_languages": 0, "left_out": len(accuracy), "rho": math.nan, "p_value": math.nan, "points": []}
-            if isinstance(values, Exception):
-                row["against"] = f"{name} (unavailable: {values})"
-            else:
-                languages = [lang for lang in accuracy.index if lang in values]
-                row["points"] = [(lang, values[lang], float(accuracy[lang])) for lang in languages]
-                row["n_languages"], row["left_out"] = len(languages), len(accuracy) - len(languages)
-                if len(languages) >= 3:
-                    with warnings.catch_warnings():  # constant input: rho is NaN, which the table shows
-                        warnings.simplefilter("ignore")
-                        result = spearmanr([values[lang] for lang in languages], accuracy[languages].to_numpy())
-                    row["rho"], row["p_value"] = float(result.statistic), float(result.pvalue)
-            rows.append(row)
-    columns = ["config_id", "model", "configuration", "against", "n_languages", "left_out", "rho", "p_value", "points"]
-    return pd.DataFrame(rows, columns=columns)

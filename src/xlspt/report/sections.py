@@ -318,6 +318,25 @@ def anchor_comparison(comparison: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _each_language_beside_anchors(grid: Grid, languages: pd.DataFrame) -> list[str]:
+    shown = [c for c in languages.columns if c in grid.configs.index]
+    per_language = pd.DataFrame({"language": languages["language"]})
+    for anchor in ANCHORS:
+        per_language[anchor.name] = languages[anchor.column].map(_percent)
+    for config_id in shown:
+        per_language[config_id] = [_percent(m, s) for m, s in zip(languages[config_id], languages[f"{config_id}_std"])]
+    described = "; ".join(f"{c}: {grid.configs.at[c, 'label']} ({role(grid, c)})" for c in shown)
+    return [
+        "## Each language beside the published anchors",
+        "",
+        f"Per language, the anchors and the seed-averaged accuracy (± std over seeds) of {described}. "
+        "The figure *Each language beside the published anchors* draws them.",
+        "",
+        markdown_table(per_language),
+        "",
+    ]
+
+
 def anchors_sections(grid: Grid, comparison: pd.DataFrame, sets: pd.DataFrame, languages: pd.DataFrame,
                      held_out: pd.DataFrame) -> list[str]:
     """The store's results beside the published anchors (:mod:`.anchors`): per configuration, per language set,
@@ -352,22 +371,7 @@ def anchors_sections(grid: Grid, comparison: pd.DataFrame, sets: pd.DataFrame, l
         markdown_table(shown_sets),
         "",
     ]
-    shown = [c for c in languages.columns if c in grid.configs.index]
-    per_language = pd.DataFrame({"language": languages["language"]})
-    for anchor in ANCHORS:
-        per_language[anchor.name] = languages[anchor.column].map(_percent)
-    for config_id in shown:
-        per_language[config_id] = [_percent(m, s) for m, s in zip(languages[config_id], languages[f"{config_id}_std"])]
-    described = "; ".join(f"{c}: {grid.configs.at[c, 'label']} ({role(grid, c)})" for c in shown)
-    lines += [
-        "## Each language beside the published anchors",
-        "",
-        f"Per language, the anchors and the seed-averaged accuracy (± std over seeds) of {described}. "
-        "The figure *Each language beside the published anchors* draws them.",
-        "",
-        markdown_table(per_language),
-        "",
-    ]
+    lines += _each_language_beside_anchors(grid, languages)
     if len(held_out):
         held = pd.DataFrame({"language": held_out["language"],
                              **{anchor.name: held_out[anchor.column].map(_percent) for anchor in ANCHORS}})

@@ -36,7 +36,8 @@ from ..study.records import RunRecord
 from ..study.store import StoreContents
 from . import adapters, anchors
 from .figures import DrawnFigure, draw_all
-from .findings import correlation_table, findings_table
+from .figure_data import correlation_table
+from .findings import findings_table
 from .grid import Grid, build_grid, config_value, language_table, read_store, summary_table
 from .sections import (
     anchors_sections, baseline_section, configurations_section, correlations_section, cost_section, failures_section,

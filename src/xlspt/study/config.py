@@ -2,7 +2,7 @@
 
 Field names are the sweep spec's keys and, with ``-`` for ``_``, the command line's flags
 (``prompt_length`` is ``--prompt-length``). Each default is stated once, here or in the
-lower-level config it feeds (:class:`~xlspt.prompt.PromptConfig`, :class:`~xlspt.train.TrainConfig`,
+lower-level config it feeds (:class:`~xlspt.soft_prompt.PromptConfig`, :class:`~xlspt.train.TrainConfig`,
 :class:`~xlspt.engine.ReadoutConfig`, :class:`~xlspt.data.DataConfig`,
 :class:`~xlspt.calibration.CalibrationConfig`).
 
@@ -16,6 +16,9 @@ can change a result, with ``auto`` values resolved to what is actually used, and
 what it is (the checksum of the rows the run reads), never where it lies: the same data copied
 to another folder, or read from the Hub, gives the same ids. Versions, the device and timings
 go into the run's record instead.
+
+Over 450 lines, on purpose: one config object (:class:`RunConfig`) states each field's default and help once, with
+its checks beside its fields, as PEFT's configs do.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from ..errors import ConfigError
 from ..lora import LoraConfig
 from ..models.catalog import EMBEDDED_DEFAULT
 from ..models.devices import DEFAULT_DTYPE, DType
-from ..prompt import PromptConfig
+from ..soft_prompt import PromptConfig
 from ..train import TrainConfig, TrainingLoss
 
 _PROMPT = PromptConfig()

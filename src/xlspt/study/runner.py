@@ -30,7 +30,7 @@ from ..errors import XlsptError
 from ..files import write_json_atomic, write_with_atomic
 from ..layout import MODEL_FILE, RECORD_FILE
 from ..models.loading import LoadedModel, load_model
-from ..prompt import SoftPrompt
+from ..soft_prompt import SoftPrompt
 from .config import RunConfig
 from .outputs import write_run_results
 from .records import RunRecord, RunStatus, device_info, library_versions
@@ -157,15 +157,15 @@ def run_group(
     if not runs:
         return
     loaded = session.model(runs[0].config)
-    for kind, group in _work(runs):
+    for method_class, group in _work(runs):
         if group[0].config.freeze:
-            _fit_and_evaluate(kind, group, loaded, session, on_record, log)
+            _fit_and_evaluate(method_class, group, loaded, session, on_record, log)
         else:
             with _weights_restored(loaded):
-                _fit_and_evaluate(kind, group, loaded, session, on_record, log)
+                _fit_and_evaluate(method_class, group, loaded, session, on_record, log)
 
 
-def fit_runs(kind: type, runs: Sequence[PlannedRun], loaded: LoadedModel, session: Session, log, *,
+def fit_runs(method_class: type, runs: Sequence[PlannedRun], loaded: LoadedModel, session: Session, log, *,
              desc: str | None = None) -> list:
     """Fit and save the classifiers of ``runs`` (one data source); each run gets its classifier or the error that
     stopped it (a run whose request cannot be built fails alone)."""
@@ -182,7 +182,7 @@ def fit_runs(kind: type, runs: Sequence[PlannedRun], loaded: LoadedModel, sessio
         log(f"training {runs[0].config.short_name()} with the model's weights too "
             f"(model_lr {runs[0].config.train_config().model_lr:g})")
     if requests:
-        fitted = kind.fit_many(loaded, session.data(runs[0].config), list(requests.values()), progress=session.progress,
+        fitted = method_class.fit_many(loaded, session.data(runs[0].config), list(requests.values()), progress=session.progress,
                                log=log, raise_errors=session.strict, desc=desc)
         outcomes.update(zip(requests, fitted))
     for i, run in enumerate(runs):
@@ -191,11 +191,11 @@ def fit_runs(kind: type, runs: Sequence[PlannedRun], loaded: LoadedModel, sessio
     return [outcomes[i] for i in range(len(runs))]
 
 
-def _fit_and_evaluate(kind, runs, loaded, session, on_record, log) -> None:
+def _fit_and_evaluate(method_class, runs, loaded, session, on_record, log) -> None:
     """Fit the runs' classifiers, then evaluate those that read text alike together, recording each run."""
     started = time.time()
     try:
-        fitted = fit_runs(kind, runs, loaded, session, log)
+        fitted = fit_runs(method_class, runs, loaded, session, log)
     except Exception as exc:
         if session.strict:
             raise
@@ -214,7 +214,7 @@ def _fit_and_evaluate(kind, runs, loaded, session, on_record, log) -> None:
     for item in done:
         by_scoring.setdefault(_scoring_key(item[0]), []).append(item)
     for items in by_scoring.values():
-        _evaluate_together(kind, items, loaded, session, on_record, log, model_file)
+        _evaluate_together(method_class, items, loaded, session, on_record, log, model_file)
 
 
 def _fail_all(runs: Sequence[PlannedRun], exc: Exception, loaded, session: Session, on_record, started: float) -> None:
@@ -243,12 +243,12 @@ def _weights_restored(loaded: LoadedModel):
         loaded.model.load_state_dict(original)
 
 
-def _evaluate_together(kind, items, loaded, session, on_record, log, model_file) -> None:
+def _evaluate_together(method_class, items, loaded, session, on_record, log, model_file) -> None:
     """Score the runs' classifiers in one text pass per language, then record each run."""
     run0 = items[0][0]
     started = time.time()
     try:
-        evaluations = kind.evaluate_many([clf for _, clf, _ in items], session.data(run0.config), run0.languages,
+        evaluations = method_class.evaluate_many([clf for _, clf, _ in items], session.data(run0.config), run0.languages,
                                          progress=session.progress, log=log, limit=run0.config.limit)
     except Exception as exc:
         return _fail_all([run for run, _, _ in items], exc, loaded, session, on_record, started)

@@ -23,229 +23,19 @@ import copy
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-from .data.sampling import FewShotSplit
-from .engine import DEFAULT_MAX_LENGTH, CachedTextEngine, PromptPass, ReadoutConfig, make_engine, shuffled_batches
-from .engine.options import enum_value
-from .engine.readout import readout_cross_entropy_rows
-from .errors import ConfigError, XlsptError
-from .models.loading import LoadedModel
-from .progress import checkpoint, interactive, progress_bar
-from .prompt import PromptConfig, SoftPrompt
-from .verbalizer import Verbalizer
-
-#: Learning rate of the model's weights when it trains too (no model freezing): a fine-tuning
-#: rate chosen on English dev (README); the reference code's single rate, 5e-3, destroys the model.
-DEFAULT_MODEL_LR = 1e-4
-
-
-class TrainingLoss(str, Enum):
-    """What the training loss reads at the read-out position: ``vocabulary``, the cross-entropy of the label
-    word over the model's whole vocabulary (the study's reference code); ``label-words``, the cross-entropy
-    over the classes only (a softmax over their label words' logits, as prediction reads them)."""
-
-    VOCABULARY = "vocabulary"
-    LABEL_WORDS = "label-words"
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; the defaults are the study's.
-
-    Args:
-        epochs: passes over the training examples (the study used 20 to 50).
-        lr: AdamW learning rate of the prompt (and its reparameterization network).
-        batch_size: training examples per step.
-        warmup_ratio: share of all steps spent warming the learning rate up linearly.
-        weight_decay: AdamW weight decay (PyTorch's default).
-        seed: seeds the prompt initialisation and the order of examples.
-        max_length: text + prompt + EOS are truncated (text only) to this many tokens.
-        freeze_model: train only the prompt (the study's "MF"); otherwise the model trains too,
-            with float32 master weights whatever the model's dtype.
-        model_lr: learning rate of the model's weights when ``freeze_model`` is False.
-        eval_batch_size: batch size for validation and evaluation passes.
-        engine: ``"auto"`` (the cached-text engine with a frozen model, else the naive full pass),
-            ``"cached"`` or ``"naive"``; all give the same results up to float rounding.
-        special_tokens: ``"tokenizer"`` (the tokenizer's special tokens) or ``"reference"`` (none, as
-            the study's reference code; a model that needs its BOS keeps it).
-        loss: ``"vocabulary"`` or ``"label-words"`` (:class:`TrainingLoss`).
-        min_steps: at least this many optimizer steps: more epochs than ``epochs`` when a small sample
-            gives few steps per epoch (0: ``epochs`` decides alone, as in the study).
-        patience: stop a prompt once its validation loss has not improved for this many epochs; it keeps
-            its best epoch (0: every prompt trains all its epochs, as in the study).
-    """
-
-    epochs: int = 20
-    lr: float = 5e-3
-    batch_size: int = 8
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-    max_length: int = DEFAULT_MAX_LENGTH
-    freeze_model: bool = True
-    model_lr: float = DEFAULT_MODEL_LR
-    eval_batch_size: int = 32
-    engine: str = "auto"
-    special_tokens: str = "tokenizer"
-    loss: str = TrainingLoss.VOCABULARY.value
-    min_steps: int = 0
-    patience: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError("epochs", f"must be at least 1 (got {self.epochs})")
-        if self.min_steps < 0:
-            raise ConfigError("min_steps", f"must be 0 (off) or more (got {self.min_steps})")
-        if self.patience < 0:
-            raise ConfigError("patience", f"must be 0 (off) or more (got {self.patience})")
-        self.loss = enum_value(TrainingLoss, "loss", self.loss).value
-        if not (self.lr > 0):
-            raise ConfigError("lr", f"must be positive (got {self.lr})")
-        if not (self.model_lr > 0):
-            raise ConfigError("model_lr", f"must be positive (got {self.model_lr})")
-        if self.batch_size < 1:
-            raise ConfigError("batch_size", f"must be at least 1 (got {self.batch_size})")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError("warmup_ratio", f"must be in [0, 1) (got {self.warmup_ratio})")
-        self.readout.engine.for_training(not self.freeze_model)
-
-    @property
-    def readout(self) -> ReadoutConfig:
-        """The read-out settings, checked there (kept as plain fields here: ``to_dict`` is what saved prompts hold)."""
-        try:
-            return ReadoutConfig(max_length=self.max_length, special_tokens=self.special_tokens,
-                                 batch_size=self.eval_batch_size, engine=self.engine)
-        except ConfigError as exc:
-            if exc.field != "batch_size":
-                raise
-            # here batch_size is the training batch: the error names the field that was given
-            raise ConfigError("eval_batch_size", exc.problem) from None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def epochs_for(self, examples: int) -> int:
-        """The epochs that training on ``examples`` runs: ``epochs``, or more to reach ``min_steps``."""
-        steps_per_epoch = math.ceil(examples / self.batch_size)
-        return max(self.epochs, math.ceil(self.min_steps / max(1, steps_per_epoch)))
-
-    def steps_key(self, *, seed: bool = True) -> tuple:
-        """What shapes the steps: the batches (with ``seed``, their order too), the epochs, the loss and the text
-        encoding. Prompts on different samples train together when all but the seed agree."""
-        keys = ("epochs", "min_steps", "loss", "batch_size", "max_length", "special_tokens", "eval_batch_size")
-        return tuple(getattr(self, k) for k in keys) + ((self.seed,) if seed else ())
-
-    def shares_steps_with(self, other: "TrainConfig") -> bool:
-        """Whether two prompts can train in the same steps: equal :meth:`steps_key` and a frozen model."""
-        return self.steps_key() == other.steps_key() and self.freeze_model and other.freeze_model
-
-
-class TrainingDiverged(XlsptError):
-    """The training loss or the prompt became NaN or infinite.
-
-    ``best`` is the prompt of the best epoch before that (its weights restored), when one finished.
-    """
-
-    def __init__(self, message: str, best: "TrainResult | None" = None):
-        super().__init__(message)
-        self.best = best
-
-
-@dataclass
-class TrainResult:
-    """The trained prompt (best epoch restored) and the loss curve."""
-
-    prompt: SoftPrompt
-    best_epoch: int
-    best_val_loss: float
-    history: list[dict] = field(default_factory=list)
-
-
-def linear_warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
-    """Linear warm-up to the base learning rate, then linear decay to zero at ``total_steps``.
-
-    The schedule of the reference code (``transformers.get_linear_schedule_with_warmup``, same
-    arithmetic), without importing transformers' trainer stack for one formula.
-    """
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return step / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def readout_loss_rows(loaded: LoadedModel, verbalizer: Verbalizer, hidden: torch.Tensor, labels: Sequence[str],
-                      loss: str = TrainingLoss.VOCABULARY.value) -> torch.Tensor:
-    """``[B]`` training loss of each read-out state ``hidden`` (``[B, d]``) against its class in ``labels``."""
-    if TrainingLoss(loss) is TrainingLoss.LABEL_WORDS:
-        label_ids = torch.tensor(verbalizer.token_ids, device=hidden.device)
-        class_logits = verbalizer.class_logits(loaded.adapter.logits(loaded.model, hidden, label_ids).float())
-        return torch.nn.functional.cross_entropy(class_logits, verbalizer.label_index(labels).to(hidden.device),
-                                                 reduction="none")
-    return readout_cross_entropy_rows(loaded, hidden, verbalizer.target_token_ids(labels))
-
-
-def readout_loss(engine, verbalizer: Verbalizer, inputs, labels, prompt: torch.Tensor,
-                 loss: str = TrainingLoss.VOCABULARY.value) -> torch.Tensor:
-    """Mean training loss at the read-out position (:func:`readout_loss_rows`).
-
-    ``inputs`` are what ``engine.prepare`` made of the texts (token ids, or cached text states).
-    """
-    return readout_loss_rows(engine.loaded, verbalizer, engine.readout_hidden(inputs, prompt), labels, loss).mean()
-
-
-@torch.no_grad()
-def validation_loss(engine, verbalizer, inputs, labels, prompt: torch.Tensor, batch_size: int,
-                    loss: str = TrainingLoss.VOCABULARY.value) -> float:
-    total = 0.0
-    for start in range(0, len(inputs), batch_size):
-        chunk = slice(start, start + batch_size)
-        total += readout_loss(engine, verbalizer, inputs[chunk], labels[chunk], prompt, loss).item() * len(inputs[chunk])
-    return total / len(inputs)
-
-
-class _MasterWeights:
-    """Float32 copies of a low-precision model's weights: AdamW steps the copies, the model gets them rounded.
-
-    The copies are cut into chunks of :attr:`CHUNK` elements. AdamW on a CPU steps one tensor at a time,
-    in several elementwise passes over it; on chunks those passes run on data that stays in the cache,
-    which made the optimizer step of the embedded model about 3x faster on a 2-core CPU (0.40 s against
-    1.15 s, benchmarks/README.md). Each element goes through the same operations with the same scalars as on whole tensors, so
-    the results are bit-identical (a test checks it).
-    """
-
-    CHUNK = 1 << 18
-
-    def __init__(self, params: Sequence[torch.nn.Parameter]):
-        self.chunk = chunk = self.CHUNK
-        self.params = list(params)
-        self.chunks = [[torch.nn.Parameter(piece.to(torch.float32, copy=True)) for piece in self._flat(p).split(chunk)]
-                       for p in self.params]
-        self.masters = [master for chunks in self.chunks for master in chunks]
-
-    @staticmethod
-    def _flat(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.detach().view(-1)  # a view: writing into it writes into the model's weights
-
-    def take_grads(self) -> None:
-        for param, chunks in zip(self.params, self.chunks):
-            pieces = [None] * len(chunks) if param.grad is None else self._flat(param.grad).split(self.chunk)
-            for master, piece in zip(chunks, pieces):
-                master.grad = None if piece is None else piece.to(torch.float32, copy=True)
-            param.grad = None
-
-    @torch.no_grad()
-    def write_back(self) -> None:
-        for param, chunks in zip(self.params, self.chunks):
-            for piece, master in zip(self._flat(param).split(self.chunk), chunks):
-                piece.copy_(master)
+from ..data.sampling import FewShotSplit
+from ..engine import CachedTextEngine, PromptPass, make_engine, shuffled_batches
+from ..models.loading import LoadedModel
+from ..progress import checkpoint, interactive, progress_bar
+from ..soft_prompt import PromptConfig, SoftPrompt
+from ..verbalizer import Verbalizer
+from .config import TrainConfig, TrainingDiverged, TrainResult
+from .optimisation import MasterWeights, linear_warmup_schedule, readout_loss_rows
 
 
 def train_prompt(
@@ -298,6 +88,40 @@ def train_prompts(
     """
     configs = list(configs)
     first = configs[0]
+    per_prompt = _samples_per_prompt(examples, configs, adapters)
+    initials = list(initials) if initials is not None else [None] * len(configs)
+    prompts = [_starting_prompt(loaded, prompt_config, initial, config.seed)
+               for prompt_config, initial, config in zip(prompt_configs, initials, configs)]
+    model_trains = not first.freeze_model or adapters is not None  # the text's states change as they train
+    engine = make_engine(loaded, first.engine, model_trains=model_trains, encode_batch_size=first.eval_batch_size)
+    groups, texts = _read_samples(engine, loaded, verbalizer, per_prompt, prompts, configs)
+    train_size = len(texts[0][0])
+    epochs = first.epochs_for(train_size)
+    total_steps = math.ceil(train_size / first.batch_size) * epochs
+    if not first.freeze_model:
+        loaded.model.requires_grad_(True)
+    trained = (list(adapters) if adapters is not None else list(loaded.model.parameters())) if model_trains else []
+    low_precision = [p for p in trained if p.dtype != torch.float32]
+    masters = MasterWeights(trained) if low_precision else None
+    runs = [_PromptRun(prompt, config, (masters.masters if masters is not None else trained) if model_trains else None,
+                       total_steps) for prompt, config in zip(prompts, configs)]
+    # The order of examples depends on the seed only, so prompts trained together see the batches they would alone.
+    samples = [_Sample(train, val, [runs[p] for p in ps], torch.Generator().manual_seed(seed))
+               for ((_, seed), ps), (train, val) in zip(groups.items(), texts)]
+    try:
+        _run_epochs(engine, samples, runs, trained, masters, first, epochs, total_steps, progress, desc)
+    finally:
+        if not first.freeze_model:
+            _freeze(loaded.model)
+        for param in trained:
+            param.grad = None
+    return [run.result(trained) for run in runs]
+
+
+def _samples_per_prompt(examples: FewShotSplit | Sequence[FewShotSplit], configs: list[TrainConfig],
+                        adapters: Sequence[torch.nn.Parameter] | None) -> list[FewShotSplit]:
+    """Each prompt's sample, once what trains together is checked to be able to."""
+    first = configs[0]
     per_prompt = [examples] * len(configs) if isinstance(examples, FewShotSplit) else list(examples)
     if len(per_prompt) != len(configs):
         raise ValueError(f"{len(per_prompt)} samples for {len(configs)} prompts: give one, or one per prompt")
@@ -306,11 +130,14 @@ def train_prompts(
         raise ValueError("prompts trained together need the same batches, epochs and text encoding, and a frozen model")
     if adapters is not None and (len(configs) > 1 or not first.freeze_model):
         raise ValueError("adapters train with one prompt on a frozen model")
-    initials = list(initials) if initials is not None else [None] * len(configs)
-    prompts = [_starting_prompt(loaded, prompt_config, initial, config.seed)
-               for prompt_config, initial, config in zip(prompt_configs, initials, configs)]
-    model_trains = not first.freeze_model or adapters is not None  # the text's states change as they train
-    engine = make_engine(loaded, first.engine, model_trains=model_trains, encode_batch_size=first.eval_batch_size)
+    return per_prompt
+
+
+def _read_samples(engine, loaded: LoadedModel, verbalizer: Verbalizer, per_prompt: list[FewShotSplit],
+                  prompts: list[SoftPrompt], configs: list[TrainConfig]):
+    """The prompts grouped by ``(sample, seed)`` (those of a group share its batches), and each group's training and
+    validation texts, read once for all its prompts' lengths."""
+    first = configs[0]
     groups: dict[tuple, list[int]] = {}  # (sample, seed) -> its prompts
     for p, (sample, config) in enumerate(zip(per_prompt, configs)):
         groups.setdefault((id(sample), config.seed), []).append(p)
@@ -320,19 +147,14 @@ def train_prompts(
                                   first, verbalizer)) for ps in groups.values()]
     if len({(len(train), len(val)) for train, val in texts}) > 1:
         raise ValueError("samples trained side by side need the same numbers of training and validation examples")
-    train_size = len(texts[0][0])
-    epochs = first.epochs_for(train_size)
-    total_steps = math.ceil(train_size / first.batch_size) * epochs
-    if not first.freeze_model:
-        loaded.model.requires_grad_(True)
-    trained = (list(adapters) if adapters is not None else list(loaded.model.parameters())) if model_trains else []
-    low_precision = [p for p in trained if p.dtype != torch.float32]
-    masters = _MasterWeights(trained) if low_precision else None
-    runs = [_PromptRun(prompt, config, (masters.masters if masters is not None else trained) if model_trains else None,
-                       total_steps) for prompt, config in zip(prompts, configs)]
-    # The order of examples depends on the seed only, so prompts trained together see the batches they would alone.
-    samples = [_Sample(train, val, [runs[p] for p in ps], torch.Generator().manual_seed(seed))
-               for ((_, seed), ps), (train, val) in zip(groups.items(), texts)]
+    return groups, texts
+
+
+def _run_epochs(engine, samples: list[_Sample], runs: list[_PromptRun], trained: list[torch.nn.Parameter],
+                masters: MasterWeights | None, first: TrainConfig, epochs: int, total_steps: int, progress: bool,
+                desc: str) -> None:
+    """Every epoch: a step per batch, then the validation losses that keep each prompt's best epoch (and stop
+    those whose patience ran out); a progress bar, or a line per epoch in a log file."""
     bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not progress)
     started = time.time()
     try:
@@ -351,11 +173,6 @@ def train_prompts(
             checkpoint()
     finally:
         bar.close()
-        if not first.freeze_model:
-            _freeze(loaded.model)
-        for param in trained:
-            param.grad = None
-    return [run.result(trained) for run in runs]
 
 
 def _starting_prompt(loaded: LoadedModel, prompt_config: PromptConfig | None, initial: SoftPrompt | None,
@@ -521,7 +338,7 @@ def _still_training(runs: Sequence[_PromptRun]) -> list[_PromptRun]:
     return [run for run in runs if run.failure is None and not run.stalled]
 
 
-def _train_epoch(engine, samples: Sequence[_Sample], batch_size: int, epoch: int, masters: _MasterWeights | None,
+def _train_epoch(engine, samples: Sequence[_Sample], batch_size: int, epoch: int, masters: MasterWeights | None,
                  bar) -> int:
     """One pass over the training examples, each sample in its seed's order; returns how many examples of a
     sample the steps read."""
@@ -541,7 +358,7 @@ def _train_epoch(engine, samples: Sequence[_Sample], batch_size: int, epoch: int
 
 
 def _training_step(engine, samples: Sequence[_Sample], batches: Sequence[list[int]], where: str,
-                   masters: _MasterWeights | None) -> list[_PromptRun]:
+                   masters: MasterWeights | None) -> list[_PromptRun]:
     """One optimizer step of every prompt still training, each on its sample's batch; returns the runs that took it."""
     active, losses = _finite_losses(engine, samples, batches, where)
     if not active:
