@@ -104,7 +104,6 @@ class PromptClassifier(TrainsPrompts, SavedAsFolder, ScoresInBatches, ReadsLikeI
         """A results table of these prompts, its protocols marked when they were self-trained."""
         return table.assign(protocol=table["protocol"].map(self.marked_protocol)) if self.metadata.self_training else table
 
-
     @property
     def size(self) -> int:
         """Number of prompts (1 for a single prompt)."""
@@ -125,8 +124,7 @@ class PromptClassifier(TrainsPrompts, SavedAsFolder, ScoresInBatches, ReadsLikeI
     def stored_parameters(self) -> int:
         return sum(p.numel() for p in self.prompts)
 
-    # ------------------------------------------------------------ training
-
+    # ------------------------------------------------------------ ensembles and members (training: TrainsPrompts)
 
     @classmethod
     def ensemble_of(
@@ -169,10 +167,6 @@ class PromptClassifier(TrainsPrompts, SavedAsFolder, ScoresInBatches, ReadsLikeI
         soft = [self.soft_prompts[i]] if self.soft_prompts else None
         reference = self.reference and StateStatistics(self.reference.mean[i : i + 1], self.reference.std[i : i + 1])
         return type(self)(self.model, self.verbalizer, [self.prompts[i]], metadata, soft, self.calibration, reference)
-
-
-    # ------------------------------------------------------------ saving and loading
-
 
     # ------------------------------------------------------------ scoring
 
