@@ -343,6 +343,13 @@ def candidates(groups: list[Group], members: dict[str, PromptClassifier]) -> dic
     return out
 
 
+def candidate_summary(pool: dict[str, list[str]], english_scores: dict, development_scores: dict) -> dict:
+    """Each candidate's English dev accuracy and, per protocol, its best mean over the development languages."""
+    return {name: {"english_dev": english_scores[name],
+                   **{protocol: max(v for k, v in development_scores.items() if k[0] == name and k[1] == protocol)
+                      for protocol in CORRECTIONS}} for name in pool}
+
+
 def candidate_costs(groups: list[Group], pool: dict[str, list[str]], training: dict, read_times: ReadTimes) -> dict:
     """Each candidate's training seconds, scoring milliseconds per text (all its members), stored bytes per task,
     and whether it serves from one base model (every candidate here: prompts and adapters both ride on it)."""
@@ -359,6 +366,37 @@ def candidate_costs(groups: list[Group], pool: dict[str, list[str]], training: d
     return out
 
 
+def print_candidates(pool: dict[str, list[str]], scorer: Scorer, development: list[Language], english_scores: dict,
+                     development_scores: dict) -> None:
+    """The candidates table: English dev, the development languages zero-shot, one member alone, and each protocol's
+    best correction on the development languages."""
+    print("\nCandidates (English dev: zero-shot accuracy; development languages: mean over their labelled dev halves)\n")
+    print("| candidate | prompts | English dev | dev langs zero-shot | one member alone (mean ± sd over seeds) "
+          "| dev langs (a), best correction | dev langs (b), best correction |")
+    print("|---|---|---|---|---|---|---|")
+    for name, keys in pool.items():
+        alone = [np.mean([scorer.accuracy(lang, [k], "zero-shot", "none") for lang in development]) for k in keys]
+        cells = []
+        for protocol in ("a", "b"):
+            options = {c: development_scores[(name, protocol, c)] for c, _, _ in CORRECTIONS[protocol]}
+            best = max(options, key=options.get)
+            cells.append(f"{100 * options[best]:.1f} ({best})")
+        print(f"| {name} | {len(keys)} | {100 * english_scores[name]:.1f} | "
+              f"{100 * development_scores[(name, 'zero-shot', 'none')]:.1f} | "
+              f"{100 * np.mean(alone):.1f} ± {100 * np.std(alone, ddof=1) if len(alone) > 1 else 0:.1f} | {cells[0]} | {cells[1]} |")
+
+
+def print_costs(costs: dict) -> None:
+    print("\nCost per candidate (training: all members' seconds; scoring: all members reading one text, and a "
+          "204-sentence test split; stored: the weights files per task)\n")
+    print("| candidate | prompts | training s | scoring ms per text | s per language | stored per task | one base model |")
+    print("|---|---|---|---|---|---|---|")
+    for name, cost in costs.items():
+        ms = cost["scoring_ms_per_text"]
+        print(f"| {name} | {cost['prompts']} | {cost['training_seconds']:.0f} | {'-' if ms is None else f'{ms:.1f}'} | "
+              f"{'-' if ms is None else f'{ms * 204 / 1000:.1f}'} | {cost['bytes_per_task'] / 1e6:.2f} MB | yes |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/sib200")
@@ -369,6 +407,9 @@ def main() -> None:
                         help="2 members, 2 epochs, 8 shots, 3 languages per set: checks the script only")
     parser.add_argument("--groups", nargs="+", metavar="NAME", choices=[g.name for g in GROUPS],
                         help=f"train and choose among these groups only (always with {' and '.join(KEPT)})")
+    parser.add_argument("--choose-only", action="store_true",
+                        help="stop once the settings are chosen: print the candidates (development languages) and their "
+                             "costs, score nothing on the 52 or the held-out languages")
     parser.add_argument("--no-self-training", action="store_true",
                         help="leave self-training out (it is never tried on a LoRA group: it continues frozen prompts)")
     args = parser.parse_args()
@@ -473,6 +514,18 @@ def main() -> None:
         chosen[(RULE_DEVELOPMENT, protocol)] = (name, correction)
     for (rule, protocol), (name, correction) in chosen.items():
         log(f"{rule} chose for {protocol}: {name}, {correction}")
+    if args.choose_only:
+        print_candidates(pool, scorer, development, english_scores, development_scores)
+        costs = candidate_costs(groups, pool, training, read_times)
+        print_costs(costs)
+        print(f"\nchose in {time.time() - started:.0f} s (training {train_seconds:.0f} s); nothing scored on test splits",
+              file=sys.stderr)
+        if args.json:
+            print(json.dumps({"selection": RULE_DEVELOPMENT, "chosen": {f"{rule}: {protocol}": {"group": name, "correction": correction}
+                                                                       for (rule, protocol), (name, correction) in chosen.items()},
+                              "candidates": candidate_summary(pool, english_scores, development_scores),
+                              "training": training, "costs": costs}))
+        return
 
     # ---------------------------------------------------------------- self-training (protocol b), chosen on development languages
     base_name, base_correction = chosen[(RULE_DEVELOPMENT, "b")]
@@ -567,20 +620,7 @@ def main() -> None:
         on_targets, held_out = row["targets"], row["held_out"]
         log(f"{row['setting']} [{row['rule']}, {row['protocol']}]: 52 {on_targets['mean']:.3f}, held-out {held_out['mean']:.3f}")
 
-    print("\nCandidates (English dev: zero-shot accuracy; development languages: mean over their labelled dev halves)\n")
-    print("| candidate | prompts | English dev | dev langs zero-shot | one member alone (mean ± sd over seeds) "
-          "| dev langs (a), best correction | dev langs (b), best correction |")
-    print("|---|---|---|---|---|---|---|")
-    for name, keys in pool.items():
-        alone = [np.mean([scorer.accuracy(lang, [k], "zero-shot", "none") for lang in development]) for k in keys]
-        cells = []
-        for protocol in ("a", "b"):
-            options = {c: development_scores[(name, protocol, c)] for c, _, _ in CORRECTIONS[protocol]}
-            best = max(options, key=options.get)
-            cells.append(f"{100 * options[best]:.1f} ({best})")
-        print(f"| {name} | {len(keys)} | {100 * english_scores[name]:.1f} | "
-              f"{100 * development_scores[(name, 'zero-shot', 'none')]:.1f} | "
-              f"{100 * np.mean(alone):.1f} ± {100 * np.std(alone, ddof=1) if len(alone) > 1 else 0:.1f} | {cells[0]} | {cells[1]} |")
+    print_candidates(pool, scorer, development, english_scores, development_scores)
     print("\nChosen settings, scored on test splits\n")
     print("| setting | chosen on | protocol | prompts | English dev | dev langs | English | 52-language mean (± s.e.) "
           "| weakest of the 52 | below chance | held-out mean (± s.e.) | held-out weakest |")
@@ -611,14 +651,7 @@ def main() -> None:
     for name, fact in training.items():
         print(f"- {name}: {fact['seconds']:.0f} s, best epochs {fact['best_epochs']}, epochs run {fact['epochs_run']}")
     costs = candidate_costs(groups, pool, training, read_times)
-    print("\nCost per candidate (training: all members' seconds; scoring: all members reading one text, and a "
-          "204-sentence test split; stored: the weights files per task)\n")
-    print("| candidate | prompts | training s | scoring ms per text | s per language | stored per task | one base model |")
-    print("|---|---|---|---|---|---|---|")
-    for name, cost in costs.items():
-        ms = cost["scoring_ms_per_text"]
-        print(f"| {name} | {cost['prompts']} | {cost['training_seconds']:.0f} | {'-' if ms is None else f'{ms:.1f}'} | "
-              f"{'-' if ms is None else f'{ms * 204 / 1000:.1f}'} | {cost['bytes_per_task'] / 1e6:.2f} MB | yes |")
+    print_costs(costs)
     total = time.time() - started
     print(f"\ntraining {train_seconds:.0f} s, choosing {choose_seconds:.0f} s, scoring {score_seconds:.0f} s, "
           f"total {total:.0f} s", file=sys.stderr)
@@ -652,9 +685,7 @@ def main() -> None:
                               "mean_gain": {k: float(np.mean(list(v.values()))) for k, v in gains.items()},
                               "per_language_gain": gains},
             "seconds": round(total), "training": training, "costs": costs,
-            "candidates": {name: {"english_dev": english_scores[name],
-                                  **{protocol: max(v for k, v in development_scores.items() if k[0] == name and k[1] == protocol)
-                                     for protocol in CORRECTIONS}} for name in pool},
+            "candidates": candidate_summary(pool, english_scores, development_scores),
         }))
 
 
