@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 
 import xlspt
 from xlspt import calibration as cal
-from xlspt.calibration import CalibrationConfig, Protocol
+from xlspt.calibration import CalibrationConfig
 from xlspt.cli import main
 from xlspt.errors import ConfigError, XlsptError
 from xlspt.study import ResultStore, RunConfig
