@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -56,6 +57,11 @@ class AdapterArms:
     @property
     def complete(self) -> bool:
         return bool(self.settings)
+
+    @cached_property
+    def language_table(self) -> pd.DataFrame:
+        """:func:`adapter_language_table`, computed once (the findings and ``adapters.csv`` read the same table)."""
+        return adapter_language_table(self)
 
 
 def adapter_arms(records: list[RunRecord]) -> AdapterArms | None:
@@ -110,7 +116,7 @@ def adapter_findings(arms: AdapterArms | None) -> list[dict]:
         detail = "no LoRA configuration with frozen and whole-model runs that agree on every other setting"
         return [_row(name, model, verdict=NOT_ENOUGH_RUNS, detail=detail)
                 for name in (ADAPTERS_VS_FROZEN, ADAPTERS_VS_WHOLE, ADAPTERS_DISTANCE)]
-    table = adapter_language_table(arms)
+    table = arms.language_table
     rows = [_paired_row(ADAPTERS_VS_FROZEN, model, table["lora"] - table["frozen"], len(arms.settings), "LoRA - MF"),
             _paired_row(ADAPTERS_VS_WHOLE, model, table["lora"] - table["whole"], len(arms.settings), "LoRA - no MF")]
     known = table.dropna(subset=["distance"])

@@ -149,7 +149,7 @@ def _adapter_outputs(arms, records: list[RunRecord], rows: list[dict], out: Path
         return []
     costs = figure = None
     if arms.complete:
-        table = adapters.adapter_language_table(arms)
+        table = arms.language_table
         _write_csv(out / "adapters.csv", table, written)
         costs = adapters.adapter_cost_table(arms, records)
         _write_csv(out / "adapter_costs.csv", costs, written)
