@@ -68,6 +68,7 @@ import contextlib  # noqa: E402
 import gc  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
@@ -425,21 +426,25 @@ class BudgetExceeded(BaseException):
     """Raised from the sweep's log to stop it between pieces of work (not an ``Exception``: runs catch those)."""
 
 
-class SweepGuard:
-    """The sweep's log: prints with the elapsed time, and stops the sweep before work that would end past the budget.
+class SweepGuard(logging.Handler):
+    """A handler of xlspt's log lines during the sweep: prints them with the elapsed time, and stops the sweep before
+    work that would end past the budget.
 
     A piece of work starts with a ``training ...`` or ``scoring ...`` line; the longest gap seen
     between such lines is the estimate of the next piece. Records are written before their line
-    is logged, and no piece is interrupted, so every finished run stays in the store.
+    is logged, and no piece is interrupted, so every finished run stays in the store. (An exception raised in a
+    handler's ``emit`` reaches the code that logged the line.)
     """
 
     def __init__(self, deadline: float):
+        super().__init__()
         self.deadline = deadline
         self.last_start: float | None = None
         self.longest = 0.0
         self.stopped = False
 
-    def __call__(self, message: str) -> None:
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
         log(f"sweep: {message}")
         if not message.startswith(("training ", "scoring ")):
             return
@@ -453,6 +458,7 @@ class SweepGuard:
 
 
 def phase_sweep(ctx: Context, workdir: Path) -> None:
+    from xlspt.logs import muted
     from xlspt.study import ResultStore, RunStatus, expand, run_sweep, sweep_status
 
     values = {
@@ -465,11 +471,16 @@ def phase_sweep(ctx: Context, workdir: Path) -> None:
     store = ResultStore(workdir / "store")
     guard = SweepGuard(ctx.args.budget_s)
     started = time.perf_counter()
+    xlspt_logger = logging.getLogger("xlspt")
+    xlspt_logger.addHandler(guard)
     try:
-        run_sweep(spec, store, executor="local", device=ctx.device, progress=False, log=guard)
+        with muted():  # the guard prints the lines, with the time
+            run_sweep(spec, store, executor="local", device=ctx.device, progress=False)
     except BudgetExceeded as exc:
         log(f"sweep stopped by the budget guard: {exc}")
         ctx.skipped.append(f"sweep: stopped early ({exc})")
+    finally:
+        xlspt_logger.removeHandler(guard)
     seconds = time.perf_counter() - started
     status = sweep_status(spec, store)
     done, failed = status.count(RunStatus.DONE), status.count(RunStatus.FAILED)

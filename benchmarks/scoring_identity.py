@@ -4,8 +4,10 @@ Three steps. ``models`` saves the tiny random-weight models of every family (the
 ``tests/conftest.py``). ``run`` runs the same commands with whichever xlspt is first on ``PYTHONPATH``:
 for each model a single prompt, an ensemble and a probe (``xlspt run``), ``predict --format json`` with
 every calibration, ``evaluate`` (results.csv, per_class.csv, summary.txt, members and several prompts
-together), a server's answers (``TaskSet.score``) and a two-run sweep. ``compare`` reads two such folders:
-numbers within a tolerance, text exactly, records apart from ``timings``, ``finished`` and ``versions``.
+together), a server's answers (``TaskSet.score``), a two-run sweep, ``train`` and ``label``; each model's
+``stderr.txt`` keeps the lines every command said (durations and rates masked, the output folder named ``<out>``).
+``compare`` reads two such folders: numbers within a tolerance, text exactly, records apart from ``timings``,
+``finished`` and ``versions``.
 
     python benchmarks/scoring_identity.py models WORK/models
     PYTHONPATH=OLD/src python benchmarks/scoring_identity.py run WORK/models WORK/old --data DIR
@@ -23,6 +25,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -34,7 +37,8 @@ TEXTS = ["The team won the final match in the last minute.", "Parliament voted o
 LANGS = "fra_Latn,deu_Latn,swh_Latn"
 #: Keys of a run record that say when and with what it ran, not what it found.
 VOLATILE = {"timings", "finished", "versions", "fit_seconds", "seconds", "started", "wall_seconds", "created",
-            "train_seconds"}
+            "train_seconds",
+            "modified_ns", "fingerprint"}  # a label job's input file's time, and the job's fingerprint made with it
 
 
 def make_models(out: Path) -> None:
@@ -55,15 +59,28 @@ def make_models(out: Path) -> None:
     print(f"tiny models in {out}")
 
 
+#: What a command's lines may say that differs from one run to the next: durations, rates.
+_VOLATILE_TEXT = re.compile(r"\d+(\.\d+)?(?= ?(s|ms|min|rows/s)\b)")
+_said: list[str] = []
+
+
 def _cli(args: list[str]) -> str:
     from xlspt.cli import main
 
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
+    buffer, said = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(said):
         code = main(args)
+    _said.append(f"$ xlspt {' '.join(args)}\n{said.getvalue()}")
     if code:
-        raise SystemExit(f"xlspt {' '.join(args)} exited {code}")
+        raise SystemExit(f"xlspt {' '.join(args)} exited {code}:\n{said.getvalue()}")
     return buffer.getvalue()
+
+
+def _write_said(folder: Path, out: Path) -> None:
+    """The lines the model's commands said, comparable across runs and output folders."""
+    text = _VOLATILE_TEXT.sub("#", "".join(_said)).replace(str(out), "<out>")
+    (folder / "stderr.txt").write_text(text, encoding="utf-8")
+    _said.clear()
 
 
 def run(models: Path, out: Path, data: str, embedded: bool) -> None:
@@ -106,6 +123,10 @@ def run(models: Path, out: Path, data: str, embedded: bool) -> None:
         spec.write_text(f"model: {model}\ndata: {data}\ndtype: {dtype}\nshots: 2\nepochs: {epochs}\nprompt_length: [1, 3]\n"
                         f"langs: [{LANGS}]\n", encoding="utf-8")
         _cli(["sweep", str(spec), "--store", str(folder / "store"), "--quiet"])
+        _cli(["train", *study, *common, "--prompt-length", "2", "--ensemble", "2", "--out", str(folder / "trained")])
+        _cli(["label", "--task", f"prompt={folder / 'prompt'}", "--task", f"ensemble={folder / 'ensemble'}",
+              "--input", str(texts_file), "--output", str(folder / "labelled"), "--output-format", "jsonl", "--lang", "fra_Latn", "--quiet"])
+        _write_said(folder, out)
     print(f"answers of xlspt at {Path(xlspt.cli.__file__).parents[1]} in {out}")
 
 
@@ -167,7 +188,8 @@ class Differences:
         if a.suffix == ".json":
             self.value(where, json.loads(text_a), json.loads(text_b))
         elif a.suffix == ".jsonl":
-            self.value(where, [json.loads(l) for l in text_a.splitlines()], [json.loads(l) for l in text_b.splitlines()])
+            self.value(where, [json.loads(l) for l in text_a.splitlines() if l.strip()],
+                       [json.loads(l) for l in text_b.splitlines() if l.strip()])
         elif a.suffix == ".csv":
             import pandas as pd
 
@@ -175,7 +197,8 @@ class Differences:
                        pd.read_csv(io.StringIO(text_b)).to_dict(orient="records"))
         elif a.suffix in (".txt", ".md", ".yaml"):
             if text_a != text_b:
-                self.other.append(f"{where}: text differs")
+                first = next((x, y) for x, y in zip(text_a.splitlines() + [""], text_b.splitlines() + [""]) if x != y)
+                self.other.append(f"{where}: text differs, first at {first[0]!r} vs {first[1]!r}")
         elif a.suffix == ".safetensors":
             from safetensors.torch import load_file
 

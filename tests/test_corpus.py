@@ -129,6 +129,8 @@ def test_every_format_and_texts_that_are_not_texts(runs, sib200_dir, tmp_path):
     assert {k: (v["output"], v["rows"], v["empty"]) for k, v in by_input.items()} == {
         "a.csv": ("a.csv.jsonl", 18, 0), "a.tsv": ("a.tsv.jsonl", 18, 0), "b.jsonl": ("b.jsonl", 6, 4),
         "c.txt": ("c.jsonl", 6, 1)}
+    for shard in ("a.csv.jsonl", "b.jsonl", "c.jsonl"):  # one JSON object a line, no blank line between chunks
+        assert all(json.loads(line) for line in (out / shard).read_text(encoding="utf-8").splitlines())
     b = pd.read_json(out / "b.jsonl", lines=True, dtype=False)
     assert b["source"].tolist() == ["b.jsonl"] * 6 and b["row"].tolist() == list(range(6))
     assert b["topics_label"].isna().tolist() == [False, True, True, True, True, False]

@@ -447,3 +447,14 @@ def test_kill_9_during_a_run_leaves_only_whole_files(tmp_path, tiny_model_dirs, 
     xlspt.artifact.PromptArtifact.load(out)  # what is there is whole (its checksum holds)
     assert main(["run", "--preset", "study", "--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--langs", "eng_Latn",
                  "--out", str(out), *TINY]) == 2  # not silently mixed with a new run's files
+
+
+def test_the_python_api_hands_back_the_best_prompt_before_a_divergence(tiny_models, data, tmp_path, diverging):
+    """The runner saves it into the run's folder (above); the API gives it to the caller, who may save it."""
+    with pytest.raises(xlspt.train.TrainingDiverged) as raised:
+        xlspt.PromptClassifier.train(tiny_models["gemma3"], data, shots=2, recipe="study", progress=False,
+                                     training=xlspt.TrainConfig(epochs=5))
+    kept = raised.value.kept
+    assert kept is not None and "nan" in kept.metadata.diverged and kept.metadata.training.best_epoch == 1
+    kept.save(tmp_path / "kept")
+    assert xlspt.PromptClassifier.load(tmp_path / "kept", tiny_models["gemma3"]).predict(["The team won."])[0] in xlspt.CATEGORIES

@@ -14,7 +14,7 @@ import xlspt
 SOURCE = Path(xlspt.__file__).parent
 #: Bottom to top; a module belongs to the longest prefix that names it.
 LAYERS = [
-    ["xlspt._version", "xlspt.errors", "xlspt.files", "xlspt.progress", "xlspt.layout", "xlspt.network"],
+    ["xlspt._version", "xlspt.errors", "xlspt.files", "xlspt.progress", "xlspt.logs", "xlspt.layout", "xlspt.network"],
     ["xlspt.data", "xlspt.models"],
     ["xlspt.engine"],
     ["xlspt.soft_prompt", "xlspt.verbalizer", "xlspt.calibration", "xlspt.lora"],

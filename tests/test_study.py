@@ -388,7 +388,7 @@ def test_the_paper_preset_runs_on_tiny_xglm_and_bloom(tmp_path, tiny_model_dirs,
     assert values["special_tokens"] == "reference"
     values.update(model=[str(tiny_model_dirs["xglm"]), str(tiny_model_dirs["bloom"])], data=str(sib200_dir),
                   prompt_length=[1, 4], reparam_hidden=8, shots=2, epochs=1, seed=0, langs="eng_Latn,fra_Latn")
-    status = run_sweep(expand(values), ResultStore(tmp_path / "store"), progress=False, log=lambda m: None)
+    status = run_sweep(expand(values), ResultStore(tmp_path / "store"), progress=False)
     assert status.as_json() == {"total": 8, "done": 8, "failed": 0, "running": 0, "pending": 0}
     sidecars = [json.loads(p.read_text()) for p in (tmp_path / "store" / "runs").glob("*/prompt.json")]
     assert len(sidecars) == 8 and {s["train_config"]["special_tokens"] for s in sidecars} == {"reference"}

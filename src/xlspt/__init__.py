@@ -6,6 +6,9 @@ Cross-Lingual Transfer: When Less is More").
 """
 
 from ._version import __version__  # noqa: E402,F401
+from .logs import install as _install_logs  # noqa: E402
+
+_install_logs()
 
 from .calibration import CalibrationConfig, Protocol  # noqa: E402
 from .classifiers import (  # noqa: E402

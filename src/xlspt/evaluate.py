@@ -12,7 +12,6 @@ longer text, so they are shared too. Only one batch of states is held at a time.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -27,7 +26,7 @@ from .engine.memory import release_freed_memory
 from .engine.store import TextStateStore
 from .errors import ConfigError, XlsptError
 from .models.loading import LoadedModel
-from .progress import checkpoint, interactive, progress_bar
+from .progress import checkpoint, interactive, line as progress_line, progress_bar
 from .results import language_result, results_table
 from .results.metrics import prediction_rows
 from .verbalizer import Verbalizer
@@ -290,8 +289,8 @@ def evaluate_each_language(
         if headline is not None and progress and not interactive() and len(languages) > 1:  # no bar in a log file
             shown = [rows[j] for j in headline]
             mean = sum(r[-1]["accuracy"] for r in shown) / len(shown)
-            print(f"evaluated {lang} ({len(rows[0])}/{len(languages)}): accuracy {100 * mean:.1f}%"
-                  f"{f' (mean of {len(shown)})' if len(shown) > 1 else ''}", file=sys.stderr, flush=True)
+            progress_line(f"evaluated {lang} ({len(rows[0])}/{len(languages)}): accuracy {100 * mean:.1f}%"
+                          f"{f' (mean of {len(shown)})' if len(shown) > 1 else ''}")
         checkpoint()
     return [results_table(loaded, own, r, c, m, p, limit)
             for own, r, c, m, p in zip(labels, rows, per_class, confusions, predictions)]

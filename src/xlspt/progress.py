@@ -97,6 +97,7 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def say(message: str) -> None:
-    """A line of progress or outcome on stderr (standard output keeps what a pipe reads)."""
+def line(message: str) -> None:
+    """A line standing in for a progress bar off a terminal (one per finished epoch or language): part of the bar,
+    so on standard error whatever the logging settings, and shown wherever the bar would be."""
     print(message, file=sys.stderr, flush=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence, runtime_checkable
 
 from ..calibration import CalibrationConfig
 from ..engine.options import ReadoutConfig
@@ -52,7 +52,6 @@ class FitRequest:
             initial: a soft prompt's settings (the probe reads none of them).
         lora: the low-rank adapters trained with each prompt (the ``lora`` method's; ``None`` for the others).
         name: how logs name it.
-        out: its folder, where a diverged prompt's best epoch is kept.
     """
 
     train_language: str = "eng_Latn"
@@ -69,16 +68,11 @@ class FitRequest:
     initial: SoftPrompt | None = None
     lora: "LoraConfig | None" = None
     name: str = "a prompt"
-    out: Path | None = None
 
     @property
     def changes_model(self) -> bool:
         """Whether fitting trains the model's weights too (the runner restores them after the run)."""
         return not self.training.freeze_model
-
-
-#: Logs a line of progress (stderr in a terminal, a log file, or nothing).
-Log = Callable[[str], None]
 
 
 @runtime_checkable
@@ -155,15 +149,15 @@ class Classifier(Protocol):
 
     @classmethod
     def fit_many(cls, model: "LoadedModel", data: "TaskData", requests: Sequence[FitRequest], *, progress: bool = True,
-                 log: Log = print, raise_errors: bool = True) -> "list[Classifier | BaseException]":
+                 raise_errors: bool = True) -> "list[Classifier | BaseException]":
         """Fit one classifier per request, sharing what they can; each request gets its classifier or the error
-        that stopped it (with ``raise_errors``, the first error propagates)."""
+        that stopped it (with ``raise_errors``, the first error propagates). Says a line per group it fits."""
 
     @classmethod
     def evaluate_many(cls, classifiers: "Sequence[Classifier]", data: "TaskData", languages: Sequence[str], *,
-                      progress: bool = True, log: Log = print, limit: int = 0) -> "list[Evaluation]":
+                      progress: bool = True, limit: int = 0) -> "list[Evaluation]":
         """Evaluate classifiers that read text alike together: one pass over each language's text for all (``limit``:
-        the first ``limit`` texts of each language only; 0: all)."""
+        the first ``limit`` texts of each language only; 0: all). Says a line before it scores."""
 
     @classmethod
     def check_request(cls, request: FitRequest) -> None:

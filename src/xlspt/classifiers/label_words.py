@@ -3,7 +3,7 @@ dev split (no target language is read)."""
 
 from __future__ import annotations
 
-import sys
+import logging
 from typing import Sequence
 
 import pandas as pd
@@ -14,6 +14,8 @@ from ..models.loading import LoadedModel
 from ..soft_prompt import PromptConfig
 from ..train import TrainConfig
 from .prompt import PromptClassifier
+
+logger = logging.getLogger(__name__)
 
 
 def choose_label_words(
@@ -43,7 +45,7 @@ def choose_label_words(
     rows = []
     for i, words in enumerate(candidates):
         if progress:
-            print(f"label words {i + 1}/{len(candidates)}: {words}", file=sys.stderr, flush=True)
+            logger.info(f"label words {i + 1}/{len(candidates)}: {words}")
         clf = PromptClassifier.train(model, data, train_language=train_language, shots=shots, prompt=prompt,
                                      training=training, label_words=words, allow_first_subtoken=allow_first_subtoken,
                                      progress=progress, recipe="study")

@@ -13,6 +13,7 @@ Saved as ``probe.safetensors`` (``coef [C, d]``, ``intercept [C]``, the feature 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,10 @@ from ..layout import PROBE_FILE, PROBE_SIDECAR
 from ..models.loading import LoadedModel, load_model
 from ..probe_readout import eos_states
 from ..sidecar import ProbeSidecar, Sample
-from .base import FitRequest, Log, Method, ReadsLikeItsSidecar, register
+from .base import FitRequest, Method, ReadsLikeItsSidecar, register
 from .scoring import PassOptions, ScoreRequest, ScoresInBatches, passes
+
+logger = logging.getLogger(__name__)
 
 #: Inverse regularisation strengths tried on the validation examples.
 C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -119,7 +122,7 @@ class ProbeClassifier(ScoresInBatches, ReadsLikeItsSidecar):
     @classmethod
     def fit_many(
         cls, model: LoadedModel, data: TaskData, requests: Sequence[FitRequest], *, progress: bool = True,
-        log: Log = lambda message: None, raise_errors: bool = True, desc: str | None = None,
+        raise_errors: bool = True, desc: str | None = None,
     ) -> list["ProbeClassifier | BaseException"]:
         """Fit one probe per request; the read-out states of texts that several samples share are computed once
         per way of reading text (``desc`` is unused: fitting a probe shows no bar)."""
@@ -137,7 +140,7 @@ class ProbeClassifier(ScoresInBatches, ReadsLikeItsSidecar):
 
         out: list[ProbeClassifier | BaseException] = []
         for request in requests:
-            log(f"fitting the probe baseline ({request.name}) on {request.shots} examples per class of {request.train_language}")
+            logger.info(f"fitting the probe baseline ({request.name}) on {request.shots} examples per class of {request.train_language}")
             try:
                 out.append(cls.train(model, data, train_language=request.train_language, shots=request.shots,
                                      seed=request.seed, max_length=request.readout.max_length,

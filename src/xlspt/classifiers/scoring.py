@@ -14,6 +14,7 @@ The interface's other scoring methods (``scores``, ``predict``, ``classify``, ``
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -28,7 +29,9 @@ from ..evaluate import evaluate_each_language
 if TYPE_CHECKING:
     from ..data.task import TaskData
     from ..engine.store import TextStateStore
-    from .base import Classifier, Evaluation, Log
+    from .base import Classifier, Evaluation
+
+logger = logging.getLogger(__name__)
 
 #: The label of a text whose most probable class is below the asked minimum confidence.
 ABSTAIN = "abstain"
@@ -337,7 +340,7 @@ class ScoresInBatches:
 
     @classmethod
     def evaluate_many(cls, classifiers: Sequence["Classifier"], data: "TaskData", languages: Sequence[str], *,
-                      progress: bool = True, log: "Log" = lambda message: None, limit: int = 0) -> list["Evaluation"]:
+                      progress: bool = True, limit: int = 0) -> list["Evaluation"]:
         """Evaluate classifiers that read text alike together: one pass over each language's text for all; each
         votes with its own protocol, and an ensemble's members are scored alone too (same pass)."""
         from .base import Evaluation
@@ -349,7 +352,7 @@ class ScoresInBatches:
             spans.append((len(requests) - 1, clf.size))
             if clf.size > 1:
                 requests += [ScoreRequest(clf, (), (j,)) for j in range(clf.size)]
-        log(cls.scoring_line(classifiers, languages))
+        logger.info(cls.scoring_line(classifiers, languages))
         tables = evaluate_requests(requests, data, languages, progress=progress, headline=[at for at, _ in spans],
                                   desc=cls.evaluation_desc, limit=limit)  # each one's vote, not its members, on the log line
         engine = cls.pass_engine(classifiers)

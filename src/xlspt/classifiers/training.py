@@ -13,11 +13,10 @@ alone.
 from __future__ import annotations
 
 import dataclasses
-import sys
+import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Self, Sequence
+from typing import Self, Sequence
 
 import torch
 
@@ -26,14 +25,17 @@ from ..data.sampling import FewShotSplit, sample_few_shot
 from ..data.task import TaskData
 from ..engine.options import Engine, ReadoutConfig
 from ..errors import ConfigError, XlsptError
+from ..logs import muted
 from ..lora import LoraConfig, attached_lora, lora_weights
 from ..models.loading import LoadedModel
 from ..soft_prompt import PromptConfig, SoftPrompt
 from ..sidecar import PromptSidecar, Sample, Training
 from ..train import TrainConfig, TrainingDiverged, TrainResult, train_prompts
 from ..verbalizer import Verbalizer, build_verbalizer
-from .base import FitRequest, Log, Method, classifier_class
+from .base import FitRequest, Method, classifier_class
 from .recipes import DEFAULT_RECIPE, recipe as recipe_settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,7 +99,7 @@ def _by_sample_size(jobs: Sequence[PromptJob], drawn: dict[int, FewShotSplit]) -
 def train_prompt_jobs(
     model: LoadedModel, data: TaskData, verbalizer: Verbalizer, jobs: Sequence[PromptJob], *,
     train_language: str, shots: int, progress: bool = True, desc: str = "training",
-    log: Callable[[str], None] = lambda message: None, raise_errors: bool = True,
+    raise_errors: bool = True,
 ) -> list[FinishedJob]:
     """Train ``jobs`` (all on ``verbalizer``'s labels, ``shots`` per class of ``train_language``), group by group.
 
@@ -109,8 +111,8 @@ def train_prompt_jobs(
     finished: dict[int, FinishedJob] = {}
     for group in group_jobs(jobs):
         names = ", ".join(job.name for job in group)
-        log(f"training {f'{len(group)} prompts together ({names})' if len(group) > 1 else f'a prompt ({names})'} "
-            f"on {shots} examples per class of {train_language}")
+        logger.info(f"training {f'{len(group)} prompts together ({names})' if len(group) > 1 else f'a prompt ({names})'} "
+                    f"on {shots} examples per class of {train_language}")
         started = time.time()
         try:
             drawn = {seed: sample_few_shot(data, train_language, shots, seed) for seed in {j.sample_seed for j in group}}
@@ -147,11 +149,6 @@ def _train_with_adapter(model: LoadedModel, verbalizer: Verbalizer, job: PromptJ
                                  progress=progress, desc=desc, adapters=list(adapters.values()))
         weights = lora_weights(model) if not isinstance(result, TrainingDiverged) else None
     return FinishedJob(job, examples, result, adapter_weights=weights)
-
-
-def _quiet(message: str) -> None:
-    """A log that drops its lines (the Python API trains quietly unless asked)."""
-
 
 
 class TrainsPrompts:
@@ -213,14 +210,14 @@ class TrainsPrompts:
             ensemble=len(seeds or [None]), shared_sample=shared_sample, calibration=calibration, initial=initial,
             lora=lora, name="")
         method_class = classifier_class(Method.LORA) if lora is not None else cls
-        log = (lambda message: print(message, file=sys.stderr, flush=True)) if progress and seeds else _quiet
-        [clf] = method_class.fit_many(model, data, [request], progress=progress, log=log, desc="training", seeds=seeds)
+        with muted(not (progress and seeds)):  # the API says which members train only for an ensemble it shows
+            [clf] = method_class.fit_many(model, data, [request], progress=progress, desc="training", seeds=seeds)
         return clf
 
     @classmethod
     def fit_many(
         cls, model: LoadedModel, data: TaskData, requests: Sequence[FitRequest], *, progress: bool = True,
-        log: Log = _quiet, raise_errors: bool = True, desc: str | None = None, seeds: list[int] | None = None,
+        raise_errors: bool = True, desc: str | None = None, seeds: list[int] | None = None,
     ) -> list["Self | BaseException"]:
         """Train the prompts of ``requests`` through :func:`~xlspt.classifiers.training.train_prompt_jobs`, which
         groups them into passes; each request gets its classifier (its ensemble's vote) or the error that stopped it.
@@ -236,7 +233,7 @@ class TrainsPrompts:
             by_words.setdefault((request.train_language, request.shots, words, request.allow_first_subtoken), []).append(i)
         for indices in by_words.values():
             try:
-                outcomes = cls._train_requests(model, data, [requests[i] for i in indices], progress=progress, log=log,
+                outcomes = cls._train_requests(model, data, [requests[i] for i in indices], progress=progress,
                                                raise_errors=raise_errors, desc=desc, seeds=seeds)
             except Exception as exc:  # one bad group (label words, a sample) is that group's outcome
                 if raise_errors:
@@ -247,7 +244,7 @@ class TrainsPrompts:
         return out  # type: ignore[return-value]
 
     @classmethod
-    def _train_requests(cls, model, data, requests: list[FitRequest], *, progress, log, raise_errors, desc, seeds):
+    def _train_requests(cls, model, data, requests: list[FitRequest], *, progress, raise_errors, desc, seeds):
         """Requests that share label words, language and shots: their members' jobs trained in one call."""
         first = requests[0]
         verbalizer = build_verbalizer(model, first.label_words, first.allow_first_subtoken, data.labels(first.train_language))
@@ -255,7 +252,7 @@ class TrainsPrompts:
         desc = desc or ("training with the model" if first.changes_model else "training x{n}")
         done = train_prompt_jobs(model, data, verbalizer, [j for group in jobs for j in group],
                                  train_language=first.train_language, shots=first.shots, progress=progress, desc=desc,
-                                 log=log, raise_errors=raise_errors)
+                                 raise_errors=raise_errors)
         members = iter(cls.from_jobs(model, data, verbalizer, done, train_language=first.train_language,
                                      shots=first.shots, allow_first_subtoken=first.allow_first_subtoken))
         finished = iter(done)
@@ -270,14 +267,14 @@ class TrainsPrompts:
                 clf.fit_seconds = sum(item.seconds for item in mine_done)
                 outcomes.append(clf)
                 continue
-            examples = mine_done[0].examples
             # a prompt trained with the model is useless without the model's weights, which are not kept
-            if (isinstance(error, TrainingDiverged) and error.best is not None and len(mine) == 1 and request.out
+            if (isinstance(error, TrainingDiverged) and error.best is not None and len(mine) == 1
                     and not request.changes_model and request.lora is None):
-                kept = cls.from_training(model, verbalizer, data, examples, error.best,
-                                         group[0].training, train_language=first.train_language, shots=first.shots,
-                                         allow_first_subtoken=first.allow_first_subtoken, sample_seed=group[0].sample_seed)
-                error = kept.keep_best_before_divergence(error, request.out)
+                error.kept = cls.from_training(model, verbalizer, data, mine_done[0].examples, error.best,
+                                              group[0].training, train_language=first.train_language, shots=first.shots,
+                                              allow_first_subtoken=first.allow_first_subtoken,
+                                              sample_seed=group[0].sample_seed)
+                error.kept.metadata.diverged = str(error)
             if raise_errors:
                 raise error
             outcomes.append(error)
@@ -334,14 +331,6 @@ class TrainsPrompts:
             allow_first_subtoken=allow_first_subtoken, members=[member],
         )
         return cls(model, verbalizer, [result.prompt.export()], metadata, [result.prompt])
-
-    def keep_best_before_divergence(self, error: TrainingDiverged, out: str | Path) -> TrainingDiverged:
-        """Save this classifier (the best prompt of a diverged training, marked ``diverged`` in its sidecar) in
-        ``out``, and return the error, its message naming where the prompt is kept."""
-        self.metadata.diverged = str(error)
-        self.save(out)
-        return TrainingDiverged(f"{error}; the best prompt before that (epoch {error.best.best_epoch}, validation loss "
-                                f"{error.best.best_val_loss:.3f}) is kept in {out}", error.best)
 
     def fit_summary(self) -> str:
         """A line about the fit, for the command line."""

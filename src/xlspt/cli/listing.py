@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from ..data import DataConfig, TaskData
-from ..progress import say
 from .flags import DATA, add_config_flags, data_config
+
+logger = logging.getLogger(__name__)
 
 
 def add_languages(sub) -> None:
@@ -20,7 +23,7 @@ def add_models(sub) -> None:
 def cmd_languages(args) -> int:
     table, closing = languages_table(None if args.study else data_config(args))
     print(table)
-    say(closing)
+    logger.info(closing)
     return 0
 
 

@@ -3,6 +3,7 @@ are printed."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -10,9 +11,10 @@ import pandas as pd
 
 from ..errors import XlsptError
 from ..pipeline import prediction_records
-from ..progress import say
 from .flags import (CALIBRATION, DATA, LOADING, add_config_flags, add_dataclass_flags, add_device,
                    calibration_config, calibration_help, data_config, load_options, read_lines, use_threads)
+
+logger = logging.getLogger(__name__)
 
 
 def add_evaluate(sub) -> None:
@@ -94,7 +96,7 @@ def cmd_evaluate(args) -> int:
                                       overwrite=args.overwrite, load=load_options(args), options=options)
     print(table)
     if written:
-        say(f"wrote {' and '.join(map(str, written))}")
+        logger.info(f"wrote {' and '.join(map(str, written))}")
     return 0
 
 
@@ -118,7 +120,7 @@ def cmd_predict(args) -> int:
                                                  options=options)
     writer = PredictionWriter(args.format, args.top_k is not None)
     count = sum(writer.write(frame) for frame in frames)
-    say(f"{described}; {count} texts; labels {', '.join(labels)}")
+    logger.info(f"{described}; {count} texts; labels {', '.join(labels)}")
     return 0
 
 
@@ -127,7 +129,7 @@ def cmd_serve(args) -> int:
 
     config = ServeConfig(**{name: getattr(args, name) for name in ServeConfig.field_names()})
     use_threads(getattr(args, "threads", None))
-    serve(task_sources(args.task, args.tasks), config, load=load_options(args), api_key=args.api_key, say=say)
+    serve(task_sources(args.task, args.tasks), config, load=load_options(args), api_key=args.api_key)
     return 0
 
 
@@ -138,7 +140,7 @@ def cmd_label(args) -> int:
     config = LabelConfig(**{name: getattr(args, name) for name in LabelConfig.field_names()})
     use_threads(getattr(args, "threads", None))
     outcome = label_corpus(args.input, task_sources(args.task, args.tasks), args.output, config, load=load_options(args), overwrite=args.overwrite,
-                           ray_address=args.ray_address, progress=not args.quiet, say=say)
+                           ray_address=args.ray_address, progress=not args.quiet)
     before = outcome.shards - outcome.labelled_now
     print(f"{outcome.rows} rows of {outcome.shards} shards labelled in {outcome.output} "
           f"({outcome.rows_now} now in {outcome.seconds:.0f} s{f'; {before} shards before' if before else ''}); "

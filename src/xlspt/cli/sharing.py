@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..progress import say
+import logging
+logger = logging.getLogger(__name__)
+
 
 
 def add_push(sub) -> None:
@@ -21,8 +23,8 @@ def cmd_push(args) -> int:
 
     print(push(args.prompt, args.repo, hub=args.hub, token=args.token, private=args.private, dry_run=args.dry_run))
     if args.dry_run:
-        say(f"dry run: nothing was uploaded; push again without --dry-run to share {args.prompt} as {args.repo}")
+        logger.info(f"dry run: nothing was uploaded; push again without --dry-run to share {args.prompt} as {args.repo}")
         return 0
-    say(f"pushed {args.prompt} to {args.repo}: load it with `xlspt predict --prompt {args.repo}` "
-         f"or xlspt.PromptClassifier.from_pretrained({args.repo!r})")
+    logger.info(f"pushed {args.prompt} to {args.repo}: load it with `xlspt predict --prompt {args.repo}` "
+                f"or xlspt.PromptClassifier.from_pretrained({args.repo!r})")
     return 0

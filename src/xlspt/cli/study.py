@@ -4,9 +4,11 @@ findings)."""
 from __future__ import annotations
 
 import json
+import logging
 
-from ..progress import say
 from .flags import add_config_flags, add_device
+
+logger = logging.getLogger(__name__)
 
 
 def add_sweep(sub) -> None:
@@ -54,6 +56,6 @@ def cmd_report(args) -> int:
     for path in summary["files"]:
         print(path)
     for warning in summary["warnings"]:
-        say(f"warning: {warning}")
-    say(f"report of {summary['runs']} finished runs ({summary['failed']} failed) in {args.out}")
+        logger.warning(f"warning: {warning}")
+    logger.info(f"report of {summary['runs']} finished runs ({summary['failed']} failed) in {args.out}")
     return 0

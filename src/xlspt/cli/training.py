@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from ..errors import XlsptError
-from ..progress import say
 from .flags import (DATA, LOADING, add_config_flags, add_dataclass_flags, add_device, add_run_command, data_config,
                    load_options, read_lines, recipe_config, run_config, use_threads)
+
+logger = logging.getLogger(__name__)
 
 
 def add_run(sub) -> None:
@@ -62,11 +64,11 @@ def cmd_run(args) -> int:
     use_threads(getattr(args, "threads", None))
     out, outcome = pipeline.run(config, args.out, overwrite=args.overwrite, device=args.device, progress=not args.quiet,
                                 announce=recipe_line)
-    say(outcome.fit)
+    logger.info(outcome.fit)
     for note in outcome.record.notes:
-        say(f"note: {note}")
+        logger.info(f"note: {note}")
     print(outcome.table)
-    say(f"wrote {out}")
+    logger.info(f"wrote {out}")
     return 0
 
 
@@ -77,7 +79,7 @@ def cmd_train(args) -> int:
     use_threads(getattr(args, "threads", None))
     path, summary = pipeline.train(config, args.out, overwrite=args.overwrite, resume=args.resume, device=args.device,
                                    progress=not args.quiet, announce=recipe_line)
-    say(summary)
+    logger.info(summary)
     print(path)
     return 0
 
@@ -90,7 +92,7 @@ def cmd_label_words(args) -> int:
     for row in table.itertuples():
         print(f"{100 * row.dev_accuracy:5.1f}%  macro-F1 {100 * row.dev_macro_f1:5.1f}%  {json.dumps(row.label_words, ensure_ascii=False)}")
     words = ",".join(f"{k}={v}" for k, v in best.items())
-    say(f"best on {config.train_lang} dev: --label-words {json.dumps(words, ensure_ascii=False)}")
+    logger.info(f"best on {config.train_lang} dev: --label-words {json.dumps(words, ensure_ascii=False)}")
     return 0
 
 
@@ -112,6 +114,6 @@ def cmd_self_train(args) -> int:
     written = pipeline.self_train(args.prompt, args.out, unlabeled, config, data=data, overwrite=args.overwrite,
                                   load=load_options(args), progress=not args.quiet)
     for folder, languages in written:
-        say(f"self-trained on {sum(languages.values())} pseudo-labelled texts of {len(languages)} languages "
-             f"(protocol b); wrote {folder}")
+        logger.info(f"self-trained on {sum(languages.values())} pseudo-labelled texts of {len(languages)} languages "
+                    f"(protocol b); wrote {folder}")
     return 0

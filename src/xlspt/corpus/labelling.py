@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from .config import CorpusExecutor, LabelConfig
 from .shards import (DONE_FOLDER, SCAN_ROWS, TEXT_FILE_COLUMN, InputShard, OutputShard, ShardWriter, check_unique_ids, columns_of,
                      count_rows, find_shards, read_chunks, remove_temporaries)
 
+logger = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 #: How rows of a ``batch``-calibrated task are scored where their chunk holds too few rows of their language.
 BATCH_EARLIER = "batch, prior from the shard's previous chunk of the language (too few rows in this chunk)"
@@ -62,7 +65,6 @@ class LabelOutcome:
 def label_corpus(
     input: str, sources: Mapping[str, str], output: str | Path, config: LabelConfig = LabelConfig(), *,
     load: LoadOptions = LoadOptions(), overwrite: bool = False, ray_address: str | None = None, progress: bool = True,
-    say: Callable[[str], None] = print,
 ) -> LabelOutcome:
     """Label every row of ``input`` (a file, a folder or a glob) by every task (name -> folder or Hub id) into
     ``output``; what was labelled before with the same tasks, inputs and settings is kept."""
@@ -83,13 +85,13 @@ def label_corpus(
     _write_manifest(root, plan, shards, outputs)  # what is being labelled with what, from the start
     if todo:
         total = sum(count_rows(s, config.text_column) for s, _ in todo)
-        say(f"labelling {len(todo)} of {len(shards)} shards ({total} rows) with {len(found)} task{'s' * (len(found) > 1)} "
-            f"({', '.join(found)}) in one pass{'' if len(todo) == len(shards) else f'; {len(shards) - len(todo)} done before'}")
+        logger.info(f"labelling {len(todo)} of {len(shards)} shards ({total} rows) with {len(found)} task{'s' * (len(found) > 1)} "
+                    f"({', '.join(found)}) in one pass{'' if len(todo) == len(shards) else f'; {len(shards) - len(todo)} done before'}")
         folders = {name: str(folder) for name, (folder, _) in found.items()}
         if config.executor is CorpusExecutor.RAY:
-            _label_on_ray(todo, folders, config, load, ray_address, total, say, lambda: _write_manifest(root, plan, shards, outputs))
+            _label_on_ray(todo, folders, config, load, ray_address, total, lambda: _write_manifest(root, plan, shards, outputs))
         else:
-            _label_here(todo, folders, config, load, total, progress, say, lambda: _write_manifest(root, plan, shards, outputs))
+            _label_here(todo, folders, config, load, total, progress, lambda: _write_manifest(root, plan, shards, outputs))
     remove_temporaries(root)
     manifest = _write_manifest(root, plan, shards, outputs)
     rows_now = sum(o.counts()["rows"] for _, o in todo)
@@ -362,14 +364,14 @@ class CorpusLabeller:
 
 
 def _label_here(todo, folders, config: LabelConfig, load: LoadOptions, total: int, progress: bool,
-                say: Callable[[str], None], update_manifest: Callable[[], object]) -> None:
+                update_manifest: Callable[[], object]) -> None:
     labeller = CorpusLabeller.load(folders, config, load)
     started, done = time.perf_counter(), 0
     with progress_bar(total=total, unit="rows", desc="labelling", disable=not progress) as bar:
         for k, (shard, out) in enumerate(todo, start=1):
             counts = labeller.label_shard(shard, out, bar.update)
             done += counts["rows"]
-            say(_shard_line(k, len(todo), shard, counts, done, total, time.perf_counter() - started))
+            logger.info(_shard_line(k, len(todo), shard, counts, done, total, time.perf_counter() - started))
             update_manifest()
 
 
@@ -401,7 +403,7 @@ class _ShardWorker:
 
 
 def _label_on_ray(todo, folders, config: LabelConfig, load: LoadOptions, address: str | None, total: int,
-                  say: Callable[[str], None], update_manifest: Callable[[], object]) -> None:
+                  update_manifest: Callable[[], object]) -> None:
     from ray.util import ActorPool
 
     from ..study.executors import ray_instance
@@ -419,13 +421,13 @@ def _label_on_ray(todo, folders, config: LabelConfig, load: LoadOptions, address
         threads = max(1, int(cpus // workers))
         actors = [worker.options(scheduling_strategy="SPREAD").remote(folders, settings, load, threads)
                   for _ in range(workers)]
-        say(f"ray: {workers} actor(s) on {nodes} node(s){f' with {gpus:.0f} GPUs' if gpus else ''}, {threads} thread(s) "
-            "each, each loading the model once")
+        logger.info(f"ray: {workers} actor(s) on {nodes} node(s){f' with {gpus:.0f} GPUs' if gpus else ''}, {threads} thread(s) "
+                    "each, each loading the model once")
         started, done = time.perf_counter(), 0
         jobs = [(str(s.path.resolve()), s.name, str(o.path.resolve()), str(o.done.resolve())) for s, o in todo]
         shards = {s.name: s for s, _ in todo}
         for k, (name, counts, node) in enumerate(ActorPool(actors).map_unordered(lambda a, job: a.label.remote(*job), jobs),
                                                  start=1):
             done += counts["rows"]
-            say(_shard_line(k, len(todo), shards[name], counts, done, total, time.perf_counter() - started) + f" [node {node}]")
+            logger.info(_shard_line(k, len(todo), shards[name], counts, done, total, time.perf_counter() - started) + f" [node {node}]")
             update_manifest()

@@ -231,8 +231,8 @@ class ShardWriter:
     def write(self, frame: pd.DataFrame) -> None:
         if self.fmt is OutputFormat.JSONL:
             if len(frame):
-                self.handle.write(frame.to_json(orient="records", lines=True, force_ascii=False, double_precision=7))
-                self.handle.write("\n")
+                text = frame.to_json(orient="records", lines=True, force_ascii=False, double_precision=7)
+                self.handle.write(text if text.endswith("\n") else text + "\n")  # pandas < 2 ends without one
             return
         import pyarrow as pa
         import pyarrow.parquet as pq

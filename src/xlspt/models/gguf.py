@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +21,8 @@ from ..files import cache_dir
 from ..progress import no_bar_off_terminal
 from .catalog import EMBEDDED_DEFAULT, EMBEDDED_PACKAGE
 from .licences import ensure_licence_notice, write_licence_notice
+
+logger = logging.getLogger(__name__)
 
 
 def embedded_model_dir() -> Path:
@@ -68,7 +70,7 @@ def conversion_lock(target: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"Waiting for another process converting the model into {target}...", file=sys.stderr, flush=True)
+            logger.info(f"Waiting for another process converting the model into {target}...")
             fcntl.flock(handle, fcntl.LOCK_EX)
         for stale in target.parent.glob(f".{target.name}.*"):
             if stale.is_dir():
@@ -105,8 +107,7 @@ def convert_gguf(gguf: Path, target: Path, *, package: str | None = None) -> Pat
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.time()
-    print(f"Converting {gguf.name} to a cached safetensors model in {target} (once; about a minute)...",
-          file=sys.stderr, flush=True)
+    logger.info(f"Converting {gguf.name} to a cached safetensors model in {target} (once; about a minute)...")
     try:
         with no_bar_off_terminal():
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -130,5 +131,5 @@ def convert_gguf(gguf: Path, target: Path, *, package: str | None = None) -> Pat
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"Converted {gguf.name} into {target} in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+    logger.info(f"Converted {gguf.name} into {target} in {time.time() - started:.0f} s")
     return target

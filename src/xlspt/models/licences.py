@@ -7,14 +7,16 @@ converted folder; a folder converted before this existed gets the notice on its 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 from ..errors import first_line
 from .catalog import EMBEDDED_PACKAGE
+
+logger = logging.getLogger(__name__)
 
 #: The notice file written into every converted folder.
 LICENCE_NOTICE = "LICENSE-NOTICE.md"
@@ -255,4 +257,4 @@ def ensure_licence_notice(target: Path, gguf: Path | None, *, package: str | Non
     try:
         write_licence_notice(gguf, target, package=package)
     except OSError as exc:
-        print(f"xlspt: could not add {LICENCE_NOTICE} to {target}: {first_line(exc)}", file=sys.stderr, flush=True)
+        logger.warning(f"xlspt: could not add {LICENCE_NOTICE} to {target}: {first_line(exc)}")

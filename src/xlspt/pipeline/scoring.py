@@ -4,6 +4,7 @@ them through the one scoring path, return tables and predictions."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,11 @@ from ..classifiers.scoring import calibration_of, check_answer_options, classify
 from ..data import DataConfig, TaskData
 from ..data.languages import canonical_language
 from ..errors import XlsptError
-from ..progress import say
 from ..hub import resolve_pretrained
 from ..models.loading import LoadedModel, load_model
 from ..results.summary import comparison, results_summary, write_comparison, write_results
+
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- evaluate and predict
@@ -152,7 +154,7 @@ def _score_together(classifiers, names, data: TaskData, languages, options: Eval
     results = evaluate_requests(requests, data, languages, options=PassOptions(engine=options.engine, store=store),
                                progress=options.progress, limit=options.limit)
     if store is not None:
-        say(f"text states: {store.hits} batches read from {store.root}, {store.misses} computed and stored")
+        logger.info(f"text states: {store.hits} batches read from {store.root}, {store.misses} computed and stored")
     return [s.classifier.marked_table(table) for s, table in zip(requests, results)], requests, labels
 
 

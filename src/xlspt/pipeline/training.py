@@ -3,6 +3,7 @@ loading, train through the study runner (the one path that writes run folders), 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -14,7 +15,6 @@ from ..classifiers import (Method, SelfTrainingConfig, SelfTrainingScope,
                           classifier_class, self_train as train_further)
 from ..data import DataConfig, TaskData, resolve_languages
 from ..errors import XlsptError
-from ..progress import say
 from ..train import TrainingDiverged
 from ..models.devices import resolve_device
 from ..models.loading import LoadedModel, load_model
@@ -23,6 +23,8 @@ from ..study.config import RunConfig
 from ..study.records import RunRecord
 from ..study.runner import Session, run_one, train_one
 from .scoring import LoadOptions, prompt_folder
+
+logger = logging.getLogger(__name__)
 
 
 def check_data(config: RunConfig, data: TaskData, *, targets: bool = True) -> None:
@@ -84,8 +86,8 @@ def train(config: RunConfig, out: str | Path | None, *, overwrite: bool = False,
     model = session.model(config)
     initial = _resumed(artifact, resume, model) if artifact else None
     _input_checked(config, data, model, announce)
-    say(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
-        f"on {model.device}); data {data.description}")
+    logger.info(f"model {model.name} ({model.model_type}, hidden size {model.hidden_size}, {str(model.dtype)[6:]} "
+                f"on {model.device}); data {data.description}")
     try:
         classifier = train_one(config, folder, session, initial)
     except TrainingDiverged:  # the best prompt before it was kept in the folder: what was there besides goes
@@ -104,7 +106,7 @@ def _input_checked(config: RunConfig, data: TaskData, model: LoadedModel, announ
     error alone."""
     if config.method not in (Method.PROMPT, Method.LORA):
         if announce:
-            say(announce)
+            logger.info(announce)
         return
     from ..classifiers import build_verbalizer
     from ..data.sib200 import CATEGORIES
@@ -113,12 +115,12 @@ def _input_checked(config: RunConfig, data: TaskData, model: LoadedModel, announ
     given = config.label_word_map(labels) or {}
     verbalizer = build_verbalizer(model, given, config.allow_subword_labels, labels)
     if announce:
-        say(announce)
+        logger.info(announce)
     proposed = [label for label in labels if label not in given]
     if tuple(labels) != CATEGORIES and proposed:
         words = verbalizer.as_dict()
-        say("label words proposed from the label names: " + ", ".join(f"{label}={words[label]!r}" for label in proposed)
-            + " (--label-words to choose others; `xlspt label-words` scores candidates on the dev split)")
+        logger.info("label words proposed from the label names: " + ", ".join(f"{label}={words[label]!r}" for label in proposed)
+                    + " (--label-words to choose others; `xlspt label-words` scores candidates on the dev split)")
 
 
 def _resumable(path: str):
@@ -152,8 +154,8 @@ def label_words(config: RunConfig, candidates: Sequence[str] = (), *, progress: 
     default = build_verbalizer(model, labels=labels).as_dict()
     if not parsed:
         parsed = proposed_candidates(model.tokenizer, model.model.get_input_embeddings().weight.detach(), default)
-        say(f"{len(parsed)} candidates proposed from {'the label names' if default != model.adapter.label_words else 'the default words'}"
-            " and their nearest tokens in the model's embedding table")
+        logger.info(f"{len(parsed)} candidates proposed from {'the label names' if default != model.adapter.label_words else 'the default words'}"
+                    " and their nearest tokens in the model's embedding table")
     parsed = [c or default for c in parsed]
     return choose_label_words(model, data, parsed, train_language=config.train_lang, shots=config.shots,
                               prompt=config.prompt_config(), training=config.train_config(),

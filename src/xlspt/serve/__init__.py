@@ -8,15 +8,18 @@ requests in flight are answered.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
-from typing import Callable, Mapping
+from typing import Mapping
 
 from ..errors import XlsptError
 from ..network import is_loopback_host
 from ..pipeline import LoadOptions
 from .config import API_KEY_ENV, ServeConfig
 from .tasks import Job, RequestError, TaskSet, task_sources
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["API_KEY_ENV", "Job", "RequestError", "ServeConfig", "TaskSet", "serve", "task_sources"]
 
@@ -40,7 +43,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def serve(sources: Mapping[str, str], config: ServeConfig = ServeConfig(), *, load: LoadOptions = LoadOptions(),
-          api_key: str | None = None, say: Callable[[str], None] = print) -> None:
+          api_key: str | None = None) -> None:
     """Host the tasks of ``sources`` (name -> folder or Hub id) until SIGTERM or Ctrl-C."""
     try:
         import fastapi  # noqa: F401
@@ -51,8 +54,8 @@ def serve(sources: Mapping[str, str], config: ServeConfig = ServeConfig(), *, lo
 
     folders = TaskSet.check_sources(sources, load)  # a missing folder or a model mismatch ends here, before listening
     if not is_loopback_host(config.host) and not api_key:
-        say(f"warning: listening on {config.host} without an API key: anyone who reaches this address can use the "
-            f"model (set --api-key or ${API_KEY_ENV})")
+        logger.warning(f"warning: listening on {config.host} without an API key: anyone who reaches this address can use the "
+                       f"model (set --api-key or ${API_KEY_ENV})")
     sock = _listen(config.host, config.port)
     port = sock.getsockname()[1]
     failure: list[BaseException] = []
@@ -60,8 +63,8 @@ def serve(sources: Mapping[str, str], config: ServeConfig = ServeConfig(), *, lo
     def load_tasks() -> TaskSet:
         started = time.perf_counter()
         tasks = TaskSet.load({name: str(folder) for name, folder in folders.items()}, load, config.batch_size)
-        say(f"ready: {len(tasks.tasks)} tasks ({', '.join(tasks.tasks)}) on {tasks.model.name} "
-            f"in {time.perf_counter() - started:.0f} s")
+        logger.info(f"ready: {len(tasks.tasks)} tasks ({', '.join(tasks.tasks)}) on {tasks.model.name} "
+                    f"in {time.perf_counter() - started:.0f} s")
         return tasks
 
     def on_fatal(exc: BaseException) -> None:
@@ -71,12 +74,12 @@ def serve(sources: Mapping[str, str], config: ServeConfig = ServeConfig(), *, lo
     app = create_app(load_tasks, config, api_key=api_key, on_fatal=on_fatal)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     host = f"[{config.host}]" if ":" in config.host else config.host
-    say(f"listening on http://{host}:{port} (loading {len(sources)} tasks; GET /readyz answers 200 when ready)")
+    logger.info(f"listening on http://{host}:{port} (loading {len(sources)} tasks; GET /readyz answers 200 when ready)")
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
-        say(f"stopped: {app.state.xlspt.batcher.served if app.state.xlspt.batcher else 0} requests answered")
+        logger.info(f"stopped: {app.state.xlspt.batcher.served if app.state.xlspt.batcher else 0} requests answered")
     if failure:
         raise failure[0] if isinstance(failure[0], XlsptError) else XlsptError(
             f"could not load the tasks ({failure[0].__class__.__name__}: {failure[0]})")

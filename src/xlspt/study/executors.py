@@ -14,6 +14,7 @@ reporting, with a small object store (tasks pass only configs), and is shut down
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 from enum import Enum
@@ -22,10 +23,13 @@ from typing import Callable, Iterator
 
 from ..errors import XlsptError
 from ..files import cache_dir
+from ..logs import muted
 from ..network import is_loopback_host
 from .records import RunRecord
 from .runner import PlannedRun, Session, run_group, task_key
 from .store import ResultStore
+
+logger = logging.getLogger(__name__)
 
 
 class Executor(str, Enum):
@@ -54,8 +58,8 @@ class LocalExecutor:
     """Runs the units in this process, all units of a model together: one model load, and every prompt of the
     model scored in one pass over each language's text."""
 
-    def run(self, todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool, log) -> None:
-        run_local(todo, store, session, retry_failed=retry_failed, log=log, total=len(todo))
+    def run(self, todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool) -> None:
+        run_local(todo, store, session, retry_failed=retry_failed, total=len(todo))
 
 
 class RayExecutor:
@@ -64,8 +68,8 @@ class RayExecutor:
     def __init__(self, address: str | None = None):
         self.address = address
 
-    def run(self, todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool, log) -> None:
-        run_on_ray(todo, store, address=self.address, retry_failed=retry_failed, device=session.device, log=log)
+    def run(self, todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool) -> None:
+        run_on_ray(todo, store, address=self.address, retry_failed=retry_failed, device=session.device)
 
 
 def model_groups(units: list[list[PlannedRun]], dtype_of: Callable[[PlannedRun], str],
@@ -79,21 +83,21 @@ def model_groups(units: list[list[PlannedRun]], dtype_of: Callable[[PlannedRun],
     return [sorted(group, key=lambda run: position[run.run_id]) for group in groups.values()]
 
 
-def run_local(todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool, log, total: int) -> None:
+def run_local(todo: list[PlannedRun], store: ResultStore, session: Session, *, retry_failed: bool, total: int) -> None:
     """Run the claimed runs group by group in this process."""
     finished = [0]
 
     def on_record(record: RunRecord) -> None:
         store.write_record(record)
         finished[0] += 1
-        log(f"[{finished[0]}/{total}] {record.describe()}")
+        logger.info(f"[{finished[0]}/{total}] {record.describe()}")
 
     for group in model_groups(task_groups(todo), lambda run: run.config.resolved_dtype(session.device), todo):
         with store.claim([r.run_id for r in group], retry_failed=retry_failed) as owned:
             mine = [r for r in group if r.run_id in set(owned)]
             if len(mine) < len(group):
-                log(f"{len(group) - len(mine)} run(s) of this group are done or running elsewhere: skipped")
-            run_group(mine, session, on_record, log=log)
+                logger.info(f"{len(group) - len(mine)} run(s) of this group are done or running elsewhere: skipped")
+            run_group(mine, session, on_record)
 
 
 #: How a run that a Ray task could not finish is reported (it stays in the store as not done).
@@ -134,8 +138,8 @@ def _run_task(configs: list[dict], run_ids: list[str], store_root: str, retry_fa
         store.write_record(record)
         lines.append(f"{record.describe()} [node {node}]")
 
-    with store.claim([p.run_id for p in planned], retry_failed=retry_failed) as owned:
-        run_group([p for p in planned if p.run_id in set(owned)], session, on_record, log=lambda message: None)
+    with store.claim([p.run_id for p in planned], retry_failed=retry_failed) as owned, muted():  # the driver logs
+        run_group([p for p in planned if p.run_id in set(owned)], session, on_record)
     return lines
 
 
@@ -166,11 +170,10 @@ def _config_dict(run: PlannedRun) -> dict:
 
 def run_on_ray(
     todo: list[PlannedRun], store: ResultStore, *, address: str | None, retry_failed: bool, device: str | None,
-    log: Callable[[str], None],
 ) -> None:
     """Run ``todo`` as Ray tasks and wait for them; a local instance is started and stopped here."""
     with ray_instance(address) as ray:
-        _run_tasks(ray, todo, store, retry_failed=retry_failed, device=device, log=log)
+        _run_tasks(ray, todo, store, retry_failed=retry_failed, device=device)
 
 
 #: Ray reads this once, at import: 0 keeps it from swapping 127.0.0.1 for the machine's outbound address
@@ -282,15 +285,14 @@ def ray_instance(address: str | None = None, *, num_cpus: int | None = None) -> 
         yield ray
 
 
-def _run_tasks(ray, todo: list[PlannedRun], store: ResultStore, *, retry_failed: bool, device: str | None,
-               log: Callable[[str], None]) -> None:
+def _run_tasks(ray, todo: list[PlannedRun], store: ResultStore, *, retry_failed: bool, device: str | None) -> None:
     """Run ``todo`` as Ray tasks, one unit of work each, logging each finished run."""
     gpus = ray.cluster_resources().get("GPU", 0)
     # A task whose worker dies (killed, out of memory) runs once more; its finished runs are kept, the rest retried.
     task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=1)(_run_task)
     groups = task_groups(todo)
-    log(f"ray: {len(groups)} task(s) on {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
-        f"{f' and {gpus:.0f} GPUs' if gpus else ''}")
+    logger.info(f"ray: {len(groups)} task(s) on {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
+                f"{f' and {gpus:.0f} GPUs' if gpus else ''}")
     pending = {
         task.remote([_config_dict(r) for r in group], [r.run_id for r in group], str(store.root.resolve()),
                     retry_failed, device): group
@@ -307,4 +309,4 @@ def _run_tasks(ray, todo: list[PlannedRun], store: ResultStore, *, retry_failed:
                      f"{str(exc).splitlines()[0] if str(exc) else ''}; its runs are {PENDING}"]
         for line in lines:
             finished += not line.endswith(PENDING)  # a run left pending is not finished
-            log(f"[{finished}/{len(todo)}] {line}")
+            logger.info(f"[{finished}/{len(todo)}] {line}")

@@ -16,7 +16,7 @@ Each run's files and record go to its own folder through :mod:`xlspt.study.outpu
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -29,11 +29,15 @@ from ..engine.options import ReadoutConfig
 from ..errors import XlsptError
 from ..files import write_json_atomic, write_with_atomic
 from ..layout import MODEL_FILE, RECORD_FILE
+from ..logs import muted
 from ..models.loading import LoadedModel, load_model
 from ..soft_prompt import SoftPrompt
+from ..train import TrainingDiverged
 from .config import RunConfig
 from .outputs import write_run_results
 from .records import RunRecord, RunStatus, device_info, library_versions
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,7 +115,6 @@ def fit_request(run: PlannedRun, labels: tuple[str, ...]) -> FitRequest:
         training=c.train_config(), label_words=c.label_word_map(labels),
         allow_first_subtoken=c.allow_subword_labels, ensemble=c.ensemble, shared_sample=c.shared_sample,
         calibration=c.calibration_config(), initial=run.initial, lora=c.lora_config(), name=c.short_name(),
-        out=run.directory,
     )
 
 
@@ -146,26 +149,25 @@ def _work(runs: Sequence[PlannedRun]) -> list[tuple[type, list[PlannedRun]]]:
 
 
 def run_group(
-    runs: Sequence[PlannedRun], session: Session, on_record: Callable[[RunRecord], None], *, log=None,
+    runs: Sequence[PlannedRun], session: Session, on_record: Callable[[RunRecord], None],
 ) -> None:
     """Run ``runs`` (all on one model and dtype), calling ``on_record`` with each finished run's record.
 
     A run that fails is recorded as failed and the others go on, unless ``session.strict`` (one
     run from the command line), where its error propagates and nothing more is written.
     """
-    log = log or _log
     if not runs:
         return
     loaded = session.model(runs[0].config)
     for method_class, group in _work(runs):
         if group[0].config.freeze:
-            _fit_and_evaluate(method_class, group, loaded, session, on_record, log)
+            _fit_and_evaluate(method_class, group, loaded, session, on_record)
         else:
             with _weights_restored(loaded):
-                _fit_and_evaluate(method_class, group, loaded, session, on_record, log)
+                _fit_and_evaluate(method_class, group, loaded, session, on_record)
 
 
-def fit_runs(method_class: type, runs: Sequence[PlannedRun], loaded: LoadedModel, session: Session, log, *,
+def fit_runs(method_class: type, runs: Sequence[PlannedRun], loaded: LoadedModel, session: Session, *,
              desc: str | None = None) -> list:
     """Fit and save the classifiers of ``runs`` (one data source); each run gets its classifier or the error that
     stopped it (a run whose request cannot be built fails alone)."""
@@ -179,23 +181,38 @@ def fit_runs(method_class: type, runs: Sequence[PlannedRun], loaded: LoadedModel
                 raise
             outcomes[i] = exc
     if not runs[0].config.freeze:
-        log(f"training {runs[0].config.short_name()} with the model's weights too "
-            f"(model_lr {runs[0].config.train_config().model_lr:g})")
+        logger.info(f"training {runs[0].config.short_name()} with the model's weights too "
+                    f"(model_lr {runs[0].config.train_config().model_lr:g})")
     if requests:
-        fitted = method_class.fit_many(loaded, session.data(runs[0].config), list(requests.values()), progress=session.progress,
-                               log=log, raise_errors=session.strict, desc=desc)
+        try:
+            fitted = method_class.fit_many(loaded, session.data(runs[0].config), list(requests.values()),
+                                           progress=session.progress, raise_errors=session.strict, desc=desc)
+        except TrainingDiverged as error:  # strict: one run, whose error is raised
+            raise (_kept_before_divergence(error, runs[0].directory) if len(runs) == 1 else error) from None
         outcomes.update(zip(requests, fitted))
     for i, run in enumerate(runs):
-        if not isinstance(outcomes[i], BaseException):
+        if isinstance(outcomes[i], TrainingDiverged):
+            outcomes[i] = _kept_before_divergence(outcomes[i], run.directory)
+        elif not isinstance(outcomes[i], BaseException):
             outcomes[i].save(run.directory)
     return [outcomes[i] for i in range(len(runs))]
 
 
-def _fit_and_evaluate(method_class, runs, loaded, session, on_record, log) -> None:
+def _kept_before_divergence(error: TrainingDiverged, directory: Path) -> TrainingDiverged:
+    """Save the best prompt before a divergence (where the training kept one) in the run's folder; the error, its
+    message naming where the prompt is kept."""
+    if error.kept is None:
+        return error
+    error.kept.save(directory)
+    return TrainingDiverged(f"{error}; the best prompt before that (epoch {error.best.best_epoch}, validation loss "
+                            f"{error.best.best_val_loss:.3f}) is kept in {directory}", error.best)
+
+
+def _fit_and_evaluate(method_class, runs, loaded, session, on_record) -> None:
     """Fit the runs' classifiers, then evaluate those that read text alike together, recording each run."""
     started = time.time()
     try:
-        fitted = fit_runs(method_class, runs, loaded, session, log)
+        fitted = fit_runs(method_class, runs, loaded, session)
     except Exception as exc:
         if session.strict:
             raise
@@ -214,7 +231,7 @@ def _fit_and_evaluate(method_class, runs, loaded, session, on_record, log) -> No
     for item in done:
         by_scoring.setdefault(_scoring_key(item[0]), []).append(item)
     for items in by_scoring.values():
-        _evaluate_together(method_class, items, loaded, session, on_record, log, model_file)
+        _evaluate_together(method_class, items, loaded, session, on_record, model_file)
 
 
 def _fail_all(runs: Sequence[PlannedRun], exc: Exception, loaded, session: Session, on_record, started: float) -> None:
@@ -243,13 +260,13 @@ def _weights_restored(loaded: LoadedModel):
         loaded.model.load_state_dict(original)
 
 
-def _evaluate_together(method_class, items, loaded, session, on_record, log, model_file) -> None:
+def _evaluate_together(method_class, items, loaded, session, on_record, model_file) -> None:
     """Score the runs' classifiers in one text pass per language, then record each run."""
     run0 = items[0][0]
     started = time.time()
     try:
         evaluations = method_class.evaluate_many([clf for _, clf, _ in items], session.data(run0.config), run0.languages,
-                                         progress=session.progress, log=log, limit=run0.config.limit)
+                                         progress=session.progress, limit=run0.config.limit)
     except Exception as exc:
         return _fail_all([run for run, _, _ in items], exc, loaded, session, on_record, started)
     seconds = (time.time() - started) / len(items)
@@ -318,10 +335,6 @@ def _canonical(run: PlannedRun, loaded: LoadedModel) -> dict:
                                 data_checksum=run.data_checksum)
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def run_one(config: RunConfig, directory: Path, session: Session | None = None) -> RunRecord:
     """Run one configuration into ``directory`` (``xlspt run``), through the same path as a sweep's runs.
 
@@ -346,6 +359,7 @@ def train_one(config: RunConfig, directory: Path, session: Session | None = None
     fitting; nothing is evaluated. Errors propagate."""
     session = session or Session(strict=True)
     planned = plan(config, session, directory, initial, targets=False)
-    [classifier] = fit_runs(classifier_class(config.method), [planned], session.model(config), session,
-                            lambda message: None, desc="training")
+    with muted():  # the command says what it trains before and after; the fit itself is silent
+        [classifier] = fit_runs(classifier_class(config.method), [planned], session.model(config), session,
+                                desc="training")
     return classifier

@@ -8,11 +8,10 @@ only what is missing, and ``--status`` can read the store while workers write it
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
 
 from ..errors import XlsptError
 from .executors import Executor, executor_for
@@ -20,6 +19,8 @@ from .records import RunStatus
 from .runner import PlannedRun, Session, plan
 from .spec import SweepSpec
 from .store import ResultStore
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,22 +109,20 @@ def run_sweep(
     retry_failed: bool = False,
     device: str | None = None,
     progress: bool = True,
-    log: Callable[[str], None] | None = None,
 ) -> SweepStatus:
     """Run every run of ``spec`` that ``store`` lacks; returns the status afterwards."""
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     executor = Executor(executor)
     session = Session(device=device, progress=progress)
     before = sweep_status(spec, store, session)
     todo = [r for r in before.runs if before.status[r.run_id] == RunStatus.PENDING
             or (retry_failed and before.status[r.run_id] == RunStatus.FAILED)]
-    log(f"sweep {spec.source}: {len(before.runs)} runs; {before.count(RunStatus.DONE)} done, "
-        f"{before.count(RunStatus.FAILED)} failed, {before.count(RunStatus.RUNNING)} running elsewhere, {len(todo)} to run "
-        f"({executor.value}) into {store.root}")
+    logger.info(f"sweep {spec.source}: {len(before.runs)} runs; {before.count(RunStatus.DONE)} done, "
+                f"{before.count(RunStatus.FAILED)} failed, {before.count(RunStatus.RUNNING)} running elsewhere, {len(todo)} to run "
+                f"({executor.value}) into {store.root}")
     if todo:
         started = time.time()
-        executor_for(executor, ray_address=ray_address).run(todo, store, session, retry_failed=retry_failed, log=log)
-        log(f"sweep finished in {time.time() - started:.0f} s")
+        executor_for(executor, ray_address=ray_address).run(todo, store, session, retry_failed=retry_failed)
+        logger.info(f"sweep finished in {time.time() - started:.0f} s")
     return sweep_status(spec, store, session)
 
 

@@ -122,12 +122,14 @@ class TrainConfig:
 class TrainingDiverged(XlsptError):
     """The training loss or the prompt became NaN or infinite.
 
-    ``best`` is the prompt of the best epoch before that (its weights restored), when one finished.
+    ``best`` is the prompt of the best epoch before that (its weights restored), when one finished; ``kept``, where
+    it is set, the classifier of that prompt (marked ``diverged`` in its sidecar), for its caller to save.
     """
 
-    def __init__(self, message: str, best: "TrainResult | None" = None):
+    def __init__(self, message: str, best: "TrainResult | None" = None, kept: object | None = None):
         super().__init__(message)
         self.best = best
+        self.kept = kept
 
 
 @dataclass

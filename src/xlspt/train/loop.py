@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -31,7 +30,7 @@ import torch
 from ..data.sampling import FewShotSplit
 from ..engine import CachedTextEngine, PromptPass, make_engine, shuffled_batches
 from ..models.loading import LoadedModel
-from ..progress import checkpoint, interactive, progress_bar
+from ..progress import checkpoint, interactive, line as progress_line, progress_bar
 from ..soft_prompt import PromptConfig, SoftPrompt
 from ..verbalizer import Verbalizer
 from .config import TrainConfig, TrainingDiverged, TrainResult
@@ -416,6 +415,5 @@ def _validation_losses(engine, samples: Sequence[_Sample], batch_size: int) -> d
 
 
 def _log_epoch(desc: str, epoch: int, epochs: int, active: Sequence[_PromptRun], started: float) -> None:
-    print(f"{desc}: epoch {epoch}/{epochs}, validation loss "
-          f"{min(run.history[-1]['val_loss'] for run in active):.3f} ({time.time() - started:.0f} s)",
-          file=sys.stderr, flush=True)
+    progress_line(f"{desc}: epoch {epoch}/{epochs}, validation loss "
+                  f"{min(run.history[-1]['val_loss'] for run in active):.3f} ({time.time() - started:.0f} s)")
