@@ -253,7 +253,7 @@ def test_the_command_line_runs_predicts_evaluates_serves_and_shares_a_lora_class
 
 def test_a_study_fits_and_records_each_lora_run_on_its_own(sib200_dir, tmp_path):
     from xlspt.study.config import RunConfig
-    from xlspt.study.runner import PlannedRun, _work, task_key
+    from xlspt.study.runner import PlannedRun, _work, unit_key
 
     base = RunConfig(data=str(sib200_dir))
     configs = [base, base.replace(reparam_hidden=200), base.replace(method="lora"),
@@ -261,4 +261,4 @@ def test_a_study_fits_and_records_each_lora_run_on_its_own(sib200_dir, tmp_path)
     runs = [PlannedRun(c, f"run{i}", ["fra_Latn"], tmp_path / f"run{i}", None, "0") for i, c in enumerate(configs)]
     work = _work(runs)
     assert [[r.run_id for r in group] for _, group in work] == [["run0", "run1"], ["run2"], ["run3"]]
-    assert task_key(runs[0]) == task_key(runs[1]) and task_key(runs[2]) != task_key(runs[3])
+    assert unit_key(runs[0]) == unit_key(runs[1]) and unit_key(runs[2]) != unit_key(runs[3])

@@ -121,13 +121,13 @@ def test_an_ensemble_member_alone_carries_its_own_sample(tiny_models, data):
 def test_a_local_sweep_runs_a_models_units_in_the_sweeps_order(tmp_path, sib200_dir, tiny_model_dirs):
     """The order of prompts packed into one evaluation pass shapes bfloat16's rounding: grouping the runs into units
     of work must not reorder them (a bfloat16 sweep gave other accuracies when it did)."""
-    from xlspt.study.executors import model_groups, task_groups
+    from xlspt.study.executors import model_groups, work_units
 
     session = Session(progress=False)
     spec = xlspt.study.expand({"model": str(tiny_model_dirs["gemma3"]), "data": str(sib200_dir), "dtype": "float32",
                                "prompt_length": [1, 2], "seed": [0, 1], "langs": "eng_Latn"})
     todo = [plan(config, session, tmp_path / str(i)) for i, config in enumerate(spec.runs)]
-    units = task_groups(todo)
+    units = work_units(todo)
     assert len(units) == 2 and [r.config.seed for r in units[0]] == [0, 0]  # a unit per training sample
     [group] = model_groups(units, lambda run: "float32", todo)
     assert [r.run_id for r in group] == [r.run_id for r in todo]

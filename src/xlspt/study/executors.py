@@ -26,7 +26,7 @@ from ..files import cache_dir
 from ..logs import muted
 from ..network import is_loopback_host
 from .records import RunRecord
-from .runner import PlannedRun, Session, run_group, task_key
+from .runner import PlannedRun, Session, run_group, unit_key
 from .store import ResultStore
 
 logger = logging.getLogger(__name__)
@@ -44,13 +44,13 @@ def executor_for(kind: Executor | str, *, ray_address: str | None = None) -> "Lo
     return LocalExecutor() if Executor(kind) is Executor.LOCAL else RayExecutor(ray_address)
 
 
-def task_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
+def work_units(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
     """The one rule of both executors: the units of work, runs best run by one worker together (frozen runs of a
-    model whose first prompts train together, :func:`~xlspt.study.runner.task_key`; each run that trains the model
+    model whose first prompts train together, :func:`~xlspt.study.runner.unit_key`; each run that trains the model
     alone). An executor hands a worker one unit (Ray) or all units of a model at once (local)."""
     groups: dict[tuple, list[PlannedRun]] = {}
     for run in todo:
-        groups.setdefault(task_key(run), []).append(run)
+        groups.setdefault(unit_key(run), []).append(run)
     return list(groups.values())
 
 
@@ -92,7 +92,7 @@ def run_local(todo: list[PlannedRun], store: ResultStore, session: Session, *, r
         finished[0] += 1
         logger.info(f"[{finished[0]}/{total}] {record.describe()}")
 
-    for group in model_groups(task_groups(todo), lambda run: run.config.resolved_dtype(session.device), todo):
+    for group in model_groups(work_units(todo), lambda run: run.config.resolved_dtype(session.device), todo):
         with store.claim([r.run_id for r in group], retry_failed=retry_failed) as owned:
             mine = [r for r in group if r.run_id in set(owned)]
             if len(mine) < len(group):
@@ -290,7 +290,7 @@ def _run_tasks(ray, todo: list[PlannedRun], store: ResultStore, *, retry_failed:
     gpus = ray.cluster_resources().get("GPU", 0)
     # A task whose worker dies (killed, out of memory) runs once more; its finished runs are kept, the rest retried.
     task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=1)(_run_task)
-    groups = task_groups(todo)
+    groups = work_units(todo)
     logger.info(f"ray: {len(groups)} task(s) on {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
                 f"{f' and {gpus:.0f} GPUs' if gpus else ''}")
     pending = {

@@ -118,7 +118,7 @@ def fit_request(run: PlannedRun, labels: tuple[str, ...]) -> FitRequest:
     )
 
 
-def task_key(run: PlannedRun) -> tuple:
+def unit_key(run: PlannedRun) -> tuple:
     """Runs with equal keys are best run by one worker: frozen runs whose (first) prompts train together."""
     config = run.config
     if not config.freeze or not classifier_class(config.method).works_together:
