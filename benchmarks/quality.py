@@ -281,7 +281,9 @@ class Scorer:
 
     def predict(self, language: Language, chosen: list[str], protocol: str, correction: str) -> np.ndarray:
         _, prior_from, standardize = next(c for c in CORRECTIONS[protocol] if c[0] == correction)
-        scored, unlabeled = self._stack(language.scored, chosen), self._stack(language.unlabeled, chosen)
+        scored = self._stack(language.scored, chosen)
+        # read only where used: the 52's and held-out languages' unlabeled states are computed for the settings of b
+        unlabeled = self._stack(language.unlabeled, chosen) if "unlabeled" in (prior_from, standardize) else None
         if "script" in (prior_from, standardize):
             script = self._stack(self.by_script.get(cal.script_of(language.code), self.content_free), chosen)
         if standardize == "unlabeled":
@@ -487,11 +489,13 @@ def main() -> None:
             return {k: v[[position[j] for j in frame.index]] for k, v in states.items()}
         return Language(code, pick(labelled), gold_of(labelled, keys), pick(unlabeled))
 
-    def scored_language(code: str, keys: list[str]) -> Language:
-        """``code``'s test split scored, its dev split's texts its unlabeled text."""
+    def scored_language(code: str, keys: list[str], unlabeled_keys: list[str] | None = None) -> Language:
+        """``code``'s test split scored, its dev split's texts its unlabeled text (read for ``unlabeled_keys``,
+        default all: the prompts of settings that use unlabeled text)."""
         test_frame, dev_frame = data.split(code, "test"), data.split(code, "dev")
+        unlabeled_keys = keys if unlabeled_keys is None else unlabeled_keys
         return Language(code, states_of(keys, test_frame["text"].tolist(), f"{code}.test"), gold_of(test_frame, keys),
-                        states_of(keys, dev_frame["text"].tolist(), f"{code}.dev"))
+                        states_of(unlabeled_keys, dev_frame["text"].tolist(), f"{code}.dev"))
 
     development = []
     for i, code in enumerate(sets["dev"]):
@@ -589,6 +593,8 @@ def main() -> None:
     for (rule, protocol), (name, correction) in chosen.items():
         settings.append((f"{name} + {correction}" if correction != "none" else name, rule, protocol, pool[name], correction))
     needed = sorted({k for *_, keys, _ in settings for k in keys})
+    unlabeled_needed = sorted({k for _, _, protocol, keys, correction in settings for k in keys
+                               if "unlabeled" in next(c for c in CORRECTIONS[protocol] if c[0] == correction)[1:]})
     scored_sets: dict[str, list[Language]] = {"52": [], "held-out": []}
     self_trained_keys: dict[str, dict[str | None, list[str]]] = {}
     for set_name in scored_sets:
@@ -598,7 +604,8 @@ def main() -> None:
         for i, code in enumerate(sets[set_name]):
             t0 = time.time()
             extra = own_keys(self_trained_keys[set_name], code) if chosen_scope != "none" else []
-            scored_sets[set_name].append(scored_language(code, sorted(set(needed) | set(extra))))
+            scored_sets[set_name].append(scored_language(code, sorted(set(needed) | set(extra)),
+                                                         sorted(set(unlabeled_needed) | set(extra))))
             log(f"states {code} test and dev ({set_name}, {i + 1}/{len(sets[set_name])}) in {time.time() - t0:.0f} s")
     score_seconds = time.time() - started - train_seconds - choose_seconds
 
