@@ -28,9 +28,6 @@ _muted: contextvars.ContextVar[bool] = contextvars.ContextVar("xlspt_muted", def
 class _CurrentStderr(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a line is logged (not the stream of the moment it was made)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
     def stream(self):  # type: ignore[override]
         return sys.stderr
