@@ -16,7 +16,9 @@ import xlspt
 from xlspt import calibration as cal
 from xlspt.calibration import CalibrationConfig
 from xlspt.cli import main
+from xlspt.data.sib200 import CATEGORIES
 from xlspt.errors import ConfigError, XlsptError
+from xlspt.pipeline import calibration_from
 from xlspt.study import ResultStore, RunConfig
 
 LANGS = ["eng_Latn", "fra_Latn"]
@@ -338,10 +340,13 @@ def test_run_presets_are_one_configuration_and_flags_override_them():
     from xlspt.cli.flags import run_config as _run_config
     from xlspt.study.spec import RUN_PRESETS, run_preset
 
-    for name in ("quality", "quality-unlabeled"):
+    for name in ("quality", "quality-lora", "quality-unlabeled"):
         config = run_preset(name)
         assert config.ensemble > 1 and config.calibration.value != "zero-shot"
-    assert set(RUN_PRESETS) == {"quality", "quality-unlabeled", "study"}
+    assert set(RUN_PRESETS) == {"quality", "quality-lora", "quality-unlabeled", "study"}
+    lora = run_preset("quality-lora")
+    assert lora.method.value == "lora" and lora.lora_config() is not None
+    assert lora.calibration_config().name == "a:content-free"  # the whole vocabulary's random tokens, as chosen
     assert run_preset("study") == RunConfig()  # the study's prompt is the run settings' defaults: run ids unchanged
     args = build_parser().parse_args(["run", "--preset", "quality", "--shots", "4", "--langs", "eng_Latn"])
     config = _run_config(args)
@@ -399,6 +404,32 @@ def test_the_python_api_trains_the_default_recipe_unless_told_otherwise(tiny_mod
     assert given.size == 2 and given.prompt.shape[0] == 2 and given.calibration.protocol.value == quality["calibration"]
     with pytest.raises(xlspt.XlsptError, match="unknown recipe"):
         xlspt.PromptClassifier.train(tiny_models["gemma3"], data, recipe="best", **fast)
+    lora = xlspt.PromptClassifier.train(tiny_models["gemma3"], data, recipe="quality-lora", ensemble=2, **fast)
+    assert isinstance(lora, xlspt.LoraClassifier) and lora.size == 2
+    assert lora.calibration.name == "a:content-free" and not lora.calibration.by_script
+
+
+def test_the_lora_recipe_runs_saves_and_predicts_from_the_command_line(tiny_model_dirs, sib200_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--model", str(tiny_model_dirs["gemma3"]), "--data", str(sib200_dir), "--dtype", "float32", "--shots", "1",
+            "--epochs", "1", "--ensemble", "2", "--langs", "fra_Latn", "--quiet"]
+    assert main(["run", "--preset", "quality-lora", *args, "--out", str(out)]) == 0
+    assert capsys.readouterr().err.splitlines()[0].startswith("recipe quality-lora: 4 reparameterized 32-shot prompts")
+    record = json.loads((out / "record.json").read_text())
+    assert record["protocol"] == "a:content-free" and record["config"]["method"] == "lora"
+    assert record["config"]["content_free_script"] is False and len(record["member_results"]) == 2
+    assert main(["predict", "--prompt", str(out), "--format", "json", "Le match de football", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["label"] in CATEGORIES
+
+
+def test_content_free_script_goes_with_content_free_calibration():
+    with pytest.raises(xlspt.XlsptError, match="content_free_script.*calibration content-free"):
+        RunConfig(content_free_script=False)
+    with pytest.raises(xlspt.XlsptError, match="--no-content-free-script goes with --calibration content-free"):
+        calibration_from("unlabeled", by_script=False)
+    config = RunConfig(calibration="content-free", content_free_script=False)
+    assert not config.calibration_config().by_script and config.short_name().endswith("content-free-anyscript")
+    assert "content_free_script" not in RunConfig(calibration="content-free").canonical(data_checksum="x")
 
 
 def test_label_words_are_chosen_on_the_training_languages_dev_split(tiny_model_dirs, sib200_dir, capsys):

@@ -58,8 +58,13 @@ class PromptArtifact:
         self.extra_tensors = list(self.extra_tensors) + [{}] * (len(self.prompts) - len(self.extra_tensors))
 
     @classmethod
-    def from_soft_prompts(cls, soft_prompts: list[SoftPrompt], metadata: PromptSidecar) -> "PromptArtifact":
-        return cls(prompts=[sp.export().float().cpu().contiguous() for sp in soft_prompts], metadata=metadata,
+    def from_soft_prompts(cls, soft_prompts: list[SoftPrompt], metadata: PromptSidecar,
+                          prompts: list[torch.Tensor] | None = None) -> "PromptArtifact":
+        """``prompts``: the matrices a classifier scores with (default: each soft prompt's export). A prompt read
+        from a file is written back as it was read: its reparameterization, run again on another CPU, can differ
+        in the last bit."""
+        prompts = prompts if prompts is not None else [sp.export() for sp in soft_prompts]
+        return cls(prompts=[p.float().cpu().contiguous() for p in prompts], metadata=metadata,
                    extra_tensors=[_soft_prompt_tensors(sp) for sp in soft_prompts])
 
     @classmethod

@@ -61,7 +61,7 @@ class SavedAsFolder:
         """Write ``prompt.safetensors`` and ``prompt.json`` into ``directory``."""
         self.metadata.calibration = self.calibration
         if self.soft_prompts is not None:
-            artifact = PromptArtifact.from_soft_prompts(self.soft_prompts, self.metadata)
+            artifact = PromptArtifact.from_soft_prompts(self.soft_prompts, self.metadata, prompts=self.prompts)
         else:
             artifact = PromptArtifact(self.prompts, self.metadata)
         artifact.reference = self.reference

@@ -199,6 +199,7 @@ class TrainsPrompts:
             prompt = prompt or chosen["prompt"]
             ensemble = chosen.get("ensemble") if ensemble is None else ensemble
             calibration = calibration or chosen["calibration"]
+            lora = lora or chosen.get("lora")
         shots = 8 if shots is None else shots
         prompt = initial.config if initial is not None else (prompt or PromptConfig())
         training = training or TrainConfig()

@@ -26,7 +26,7 @@ GROUPS = {
     "data and training": ("data", "text_column", "label_column", "language_column", "split_column", "train_lang", "shots",
                           "epochs", "min_steps", "patience", "loss", "lr", "batch_size", "seed", "max_length", "freeze", "model_lr",
                           "save_model", "langs", "limit"),
-    "ensembles and calibration": ("ensemble", "shared_sample", "calibration", "standardize", "prior"),
+    "ensembles and calibration": ("ensemble", "shared_sample", "calibration", "standardize", "prior", "content_free_script"),
     "method": ("method", "lora_rank", "lora_alpha", "lora_dropout", "lora_lr", "lora_targets"),
 }
 #: The fields a command that loads a saved prompt takes, with what their default means there.
@@ -34,7 +34,7 @@ LOADING = {"model": "the model the prompt was trained with", "dtype": "the dtype
             "engine": None, "trust_remote_code": None}
 DATA = {"data": None, "text_column": None, "label_column": None, "language_column": None, "split_column": None,
          "langs": None}
-CALIBRATION = {"calibration": "what the prompt was saved with", "standardize": None, "prior": None}
+CALIBRATION = {"calibration": "what the prompt was saved with", "standardize": None, "prior": None, "content_free_script": None}
 #: What the calibration flags read where a saved prompt is scored (the run config's help speaks of training runs).
 CALIBRATION_HELP = (
     "zero-shot (the study's, no correction); content-free (protocol a: no target-language data); unlabeled "
@@ -145,8 +145,10 @@ def add_run_command(sub, name: str, help: str, *, skip=(), out: str | None = Non
     if preset:
         p.add_argument("--preset", choices=RUN_PRESETS, help="the recipe to start from (flags given override it): "
                        "quality (the default: 8 reparameterized prompts with content-free calibration, no target-language "
-                       "data), quality-unlabeled (8 reparameterized 32-shot prompts standardized on each language's "
-                       "unlabeled texts), both chosen on the development languages; study (the study's single prompt). "
+                       "data), quality-lora (4 reparameterized 32-shot prompts with low-rank adapters, content-free "
+                       "calibration: more accurate, 10x the training), quality-unlabeled (8 reparameterized 32-shot prompts "
+                       "standardized on each language's unlabeled texts), all chosen on the development languages; study "
+                       "(the study's single prompt). "
                        "A probe, --method lora, --no-freeze or --resume start from the study's settings")
     add_config_flags(p, [n for n in RunConfig.field_names() if n not in skip])
     if out:
@@ -187,7 +189,8 @@ def calibration_config(args):
     from ..pipeline import calibration_from
 
     return calibration_from(getattr(args, "calibration", None), getattr(args, "standardize", False),
-                            getattr(args, "unlabeled_split", None), getattr(args, "prior", True))
+                            getattr(args, "unlabeled_split", None), getattr(args, "prior", True),
+                            getattr(args, "content_free_script", True))
 
 
 def load_options(args):

@@ -17,7 +17,7 @@ def add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of configurations into a result store (resumable)")
     p.add_argument("spec", nargs="?", metavar="SPEC.yaml", help="a YAML mapping of run settings to a value or a list of values")
     p.add_argument("--preset", choices=PRESETS, help="a built-in spec: smoke (machinery check, <20 min on 2 CPU cores), gemma "
-                   "(the study's grid on the embedded model), gemma-shots (its shots axis), gemma-lora (low-rank adapters beside its frozen and whole-model runs), paper (the study's XGLM/BLOOM grid; needs the Hub), quality and quality-unlabeled (one tuned run each)")
+                   "(the study's grid on the embedded model), gemma-shots (its shots axis), gemma-lora (low-rank adapters beside its frozen and whole-model runs), paper (the study's XGLM/BLOOM grid; needs the Hub), quality, quality-lora and quality-unlabeled (one tuned run each)")
     p.add_argument("--store", required=True, metavar="DIR", help="result store: one folder per run, kill-safe")
     p.add_argument("--status", action="store_true", help="list what is done, running, failed and left, and exit")
     p.add_argument("--json", action="store_true", help="with --status: one JSON object of counts")

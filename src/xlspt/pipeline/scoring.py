@@ -30,13 +30,15 @@ logger = logging.getLogger(__name__)
 
 
 def calibration_from(protocol: str | None, standardize: bool = False, unlabeled_split: str | None = None,
-                     prior: bool = True) -> CalibrationConfig | None:
+                     prior: bool = True, by_script: bool = True) -> CalibrationConfig | None:
     """The calibration asked for on the command line (``None``: each prompt's own)."""
     if (standardize or not prior) and not protocol:
         raise XlsptError(f"{'--standardize' if standardize else '--no-prior'} goes with --calibration unlabeled or batch: add one")
+    if not by_script and protocol != Protocol.CONTENT_FREE.value:
+        raise XlsptError("--no-content-free-script goes with --calibration content-free: add it")
     if not protocol:
         return None
-    return CalibrationConfig(protocol, standardize=standardize, prior=prior,
+    return CalibrationConfig(protocol, standardize=standardize, prior=prior, by_script=by_script,
                              **({"unlabeled_split": unlabeled_split} if unlabeled_split else {}))
 
 

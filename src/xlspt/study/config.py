@@ -147,6 +147,10 @@ class RunConfig:
         "with calibration: divide out the label prior it estimates; --no-prior goes with --standardize only (the "
         "standardized read-out alone)"))
 
+    content_free_script: bool = field(default=_CALIBRATION.by_script, metadata=_help(
+        "with calibration content-free: draw the random tokens from those written in the target language's script; "
+        "--no-content-free-script draws them from the whole vocabulary"))
+
     limit: int = field(default=0, metadata=_help(
         "score only the first N texts of each target language's test split (0 = all): a quick look, recorded in the "
         "results"))
@@ -166,7 +170,7 @@ class RunConfig:
     #: Fields added after run ids were first published: left out of the canonical form at their defaults.
     _LATER_FIELDS = ("ensemble", "shared_sample", "calibration", "standardize", "text_column", "label_column",
                      "language_column", "split_column", "method", "trust_remote_code", "min_steps", "loss", "patience", "prior", "limit",
-                     *LORA_FIELDS)
+                     "content_free_script", *LORA_FIELDS)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -176,7 +180,8 @@ class RunConfig:
         self._check_combinations()
         # built after the combinations: its own standardize check says "protocol" where we say "calibration"
         object.__setattr__(self, "_calibration", _built(
-            lambda: CalibrationConfig(protocol=self.calibration, standardize=self.standardize, prior=self.prior),
+            lambda: CalibrationConfig(protocol=self.calibration, standardize=self.standardize, prior=self.prior,
+                                      by_script=self.content_free_script),
             {"protocol": "calibration"}))
         if isinstance(self.langs, str) and not self.langs.strip():
             raise ConfigError("langs", "is empty: use 52, dev, held-out, all, or codes such as eng_Latn,fra_Latn")
@@ -229,6 +234,9 @@ class RunConfig:
             raise ConfigError("prior", "off corrects only with standardize: add standardize (calibration unlabeled or batch), or keep the prior")
         if self.standardize and not self.calibration.uses_target_text:
             raise ConfigError("standardize", f"needs unlabeled target text: use calibration unlabeled or batch (got {self.calibration.value})")
+        if not self.content_free_script and self.calibration is not Protocol.CONTENT_FREE:
+            raise ConfigError("content_free_script", f"says where content-free inputs come from: use calibration content-free, "
+                                                     f"or leave it out (got {self.calibration.value})")
         lora = _built(self._lora_settings, {f: f"lora_{f}" for f in ("rank", "alpha", "dropout", "lr")}
                       | {"target_modules": "lora_targets"})
         if self.method is not Method.LORA:
@@ -364,7 +372,7 @@ class RunConfig:
             parts.append(f"{self.loss.value}-loss")
         if self.calibration != Protocol.ZERO_SHOT:
             parts.append(self.calibration.value + ("+standardize" if self.standardize else "")
-                         + ("" if self.prior else STANDARDIZE_ONLY))
+                         + ("" if self.prior else STANDARDIZE_ONLY) + ("" if self.content_free_script else "-anyscript"))
         if self.method is Method.PROBE:
             parts = ["probe", f"{self.shots}shot", f"seed{self.seed}"]
         if self.method is Method.LORA:

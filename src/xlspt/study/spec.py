@@ -32,7 +32,7 @@ from .config import RunConfig
 #: Fields whose list value is one value (not a sweep axis).
 LIST_VALUED = ("langs",)
 #: Fields whose values are only valid together with others (checked on the expanded runs).
-CROSS_CHECKED = ("engine", "save_model", "standardize", "prior")
+CROSS_CHECKED = ("engine", "save_model", "standardize", "prior", "content_free_script")
 #: Presets that are one configuration (for ``xlspt run --preset`` and ``xlspt train --preset``): the recipes.
 RUN_PRESETS = RECIPES
 PRESETS = ("smoke", "gemma", "gemma-shots", "gemma-lora", "paper", *RUN_PRESETS)
