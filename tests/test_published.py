@@ -128,21 +128,28 @@ def _number(cell: str) -> float:
 
 
 def test_the_presets_beside_the_anchors_are_the_benchmarks_figures():
-    """The README's headline rows that are not the report's (the presets) repeat benchmarks/README.md's second round
-    (the development languages' picks), and their differences from the anchors are those of the printed figures."""
+    """The README's headline rows that are not the report's (the presets) repeat benchmarks/README.md: `quality` and
+    `quality-unlabeled` its second round (the development languages' picks), `quality-lora` its run of the preset;
+    their differences from the anchors are those of the printed figures."""
     [headline] = [q for q in quotes_in((ROOT / "README.md").read_text(encoding="utf-8")) if q.section == "Against published anchors"]
-    assert len(headline.others) == 2
     rows = headline.table.keyed(headline.key)
     benchmarks = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8").splitlines()
-    chosen = parse_table(benchmarks[next(i for i, line in enumerate(benchmarks) if line.startswith("| setting | chosen on |")):])
-    picks = {row["protocol"][0]: row for row in (dict(zip(chosen.columns, r)) for r in chosen.rows)
-             if row["chosen on"] == "development languages"}
-    for name, protocol in zip(headline.others, ("a", "b")):
-        row, pick = rows[(name,)], picks[protocol]
+
+    def table(header: str) -> list[dict]:
+        found = parse_table(benchmarks[next(i for i, line in enumerate(benchmarks) if line.startswith(header)):])
+        return [dict(zip(found.columns, r)) for r in found.rows]
+
+    picks = {row["protocol"][0]: row for row in table("| setting | chosen on |") if row["chosen on"] == "development languages"}
+    [lora] = [row for row in table("| preset run |") if row["preset run"] == "`quality-lora`"]
+    figures = {"quality": picks["a"], "quality-lora": lora, "quality-unlabeled": picks["b"]}
+    assert [re.match(r"`--preset ([a-z-]+)`", name).group(1) for name in headline.others] == list(figures)
+    for name, pick in zip(headline.others, figures.values()):
+        row = rows[(name,)]
         assert _number(row["accuracy"]) == _number(pick["52-language mean (± s.e.)"]), name
         assert _number(row["English"]) == _number(pick["English"]), name
         for anchor in ("GPT-4", "XLM-R"):
             assert round(_number(row["accuracy"]) - _number(row[anchor]), 1) == _number(row[f"vs {anchor}"]), (name, anchor)
+            assert row[f"languages above {anchor}"] == pick.get(f"above {anchor}", "–"), (name, anchor)
 
 
 def test_rekey_moves_a_store_keyed_by_folder_to_the_published_ids(tmp_path):

@@ -181,7 +181,8 @@ class TrainsPrompts:
 
         ``recipe``: the named settings (:mod:`~xlspt.classifiers.recipes`) that fill every argument among
         ``shots``, ``prompt``, ``ensemble`` and ``calibration`` not given; by default the product's best measured
-        one (``quality``: 8 reparameterized prompts, content-free calibration); ``"study"`` for the study's single
+        one (``quality``: 8 reparameterized prompts, content-free calibration); ``"quality-lora"`` for 4 prompts
+        with low-rank adapters (a :class:`~xlspt.classifiers.LoraClassifier`), ``"study"`` for the study's single
         prompt, ``None`` for the arguments' own defaults. Continuing a saved prompt (``initial``) takes no recipe.
 
         ``initial`` continues training from a saved prompt (``PromptArtifact.soft_prompt()``).
