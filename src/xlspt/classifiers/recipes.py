@@ -31,7 +31,7 @@ SUMMARIES = {
                "about 530 s for the 52 SIB-200 languages on 2 CPU cores, 8x the study prompt's training",
     "quality-lora": "4 reparameterized 32-shot prompts, each with its own low-rank adapters on the frozen model, voting; "
                     "content-free calibration (protocol a); its 4 members train in 27-35 min on 2 CPU cores (about 10x "
-                    "quality) and score the 52 SIB-200 languages in 18 min",
+                    "quality) and score the 52 SIB-200 languages in 18-30 min",
     "quality-unlabeled": "8 reparameterized 32-shot prompts voting, standardized on each language's unlabeled texts "
                          "(protocol b); its 8 prompts train in about 430 s on 2 CPU cores",
     "study": "the study's single 4-vector prompt, zero-shot",
