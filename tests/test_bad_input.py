@@ -10,7 +10,7 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import xlspt
@@ -149,6 +149,7 @@ _row = st.lists(_cell, min_size=0, max_size=5).map(lambda cells: "\t".join(cells
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(header=st.sampled_from(["index_id\tcategory\ttext", "text\tlabel", "a\tb", ""]), rows=st.lists(_row, max_size=6),
        raw=st.binary(max_size=30))
+@example(header="", rows=['"0', '0"'], raw=b"")  # a quoted header name holding a line break (found on 2026-12-08)
 def test_random_tsv_rows_are_read_or_refused_in_one_line(tmp_path_factory, header, rows, raw):
     folder = tmp_path_factory.mktemp("tsv")
     (folder / "eng_Latn").mkdir()

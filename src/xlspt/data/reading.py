@@ -19,7 +19,8 @@ def data_files(folder: Path) -> list[Path]:
 def require_columns(frame: pd.DataFrame, columns, where: str, option: str | None) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        shown = ", ".join(c for c in frame.columns if c != "_row")
+        # a quoted header may hold a line break or a tab: such a name is shown escaped, so the error stays one line
+        shown = ", ".join(str(c) if str(c).isprintable() else repr(c) for c in frame.columns if c != "_row")
         fix = option or ("--text-column" if missing[0] == columns[0] else "--label-column")
         raise XlsptError(f"{where} lacks the column {missing[0]!r} (it has: {shown}): pass {fix} NAME")
 
